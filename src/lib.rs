@@ -1,0 +1,27 @@
+//! switchboard: a real-time channel server.
+//!
+//! The crate is split into pure protocol cores, which take bytes and return
+//! values with no IO and no clock of their own, and the IO shell that moves
+//! bytes between sockets and those cores:
+//!
+//! | module | kind | owns |
+//! | --- | --- | --- |
+//! | [`ws`] | pure | RFC 6455 frames: decode, reassemble, encode |
+//! | [`http`] | pure | HTTP/1.1 request heads, the WebSocket upgrade, responses, the demo page |
+//! | [`proto`] | pure | the JSON messages of PROTOCOL.md, channel names, error codes |
+//! | [`resp`] | pure | RESP3 commands and replies for the Redis link |
+//! | [`auth`] | pure | HS256 JWT verification and channel permissions |
+//! | [`config`] | pure | every setting, from flags, environment and TOML |
+//! | [`registry`] | pure | which connections are in which channel |
+//! | [`conn`] | pure | one client connection's state: limits, rate, outbound queue |
+//! | [`worker`] | IO | the per-core mio loop |
+//! | [`broker`] | IO | the embedded broker and the Redis link |
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod proto;
+pub mod resp;
+pub mod ws;
