@@ -25,3 +25,8 @@ pub mod http;
 pub mod proto;
 pub mod resp;
 pub mod ws;
+pub mod broker;
+pub mod conn;
+pub mod registry;
+pub mod server;
+pub mod worker;

@@ -1,0 +1,222 @@
+//! How workers talk to each other about channels.
+//!
+//! Every channel has one *owner* worker, chosen by hashing its name. The
+//! owner is the single place where the channel's order is decided: joins,
+//! leaves and actions of every worker reach it through one FIFO queue per
+//! worker, it applies them one at a time, encodes each event once, and sends
+//! the shared frame to every worker that has members. Because each queue is
+//! FIFO, a worker sees the owner's order, and a connection's own requests keep
+//! the order it sent them in (PROTOCOL.md §4, "Order").
+//!
+//! Membership takes effect where the owner applies it: a worker adds a
+//! connection to its local fan-out list when the owner's `Joined` reply comes
+//! back, and removes it when `Left` comes back, so a connection receives
+//! exactly the events the owner ordered after its join and before its leave.
+
+mod owner;
+
+pub use owner::{Owner, OwnerLimits};
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use crate::proto::Since;
+
+/// Where a connection lives. The serial tells a reused slab slot from the
+/// connection a message was meant for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub worker: u16,
+    pub key: u32,
+    pub serial: u32,
+}
+
+/// Who a connection is, as presence and events show it. Built once per
+/// connection and shared by reference with every owner it joins through.
+#[derive(Debug)]
+pub struct MemberInfo {
+    pub user: Box<str>,
+    pub conn: Box<str>,
+    pub info: Option<Box<RawValue>>,
+}
+
+impl MemberInfo {
+    pub fn as_member(&self) -> crate::proto::Member<'_> {
+        crate::proto::Member {
+            user: &self.user,
+            conn: &self.conn,
+            info: self.info.as_deref(),
+        }
+    }
+}
+
+/// A message between workers.
+#[derive(Debug)]
+pub enum Msg {
+    /// To the owner: `who` joins `channel`. `rejoin` is true when the
+    /// connection is already a member (the owner answers `joined` again and
+    /// changes nothing else).
+    Join {
+        channel: Arc<str>,
+        who: ConnRef,
+        member: Arc<MemberInfo>,
+        id: Option<u64>,
+        since: Option<Since>,
+        rejoin: bool,
+    },
+    /// To the owner: `who` leaves; `reply` is false when it disconnected.
+    Leave {
+        channel: Arc<str>,
+        who: ConnRef,
+        id: Option<u64>,
+        reply: bool,
+    },
+    /// To the owner: an action to order, encode and deliver.
+    Publish {
+        channel: Arc<str>,
+        origin: Origin,
+        id: Option<u64>,
+        action: Bytes,
+    },
+    /// To the owner: a `presence` request.
+    Presence {
+        channel: Arc<str>,
+        who: ConnRef,
+        id: Option<u64>,
+    },
+    /// To the connection's worker: the owner applied the join; `frames` are
+    /// the `joined` reply and any replayed events, to be queued together.
+    Joined {
+        channel: Arc<str>,
+        who: ConnRef,
+        frames: Vec<Bytes>,
+    },
+    /// To the connection's worker: the owner applied the leave.
+    Left {
+        channel: Arc<str>,
+        who: ConnRef,
+        frame: Option<Bytes>,
+    },
+    /// To the connection's worker: one frame for one connection.
+    Reply { who: ConnRef, frame: Bytes },
+    /// To every worker with members: one frame for each local member of
+    /// `channel`, except `except`.
+    Deliver {
+        channel: Arc<str>,
+        frame: Bytes,
+        except: Option<ConnRef>,
+    },
+    /// To an owner: a question from the HTTP API of connection `from`.
+    Query { query: Query, from: ConnRef },
+    /// To the asking worker: an owner's answer for HTTP connection `to`.
+    Answer { to: ConnRef, answer: Answer },
+    /// Drain: close every WebSocket with 1001 and stop.
+    Shutdown,
+}
+
+/// Who published an action.
+#[derive(Debug)]
+pub enum Origin {
+    /// A WebSocket client; it is acknowledged when the request had an `id`.
+    Client(ConnRef, Arc<MemberInfo>),
+    /// `POST /api/publish` on the given HTTP connection, which waits for the
+    /// offset (PROTOCOL.md §9).
+    Api(ConnRef),
+}
+
+/// A question the HTTP API asks owners (PROTOCOL.md §9).
+#[derive(Debug)]
+pub enum Query {
+    /// Members of one channel, asked of its owner.
+    Presence(Arc<str>),
+    /// Channels with members and their counts, asked of every owner.
+    Channels,
+}
+
+/// An owner's answer to a [`Query`] or an API publish.
+#[derive(Debug)]
+pub enum Answer {
+    /// `None`: the channel's namespace keeps no presence.
+    Presence(Option<Vec<Arc<MemberInfo>>>),
+    Channels(Vec<(Arc<str>, usize)>),
+    /// The offset of a published action, when the channel keeps history.
+    Published(Option<u64>),
+}
+
+/// The worker that owns `channel`.
+pub fn owner_of(channel: &str, workers: usize) -> usize {
+    // FNV-1a: stable across runs and threads, cheap for short names.
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    channel.hash(&mut h);
+    (h.0 % workers as u64) as usize
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Messages produced while handling one event, by destination worker.
+#[derive(Debug)]
+pub struct Outbox {
+    queues: Vec<Vec<Msg>>,
+}
+
+impl Outbox {
+    pub fn new(workers: usize) -> Self {
+        Outbox {
+            queues: (0..workers).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    pub fn send(&mut self, worker: usize, msg: Msg) {
+        self.queues[worker].push(msg);
+    }
+
+    pub fn queue_mut(&mut self, worker: usize) -> &mut Vec<Msg> {
+        &mut self.queues[worker]
+    }
+
+    pub fn workers(&self) -> usize {
+        self.queues.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_is_stable_and_in_range() {
+        for w in 1..8 {
+            for name in ["a", "doc:42", "room/7", ""] {
+                let o = owner_of(name, w);
+                assert!(o < w);
+                assert_eq!(o, owner_of(name, w));
+            }
+        }
+    }
+
+    #[test]
+    fn owners_spread() {
+        let hits = (0..1000)
+            .map(|i| owner_of(&format!("c{i}"), 4))
+            .fold([0; 4], |mut acc, o| {
+                acc[o] += 1;
+                acc
+            });
+        assert!(hits.iter().all(|&n| n > 150), "{hits:?}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The bounded queue of frames waiting to be written to one connection.
+//!
+//! Broadcast frames are shared `Bytes`: queueing one is a reference-count
+//! increment, never a copy. The queue counts the bytes not yet written to the
+//! socket and refuses a frame that would pass the connection's limit; the
+//! caller turns that refusal into the slow-consumer close (PROTOCOL.md §8,
+//! 4008). Writing is vectored: [`Outbound::io_slices`] lends the front frames
+//! to one `writev`, and [`Outbound::advance`] drops what the kernel took, so
+//! every frame queued in one loop turn leaves in one system call.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes};
+
+/// How many frames one `writev` carries at most (Linux allows 1024; more
+/// iovecs per call stop paying off well before that).
+pub const MAX_IOV: usize = 64;
+
+/// A queue that refuses to grow past its limit.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    frames: VecDeque<Bytes>,
+    /// Bytes queued and not yet written, across all frames.
+    queued: usize,
+    /// The front frame has been partly written, so it must go out whole.
+    started: bool,
+}
+
+/// The frame did not fit under the limit; nothing was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflow {
+    pub queued: usize,
+    pub limit: usize,
+}
+
+impl Outbound {
+    /// Queues `frame` unless that would put more than `limit` bytes in the
+    /// queue.
+    pub fn push(&mut self, frame: Bytes, limit: usize) -> Result<(), Overflow> {
+        if self.queued + frame.len() > limit {
+            return Err(Overflow {
+                queued: self.queued,
+                limit,
+            });
+        }
+        self.push_unbounded(frame);
+        Ok(())
+    }
+
+    /// Queues a frame the server itself must send whatever the limit says (a
+    /// close frame, a handshake response): small and at most one per event.
+    pub fn push_unbounded(&mut self, frame: Bytes) {
+        if frame.is_empty() {
+            return;
+        }
+        self.queued += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued
+    }
+
+    /// Fills `slices` with the front frames; returns how many were filled.
+    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, frame) in slices.iter_mut().zip(self.frames.iter()) {
+            *slot = IoSlice::new(frame);
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops the first `written` bytes, as reported by the kernel.
+    pub fn advance(&mut self, mut written: usize) {
+        debug_assert!(written <= self.queued);
+        self.queued -= written.min(self.queued);
+        while written > 0 {
+            let Some(front) = self.frames.front_mut() else {
+                break;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                self.frames.pop_front();
+                self.started = false;
+            } else {
+                front.advance(written);
+                written = 0;
+                self.started = true;
+            }
+        }
+        if self.frames.is_empty() && self.frames.capacity() > 16 {
+            // A burst is over: give the memory back so an idle connection
+            // holds no large buffer.
+            self.frames = VecDeque::new();
+        }
+    }
+
+    /// Drops every frame not yet started, keeping a partly written one whole
+    /// so the byte stream stays a sequence of complete frames. Used before a
+    /// close frame is queued on a connection that is being given up.
+    pub fn truncate_unstarted(&mut self) {
+        let keep = usize::from(self.started && !self.frames.is_empty());
+        self.frames.truncate(keep);
+        self.queued = self.frames.iter().map(Bytes::len).sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize, b: u8) -> Bytes {
+        Bytes::from(vec![b; n])
+    }
+
+    #[test]
+    fn push_refuses_past_the_limit_and_keeps_the_queue() {
+        let mut q = Outbound::default();
+        q.push(frame(6, 1), 10).unwrap();
+        assert_eq!(
+            q.push(frame(5, 2), 10),
+            Err(Overflow {
+                queued: 6,
+                limit: 10
+            })
+        );
+        q.push(frame(4, 3), 10).unwrap();
+        assert_eq!(q.queued_bytes(), 10);
+    }
+
+    #[test]
+    fn advance_across_frames_and_into_one() {
+        let mut q = Outbound::default();
+        q.push(frame(3, 1), 100).unwrap();
+        q.push(frame(4, 2), 100).unwrap();
+        q.advance(5);
+        assert_eq!(q.queued_bytes(), 2);
+        let mut s = [IoSlice::new(&[]); 4];
+        assert_eq!(q.io_slices(&mut s), 1);
+        assert_eq!(&*s[0], &[2, 2]);
+        q.advance(2);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn io_slices_stop_at_the_slot_count() {
+        let mut q = Outbound::default();
+        for i in 0..10 {
+            q.push(frame(1, i), 100).unwrap();
+        }
+        let mut s = [IoSlice::new(&[]); 4];
+        assert_eq!(q.io_slices(&mut s), 4);
+        assert_eq!(&*s[3], &[3]);
+    }
+
+    #[test]
+    fn truncate_keeps_a_started_frame_whole() {
+        let mut q = Outbound::default();
+        q.push(frame(4, 1), 100).unwrap();
+        q.push(frame(4, 2), 100).unwrap();
+        q.truncate_unstarted();
+        assert_eq!(q.queued_bytes(), 0, "nothing started: all dropped");
+        q.push(frame(4, 1), 100).unwrap();
+        q.push(frame(4, 2), 100).unwrap();
+        q.advance(1);
+        q.truncate_unstarted();
+        assert_eq!(q.queued_bytes(), 3);
+        q.advance(3);
+        q.truncate_unstarted();
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn shared_frames_are_not_copied() {
+        let f = frame(8, 7);
+        let mut a = Outbound::default();
+        let mut b = Outbound::default();
+        a.push(f.clone(), 100).unwrap();
+        b.push(f.clone(), 100).unwrap();
+        let mut s = [IoSlice::new(&[]); 1];
+        a.io_slices(&mut s);
+        assert_eq!(s[0].as_ptr(), f.as_ptr());
+    }
+}

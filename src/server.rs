@@ -1,0 +1,127 @@
+//! Starting and stopping a node: listeners, workers, signals, drain.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Poll, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::broker::Msg;
+use crate::config::Config;
+use crate::worker::{Parts, Shared, Worker};
+
+/// A running node.
+#[derive(Debug)]
+pub struct Server {
+    pub local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+/// One `SO_REUSEPORT` listener; the kernel spreads connections over them.
+fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+impl Server {
+    /// Binds every worker's listener and starts the workers.
+    pub fn start(config: Config) -> io::Result<Server> {
+        let config = Arc::new(config);
+        let n = config.threads.max(1);
+        // The first bind fixes the port (port 0 picks one); the others share it.
+        let first = listener(config.listen)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..n {
+            listeners.push(listener(local_addr)?);
+        }
+        let mut polls = Vec::with_capacity(n);
+        let mut wakers = Vec::with_capacity(n);
+        let mut senders = Vec::with_capacity(n);
+        let mut receivers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poll = Poll::new()?;
+            wakers.push(Arc::new(Waker::new(poll.registry(), mio::Token(0))?));
+            polls.push(poll);
+            let (tx, rx) = crossbeam_channel::unbounded();
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            senders,
+            wakers,
+            draining: AtomicBool::new(false),
+            broker_up: AtomicBool::new(true),
+            ws_connections: AtomicUsize::new(0),
+        });
+        let seed = seed();
+        let mut threads = Vec::with_capacity(n);
+        for (index, ((poll, listener), receiver)) in polls
+            .into_iter()
+            .zip(listeners)
+            .zip(receivers)
+            .enumerate()
+        {
+            let parts = Parts {
+                index,
+                poll,
+                listener: TcpListener::from_std(listener),
+                receiver,
+                seed: seed ^ ((index as u64 + 1) << 32),
+            };
+            let worker = Worker::new(parts, shared.clone())?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{index}"))
+                    .spawn(move || worker.run())?,
+            );
+        }
+        Ok(Server {
+            local_addr,
+            shared,
+            threads,
+        })
+    }
+
+    /// Drains: `/healthz` turns 503, every WebSocket gets 1001, and the
+    /// workers stop; returns when they did or when `drain` has passed.
+    pub fn drain(self, drain: Duration) -> bool {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        for (tx, waker) in self.shared.senders.iter().zip(&self.shared.wakers) {
+            let _ = tx.send(vec![Msg::Shutdown]);
+            let _ = waker.wake();
+        }
+        let deadline = Instant::now() + drain;
+        for t in &self.threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Whether any worker has stopped (it only stops on error or drain).
+    pub fn any_worker_stopped(&self) -> bool {
+        self.threads.iter().any(|t| t.is_finished())
+    }
+}
+
+/// A seed for epochs that differs per process start.
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 17)
+}

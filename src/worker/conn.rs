@@ -1,0 +1,108 @@
+//! A socket and what the worker keeps beside it.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::time::Instant;
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+
+use crate::conn::{Outbound, Overflow, Session};
+use crate::http::Head;
+use crate::ws;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub enum Phase {
+    /// Reading HTTP request heads (the handshake, or API calls over
+    /// keep-alive). `deadline` bounds a slow or idle client.
+    Http { deadline: Instant },
+    /// A WebSocket.
+    Ws(Box<WsConn>),
+    /// The server queued its last bytes (a close frame or a final response);
+    /// once they are written it half-closes and waits for the peer's EOF, so
+    /// unread input cannot turn the close into a reset that loses them.
+    Closing { deadline: Instant, shut: bool },
+}
+
+#[derive(Debug)]
+pub struct WsConn {
+    pub decoder: ws::Decoder,
+    pub session: Session,
+    /// `/echo` (the conformance-suite endpoint) instead of the protocol.
+    pub echo: bool,
+    pub last_recv: Instant,
+    pub next_ping: Instant,
+}
+
+/// A pending HTTP request body.
+#[derive(Debug)]
+pub struct PendingBody {
+    pub head: Head,
+    pub len: usize,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub stream: TcpStream,
+    pub serial: u32,
+    pub phase: Phase,
+    /// Bytes of an incomplete frame or request; empty for an idle connection.
+    pub inbuf: Vec<u8>,
+    pub out: Outbound,
+    /// Already on the worker's list of connections to flush.
+    pub dirty: bool,
+    /// Counted in the WebSocket connection total (for --max-connections).
+    pub counted: bool,
+    /// An API request waiting for owners to answer; input waits behind it.
+    pub api_pending: Option<super::http::PendingApi>,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, serial: u32, deadline: Instant) -> Self {
+        Conn {
+            stream,
+            serial,
+            phase: Phase::Http { deadline },
+            inbuf: Vec::new(),
+            out: Outbound::default(),
+            dirty: false,
+            counted: false,
+            api_pending: None,
+        }
+    }
+
+    pub fn ws_mut(&mut self) -> Option<&mut WsConn> {
+        match &mut self.phase {
+            Phase::Ws(ws) => Some(ws),
+            _ => None,
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing { .. })
+    }
+
+    pub fn queue(&mut self, frame: Bytes, limit: usize) -> Result<(), Overflow> {
+        self.out.push(frame, limit)
+    }
+
+    /// Writes queued frames until the queue is empty or the socket is full.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); crate::conn::outbound::MAX_IOV];
+            let n = self.out.io_slices(&mut slices);
+            match self.stream.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.out.advance(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}

@@ -1,0 +1,343 @@
+//! HTTP traffic of one worker: the upgrade to WebSocket, the demo page,
+//! `/healthz`, and the API of PROTOCOL.md §9.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+
+use super::conn::{Phase, WsConn};
+use super::Worker;
+use crate::broker::{self, Answer, ConnRef, MemberInfo, Msg, Origin, Query};
+use crate::conn::{Rate, Session};
+use crate::http::{self, Head, Method, Response, Route, UpgradeError};
+use crate::proto::{self, server};
+use crate::ws::{self, Role};
+
+/// An API request waiting for owners to answer.
+#[derive(Debug)]
+pub enum PendingApi {
+    Publish { keep_alive: bool },
+    Presence { channel: Arc<str>, keep_alive: bool },
+    Channels {
+        remaining: usize,
+        acc: Vec<(Arc<str>, usize)>,
+        keep_alive: bool,
+    },
+}
+
+impl Worker {
+    /// Serves one request from the front of `data`; returns the bytes used,
+    /// 0 when more are needed (or an answer is still pending).
+    pub(super) fn on_http(&mut self, key: usize, data: &[u8]) -> usize {
+        if self.conns.get(key).is_none_or(|c| c.api_pending.is_some()) {
+            return 0;
+        }
+        let (head, head_len) = match http::parse_head(data) {
+            Ok(None) => return 0,
+            Ok(Some(parsed)) => parsed,
+            Err(e) => {
+                self.respond(key, Response::text(e.status(), http::reason(e.status())), false, false);
+                return data.len();
+            }
+        };
+        let route = http::route(&head, self.config.autobahn_echo);
+        if matches!(route, Route::WebSocket | Route::Echo) {
+            self.upgrade(key, &head, route == Route::Echo);
+            return head_len;
+        }
+        let body_len = match http::body_len(&head) {
+            Ok(n) => n,
+            Err(resp) => {
+                self.respond(key, resp, false, false);
+                return data.len();
+            }
+        };
+        let Some(body) = data.get(head_len..head_len + body_len) else {
+            return 0;
+        };
+        let keep_alive = http::keep_alive(&head);
+        let head_only = head.method == Method::Head;
+        let resp = match route {
+            Route::Demo => Some(Response::html(http::DEMO_PAGE)),
+            Route::Healthz => Some(if self.shared.draining.load(Ordering::Relaxed) {
+                Response::text(503, "draining")
+            } else if !self.broker_up() {
+                Response::text(503, "broker unreachable")
+            } else {
+                Response::text(200, "ok")
+            }),
+            Route::Metrics => Some(Response::text(404, "not found")),
+            Route::ApiPublish | Route::ApiPresence | Route::ApiChannels => {
+                self.api(key, &head, route, body, keep_alive)
+            }
+            Route::NotFound if head.path.starts_with("/api/") => {
+                Some(Response::api_error(404, "not_found", "no such API route"))
+            }
+            Route::NotFound => Some(Response::text(404, "not found")),
+            Route::MethodNotAllowed { allow } => Some(
+                if head.path.starts_with("/api/") {
+                    Response::api_error(405, "method_not_allowed", "method not allowed")
+                } else {
+                    Response::text(405, "method not allowed")
+                }
+                .with_header("Allow", allow),
+            ),
+            Route::WebSocket | Route::Echo => None,
+        };
+        if let Some(resp) = resp {
+            self.respond(key, resp, keep_alive, head_only);
+        }
+        head_len + body_len
+    }
+
+    /// Queues a response; closes after it unless kept alive.
+    fn respond(&mut self, key: usize, resp: Response, keep_alive: bool, head_only: bool) {
+        let bytes = resp.encode(keep_alive, head_only);
+        let deadline = self.now + self.config.handshake_timeout;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.out.push_unbounded(bytes.into());
+        if keep_alive {
+            conn.phase = Phase::Http { deadline };
+            self.mark_dirty(key);
+        } else {
+            self.close_after_response(key);
+        }
+    }
+
+    fn upgrade(&mut self, key: usize, head: &Head, echo: bool) {
+        let up = match http::check_upgrade(head) {
+            Ok(up) => up,
+            Err(UpgradeError::NotUpgrade) => {
+                return self.respond(key, Response::text(426, "upgrade to websocket").with_header("Upgrade", "websocket"), false, false)
+            }
+            Err(UpgradeError::UnsupportedVersion) => {
+                return self.respond(key, Response::text(426, "websocket version 13 only").with_header("Sec-WebSocket-Version", "13"), false, false)
+            }
+            Err(UpgradeError::BadRequest(why)) => {
+                return self.respond(key, Response::text(400, why), false, false)
+            }
+        };
+        if !http::origin_allowed(head.origin.as_deref(), &self.config.allowed_origin) {
+            return self.respond(key, Response::text(403, "origin not allowed"), false, false);
+        }
+        let seq = self.next_conn_seq;
+        let conn_id = format!("{}-{}-{:x}", self.config.node, self.index, seq);
+        let (user, info, allowed) = match self.identify(head, &conn_id) {
+            Ok(identity) => identity,
+            Err(resp) => return self.respond(key, resp, false, false),
+        };
+        if self.shared.draining.load(Ordering::Relaxed) {
+            return self.respond(key, Response::text(503, "draining"), false, false);
+        }
+        let cap = self.config.max_connections;
+        let open = self.shared.ws_connections.fetch_add(1, Ordering::Relaxed);
+        if cap > 0 && open >= cap {
+            self.shared.ws_connections.fetch_sub(1, Ordering::Relaxed);
+            return self.respond(key, Response::text(503, "too many connections"), false, false);
+        }
+        self.next_conn_seq += 1;
+        let member = Arc::new(MemberInfo {
+            user: user.into_boxed_str(),
+            conn: conn_id.into_boxed_str(),
+            info,
+        });
+        let welcome = ws::text_frame_with(|b| {
+            server::welcome(
+                b,
+                &member.conn,
+                &member.user,
+                &self.config.node,
+                self.config.heartbeat.as_secs(),
+                self.config.max_message_bytes,
+            )
+        });
+        let rate = Rate {
+            per_second: self.config.rate,
+            burst: self.config.burst,
+        };
+        let now = self.now;
+        let max = if echo { 16 << 20 } else { self.config.max_message_bytes };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.counted = true;
+        conn.out.push_unbounded(http::switching_protocols(&up).into());
+        if !echo {
+            conn.out.push_unbounded(welcome);
+        }
+        conn.phase = Phase::Ws(Box::new(WsConn {
+            decoder: ws::Decoder::new(Role::Server, max),
+            session: Session::new(member, allowed, rate, now),
+            echo,
+            last_recv: now,
+            next_ping: now + self.config.heartbeat,
+        }));
+        self.mark_dirty(key);
+    }
+
+    /// Who the client is: from its token when authentication is on
+    /// (PROTOCOL.md §6), else from `?user=`.
+    #[allow(clippy::type_complexity)]
+    fn identify(
+        &self,
+        head: &Head,
+        conn_id: &str,
+    ) -> Result<(String, Option<Box<serde_json::value::RawValue>>, Option<Vec<String>>), Response> {
+        if let Some(secret) = &self.config.hmac_secret {
+            let token = http::query_param(&head.query, "token")
+                .ok_or_else(|| Response::text(401, "token required"))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let id = crate::auth::verify(&token, secret.expose().as_bytes(), now)
+                .map_err(|e| Response::text(401, format!("invalid token: {e:?}")))?;
+            return Ok((id.user, id.info, id.channels));
+        }
+        match http::query_param(&head.query, "user") {
+            Some(user) if proto::valid_user(&user) => Ok((user, None, None)),
+            Some(_) => Err(Response::text(
+                400,
+                "invalid user: 1-64 bytes of A-Z a-z 0-9 _ - : . @ = /",
+            )),
+            None if head.query.contains("user=") => Err(Response::text(400, "invalid user")),
+            None => Ok((format!("anon-{conn_id}"), None, None)),
+        }
+    }
+
+    /// §9's API: checks the key, then asks the owners; the response is sent
+    /// when they answer (see [`Worker::on_answer`]).
+    fn api(&mut self, key: usize, head: &Head, route: Route, body: &[u8], keep_alive: bool) -> Option<Response> {
+        if let Err(resp) = http::check_api_key(head, self.config.api_key.as_ref().map(|k| k.expose())) {
+            return Some(resp);
+        }
+        let from = self.conn_ref(key)?;
+        let workers = self.outbox.workers();
+        let pending = match route {
+            Route::ApiPublish => {
+                let (channel, action) = match http::parse_publish(body) {
+                    Ok(parsed) => parsed,
+                    Err(resp) => return Some(resp),
+                };
+                if !self.broker_up() {
+                    return Some(Response::api_error(503, "unavailable", "the broker is unreachable"));
+                }
+                let channel: Arc<str> = channel.into();
+                self.outbox.send(
+                    broker::owner_of(&channel, workers),
+                    Msg::Publish {
+                        channel,
+                        origin: Origin::Api(from),
+                        id: None,
+                        action: bytes::Bytes::copy_from_slice(action.get().as_bytes()),
+                    },
+                );
+                PendingApi::Publish { keep_alive }
+            }
+            Route::ApiPresence => {
+                let Some(channel) = http::query_param(&head.query, "channel") else {
+                    return Some(Response::api_error(400, "bad_request", "missing channel parameter"));
+                };
+                if !proto::valid_channel(&channel) {
+                    return Some(Response::api_error(400, "invalid_channel", "invalid channel name"));
+                }
+                let channel: Arc<str> = channel.into();
+                self.outbox.send(
+                    broker::owner_of(&channel, workers),
+                    Msg::Query {
+                        query: Query::Presence(channel.clone()),
+                        from,
+                    },
+                );
+                PendingApi::Presence { channel, keep_alive }
+            }
+            _ => {
+                for w in 0..workers {
+                    self.outbox.send(w, Msg::Query { query: Query::Channels, from });
+                }
+                PendingApi::Channels {
+                    remaining: workers,
+                    acc: Vec::new(),
+                    keep_alive,
+                }
+            }
+        };
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.api_pending = Some(pending);
+        }
+        None
+    }
+
+    /// An owner answered an API request of connection `to`.
+    pub(super) fn on_answer(&mut self, to: ConnRef, answer: Answer) {
+        let key = to.key as usize;
+        let Some(conn) = self.conn_for(to) else { return };
+        let Some(pending) = conn.api_pending.take() else { return };
+        let (resp, keep_alive) = match (pending, answer) {
+            (PendingApi::Publish { keep_alive }, Answer::Published(offset)) => {
+                let body = match offset {
+                    Some(o) => format!("{{\"offset\":{o}}}"),
+                    None => "{}".to_string(),
+                };
+                (Response::json(200, body.into_bytes()), keep_alive)
+            }
+            (PendingApi::Presence { channel, keep_alive }, Answer::Presence(members)) => {
+                let resp = match members {
+                    None => Response::api_error(403, "forbidden", "presence is off in this namespace"),
+                    Some(list) => {
+                        let members: Vec<proto::Member<'_>> = list.iter().map(|m| m.as_member()).collect();
+                        let mut body = Vec::new();
+                        server::api_presence(&mut body, &channel, &members);
+                        Response::json(200, body)
+                    }
+                };
+                (resp, keep_alive)
+            }
+            (
+                PendingApi::Channels {
+                    remaining,
+                    mut acc,
+                    keep_alive,
+                },
+                Answer::Channels(list),
+            ) => {
+                acc.extend(list);
+                if remaining > 1 {
+                    conn.api_pending = Some(PendingApi::Channels {
+                        remaining: remaining - 1,
+                        acc,
+                        keep_alive,
+                    });
+                    return;
+                }
+                acc.sort();
+                let mut body = Vec::new();
+                server::api_channels(&mut body, acc.iter().map(|(c, n)| (&**c, *n)));
+                (Response::json(200, body), keep_alive)
+            }
+            (other, answer) => {
+                tracing::error!(?other, ?answer, "API answer does not match the request");
+                (Response::api_error(500, "internal", "internal error"), false)
+            }
+        };
+        self.respond(key, resp, keep_alive, false);
+        // Pipelined requests waited behind this one.
+        self.resume_input(key);
+    }
+
+    /// Serves input that arrived while a response was pending.
+    fn resume_input(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.inbuf.is_empty() {
+            return;
+        }
+        let mut buf = std::mem::take(&mut conn.inbuf);
+        let used = self.on_data(key, &mut buf);
+        if let Some(conn) = self.conns.get_mut(key) {
+            buf.drain(..used.min(buf.len()));
+            conn.inbuf = buf;
+        }
+    }
+}
+

@@ -1,0 +1,600 @@
+//! The per-core event loop.
+//!
+//! Each worker owns a `mio::Poll`, its own `SO_REUSEPORT` listener, a slab of
+//! connections, its fan-out [`Registry`] and its share of channel owners. It
+//! only moves bytes: reads go through one per-worker scratch buffer into the
+//! pure cores (`http`, `ws`, `proto`), and what they produce is queued per
+//! connection and written with vectored writes at the end of the loop turn.
+//!
+//! Workers talk through one `crossbeam-channel` queue each plus a
+//! `mio::Waker`; a turn batches everything bound for one worker into one
+//! queue message and one wake-up.
+//!
+//! # Loop turn
+//! 1. poll; 2. accept, read and dispatch; 3. drain the outbox (messages to
+//! this worker are handled at once, others are sent); 4. flush every
+//! connection that got frames; 5. timers (heartbeat, deadlines).
+
+mod conn;
+mod http;
+mod ws;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::broker::{self, ConnRef, Msg, Outbox, Owner, OwnerLimits};
+use crate::config::Config;
+use crate::registry::{Handle, Registry};
+use conn::{Conn, Phase};
+
+const WAKER: Token = Token(0);
+const LISTENER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// How long a closing connection may take to read our close and hang up.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The per-worker read buffer: a full default-sized message and its header
+/// fit in one read.
+const SCRATCH: usize = 64 * 1024 + 64;
+
+fn token_of(key: usize) -> Token {
+    Token(key + FIRST_CONN)
+}
+
+fn key_of(token: Token) -> Option<usize> {
+    token.0.checked_sub(FIRST_CONN)
+}
+
+/// State every worker reads; nothing here is touched per message.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub senders: Vec<Sender<Vec<Msg>>>,
+    pub wakers: Vec<Arc<Waker>>,
+    pub draining: AtomicBool,
+    /// False while the broker (Redis) is unreachable.
+    pub broker_up: AtomicBool,
+    /// Open WebSockets on this node, for --max-connections.
+    pub ws_connections: AtomicUsize,
+}
+
+/// What a worker is built from, before its thread starts.
+#[derive(Debug)]
+pub struct Parts {
+    pub index: usize,
+    pub poll: Poll,
+    pub listener: TcpListener,
+    pub receiver: Receiver<Vec<Msg>>,
+    pub seed: u64,
+}
+
+#[derive(Debug)]
+pub struct Worker {
+    index: usize,
+    poll: Poll,
+    listener: TcpListener,
+    receiver: Receiver<Vec<Msg>>,
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    conns: Slab<Conn>,
+    registry: Registry,
+    owner: Owner,
+    outbox: Outbox,
+    dirty: Vec<usize>,
+    scratch: Vec<u8>,
+    next_serial: u32,
+    next_conn_seq: u64,
+    ping_frame: Bytes,
+    draining: bool,
+    now: Instant,
+    next_tick: Instant,
+}
+
+impl Worker {
+    pub fn new(parts: Parts, shared: Arc<Shared>) -> io::Result<Self> {
+        let mut listener = parts.listener;
+        parts
+            .poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let config = shared.config.clone();
+        let workers = config.threads;
+        let now = Instant::now();
+        Ok(Worker {
+            index: parts.index,
+            poll: parts.poll,
+            listener,
+            receiver: parts.receiver,
+            owner: Owner::new(
+                OwnerLimits {
+                    config: config.clone(),
+                },
+                parts.seed,
+            ),
+            shared,
+            config,
+            conns: Slab::new(),
+            registry: Registry::default(),
+            outbox: Outbox::new(workers),
+            dirty: Vec::new(),
+            scratch: vec![0; SCRATCH],
+            next_serial: 1,
+            next_conn_seq: 1,
+            ping_frame: crate::ws::server_frame(crate::ws::OpCode::Ping, b""),
+            draining: false,
+            now,
+            next_tick: now,
+        })
+    }
+
+    /// Runs until drained.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.drain_queue(),
+                    LISTENER => self.accept(),
+                    token => {
+                        let Some(key) = key_of(token) else { continue };
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.on_readable(key);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            self.pump();
+            if self.now >= self.next_tick {
+                self.tick();
+                self.pump();
+            }
+            if self.draining && self.conns.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Drains the outbox and flushes dirty connections until nothing is left.
+    fn pump(&mut self) {
+        loop {
+            let mut local = std::mem::take(self.outbox.queue_mut(self.index));
+            for w in 0..self.outbox.workers() {
+                if w == self.index {
+                    continue;
+                }
+                let batch = std::mem::take(self.outbox.queue_mut(w));
+                if batch.is_empty() {
+                    continue;
+                }
+                if self.shared.senders[w].send(batch).is_ok() {
+                    let _ = self.shared.wakers[w].wake();
+                }
+            }
+            if local.is_empty() {
+                break;
+            }
+            for msg in local.drain(..) {
+                self.dispatch(msg);
+            }
+            // Hand the allocation back for the next turn.
+            let q = self.outbox.queue_mut(self.index);
+            if q.is_empty() {
+                *q = local;
+            }
+        }
+        self.flush_dirty();
+    }
+
+    fn drain_queue(&mut self) {
+        while let Ok(batch) = self.receiver.try_recv() {
+            for msg in batch {
+                self.dispatch(msg);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.add_conn(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the connection waits in the
+                    // backlog; the next readiness event retries.
+                    tracing::warn!(worker = self.index, error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token_of(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(error = %e, "register failed");
+            return;
+        }
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1).max(1);
+        entry.insert(Conn::new(
+            stream,
+            serial,
+            self.now + self.config.handshake_timeout,
+        ));
+    }
+
+    fn on_readable(&mut self, key: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                break;
+            };
+            match conn.read(&mut scratch) {
+                Ok(0) => {
+                    self.drop_conn(key);
+                    break;
+                }
+                Ok(n) => self.on_bytes(key, &mut scratch, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.drop_conn(key);
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Feeds `n` freshly read bytes (in `scratch`) to the connection's core.
+    /// Bytes of an incomplete frame or request are kept in the connection.
+    fn on_bytes(&mut self, key: usize, scratch: &mut [u8], n: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.inbuf.is_empty() {
+            let data = &mut scratch[..n];
+            let used = self.on_data(key, data);
+            if let Some(conn) = self.conns.get_mut(key) {
+                if used < n {
+                    conn.inbuf.extend_from_slice(&scratch[used..n]);
+                }
+            }
+        } else {
+            let mut buf = std::mem::take(&mut conn.inbuf);
+            buf.extend_from_slice(&scratch[..n]);
+            let used = self.on_data(key, &mut buf);
+            if let Some(conn) = self.conns.get_mut(key) {
+                buf.drain(..used.min(buf.len()));
+                if buf.capacity() > 2 * SCRATCH && buf.len() < SCRATCH {
+                    buf.shrink_to_fit();
+                }
+                conn.inbuf = buf;
+            }
+        }
+    }
+
+    /// Runs input through the connection's phase; returns the bytes used.
+    fn on_data(&mut self, key: usize, data: &mut [u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return data.len();
+            };
+            match conn.phase {
+                Phase::Http { .. } => match self.on_http(key, &data[pos..]) {
+                    0 => return pos,
+                    used => pos += used,
+                },
+                Phase::Ws(_) => return pos + self.on_ws(key, &mut data[pos..]),
+                // Whatever a closing peer still sends is read and dropped.
+                Phase::Closing { .. } => return data.len(),
+            }
+        }
+    }
+
+    fn conn_ref(&self, key: usize) -> Option<ConnRef> {
+        self.conns.get(key).map(|c| ConnRef {
+            worker: self.index as u16,
+            key: key as u32,
+            serial: c.serial,
+        })
+    }
+
+    /// The live connection a message is addressed to, if it still exists.
+    fn conn_for(&mut self, who: ConnRef) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(who.key as usize)
+            .filter(|c| c.serial == who.serial)
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Queues `frame` for `key`; a full queue makes it a slow consumer.
+    fn send_frame(&mut self, key: usize, frame: Bytes) {
+        let limit = self.config.outbound_limit;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.is_closing() {
+            return;
+        }
+        if conn.queue(frame, limit).is_err() {
+            self.begin_close(key, 4008, "slow consumer", true);
+            return;
+        }
+        self.mark_dirty(key);
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.flush().is_err() {
+                self.drop_conn(key);
+                continue;
+            }
+            if let Phase::Closing { shut, .. } = &mut conn.phase {
+                if conn.out.is_empty() && !*shut {
+                    *shut = true;
+                    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                }
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    /// Starts the close of a connection: leave every channel, queue the
+    /// close frame (dropping unsent frames first when `drop_queue`, for a
+    /// slow consumer), and give the peer [`CLOSE_GRACE`] to hang up.
+    fn begin_close(&mut self, key: usize, code: u16, reason: &str, drop_queue: bool) {
+        self.leave_all(key);
+        let deadline = self.now + CLOSE_GRACE;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.is_closing() {
+            return;
+        }
+        if drop_queue {
+            conn.out.truncate_unstarted();
+        }
+        if matches!(conn.phase, Phase::Ws(_)) {
+            conn.out.push_unbounded(crate::ws::close_frame(code, reason));
+        }
+        conn.phase = Phase::Closing {
+            deadline,
+            shut: false,
+        };
+        self.mark_dirty(key);
+    }
+
+    /// Ends an HTTP exchange after its response: half-close once written.
+    fn close_after_response(&mut self, key: usize) {
+        let deadline = self.now + CLOSE_GRACE;
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.phase = Phase::Closing {
+                deadline,
+                shut: false,
+            };
+        }
+        self.mark_dirty(key);
+    }
+
+    /// Removes a WebSocket from every channel it is in, telling the owners.
+    fn leave_all(&mut self, key: usize) {
+        let Some(me) = self.conn_ref(key) else { return };
+        let workers = self.outbox.workers();
+        let Some(ws) = self.conns.get_mut(key).and_then(Conn::ws_mut) else {
+            return;
+        };
+        let handle = Handle {
+            key: me.key,
+            serial: me.serial,
+        };
+        for channel in ws.session.channels.drain() {
+            self.registry.remove(&channel, handle);
+            let owner = broker::owner_of(&channel, workers);
+            self.outbox.send(
+                owner,
+                Msg::Leave {
+                    channel,
+                    who: me,
+                    id: None,
+                    reply: false,
+                },
+            );
+        }
+    }
+
+    /// Forgets a connection at once (the peer is gone or the grace is over).
+    fn drop_conn(&mut self, key: usize) {
+        self.leave_all(key);
+        if let Some(conn) = self.conns.try_remove(key) {
+            if conn.counted {
+                self.shared.ws_connections.fetch_sub(1, Ordering::Relaxed);
+            }
+            // Dropping the stream closes the socket, which also removes it
+            // from epoll.
+        }
+    }
+
+    /// Handles a message from a worker (this one included).
+    fn dispatch(&mut self, msg: Msg) {
+        match msg {
+            Msg::Join { .. }
+            | Msg::Leave { .. }
+            | Msg::Publish { .. }
+            | Msg::Presence { .. }
+            | Msg::Query { .. } => self.owner.handle(msg, self.now, &mut self.outbox),
+            Msg::Joined {
+                channel,
+                who,
+                frames,
+            } => {
+                if self.conn_for(who).is_none() {
+                    return;
+                }
+                self.registry.add(
+                    &channel,
+                    Handle {
+                        key: who.key,
+                        serial: who.serial,
+                    },
+                );
+                for f in frames {
+                    self.send_frame(who.key as usize, f);
+                }
+            }
+            Msg::Left {
+                channel,
+                who,
+                frame,
+            } => {
+                self.registry.remove(
+                    &channel,
+                    Handle {
+                        key: who.key,
+                        serial: who.serial,
+                    },
+                );
+                if let Some(f) = frame {
+                    if self.conn_for(who).is_some() {
+                        self.send_frame(who.key as usize, f);
+                    }
+                }
+            }
+            Msg::Reply { who, frame } => {
+                if self.conn_for(who).is_some() {
+                    self.send_frame(who.key as usize, frame);
+                }
+            }
+            Msg::Deliver {
+                channel,
+                frame,
+                except,
+            } => self.deliver(&channel, &frame, except),
+            Msg::Answer { to, answer } => self.on_answer(to, answer),
+            Msg::Shutdown => self.start_drain(),
+        }
+    }
+
+    /// Queues one shared frame for every local member of `channel`.
+    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnRef>) {
+        let limit = self.config.outbound_limit;
+        let except = except.filter(|e| usize::from(e.worker) == self.index);
+        let mut slow = Vec::new();
+        for &h in self.registry.members(channel) {
+            if except.is_some_and(|e| e.key == h.key && e.serial == h.serial) {
+                continue;
+            }
+            let key = h.key as usize;
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == h.serial) else {
+                continue;
+            };
+            if conn.queue(frame.clone(), limit).is_err() {
+                slow.push(key);
+                continue;
+            }
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+        for key in slow {
+            self.begin_close(key, 4008, "slow consumer", true);
+        }
+    }
+
+    fn start_drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get(key) else { continue };
+            match conn.phase {
+                Phase::Ws(_) => self.begin_close(key, 1001, "server shutting down", false),
+                Phase::Http { .. } => self.drop_conn(key),
+                Phase::Closing { .. } => {}
+            }
+        }
+    }
+
+    /// Heartbeats and deadlines; runs a few times per heartbeat interval.
+    fn tick(&mut self) {
+        let hb = self.config.heartbeat;
+        let interval = (hb / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        self.next_tick = self.now + interval;
+        self.owner.sweep(self.now);
+        let now = self.now;
+        let silent_after = hb * 3;
+        let mut expired = Vec::new();
+        let mut silent = Vec::new();
+        let mut ping = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            match &mut conn.phase {
+                Phase::Http { deadline } | Phase::Closing { deadline, .. } => {
+                    if now >= *deadline {
+                        expired.push(key);
+                    }
+                }
+                Phase::Ws(ws) => {
+                    if now.saturating_duration_since(ws.last_recv) >= silent_after {
+                        silent.push(key);
+                    } else if now >= ws.next_ping {
+                        ws.next_ping = now + hb;
+                        ping.push(key);
+                    }
+                }
+            }
+        }
+        for key in expired {
+            self.drop_conn(key);
+        }
+        for key in silent {
+            self.begin_close(key, 1001, "heartbeat timeout", false);
+        }
+        for key in ping {
+            let frame = self.ping_frame.clone();
+            self.send_frame(key, frame);
+        }
+    }
+}

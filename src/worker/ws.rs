@@ -1,0 +1,239 @@
+//! WebSocket traffic of one worker: frames in, requests to owners, replies.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::conn::Phase;
+use super::Worker;
+use crate::broker::{self, Msg, Origin};
+use crate::conn::{Admission, Rate};
+use crate::proto::{self, server, ErrorCode, Request};
+use crate::ws::{self, Message, OpCode, Role};
+
+impl Worker {
+    /// Decodes and handles every whole frame in `data`; returns the bytes
+    /// used. The decoder is lent out of the connection for the duration so
+    /// handlers may borrow the worker freely.
+    pub(super) fn on_ws(&mut self, key: usize, data: &mut [u8]) -> usize {
+        let Some(wsc) = self.conns.get_mut(key).and_then(|c| c.ws_mut()) else {
+            return data.len();
+        };
+        let mut decoder = std::mem::replace(&mut wsc.decoder, ws::Decoder::new(Role::Server, 0));
+        let mut pos = 0;
+        loop {
+            match decoder.decode(&mut data[pos..]) {
+                Ok((0, None)) => break,
+                Ok((n, msg)) => {
+                    pos += n;
+                    if let Some(msg) = msg {
+                        self.on_message(key, msg);
+                    }
+                    if !self.is_open_ws(key) {
+                        pos = data.len();
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(conn = key, error = ?e, "websocket protocol error");
+                    self.begin_close(key, e.close_code(), "", false);
+                    pos = data.len();
+                    break;
+                }
+            }
+        }
+        if let Some(wsc) = self.conns.get_mut(key).and_then(|c| c.ws_mut()) {
+            wsc.decoder = decoder;
+        }
+        pos
+    }
+
+    fn is_open_ws(&self, key: usize) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|c| matches!(c.phase, Phase::Ws(_)))
+    }
+
+    fn on_message(&mut self, key: usize, msg: Message<'_>) {
+        let now = self.now;
+        let Some(wsc) = self.conns.get_mut(key).and_then(|c| c.ws_mut()) else {
+            return;
+        };
+        wsc.last_recv = now;
+        let echo = wsc.echo;
+        match msg {
+            Message::Text(t) if echo => self.send_frame(key, ws::server_frame(OpCode::Text, t)),
+            Message::Binary(b) if echo => self.send_frame(key, ws::server_frame(OpCode::Binary, b)),
+            Message::Text(t) => self.on_text(key, t),
+            Message::Binary(_) => {
+                if self.admit(key, None) {
+                    self.reply_error(
+                        key,
+                        None,
+                        ErrorCode::BadRequest,
+                        "binary frames are not accepted: send JSON text",
+                    );
+                }
+            }
+            Message::Ping(p) => self.send_frame(key, ws::server_frame(OpCode::Pong, p)),
+            Message::Pong(_) => {}
+            Message::Close(frame) => {
+                // RFC 6455 §5.5.1: answer with a close frame, echoing the code.
+                let code = frame.map_or(1000, |f| f.code);
+                self.begin_close(key, code, "", false);
+            }
+        }
+    }
+
+    /// Charges one data message; answers `rate_limited` (and closes on the
+    /// tenth in a row) when refused.
+    fn admit(&mut self, key: usize, id: Option<u64>) -> bool {
+        let rate = Rate {
+            per_second: self.config.rate,
+            burst: self.config.burst,
+        };
+        let now = self.now;
+        let Some(wsc) = self.conns.get_mut(key).and_then(|c| c.ws_mut()) else {
+            return false;
+        };
+        match wsc.session.admit(rate, now) {
+            Admission::Allowed => true,
+            Admission::Limited => {
+                self.reply_error(key, id, ErrorCode::RateLimited, "slow down");
+                false
+            }
+            Admission::LimitedClose => {
+                self.reply_error(key, id, ErrorCode::RateLimited, "slow down");
+                self.begin_close(key, 4009, "rate limit exceeded repeatedly", false);
+                false
+            }
+        }
+    }
+
+    fn on_text(&mut self, key: usize, text: &[u8]) {
+        let env = proto::parse(text);
+        if !self.admit(key, env.id) {
+            return;
+        }
+        match env.request {
+            Ok(req) => self.on_request(key, env.id, req),
+            Err(e) => self.reply_error(key, env.id, e.code, &e.message),
+        }
+    }
+
+    fn on_request(&mut self, key: usize, id: Option<u64>, req: Request<'_>) {
+        let Some(who) = self.conn_ref(key) else { return };
+        let workers = self.outbox.workers();
+        let max_channels = self.config.max_channels;
+        let broker_up = self.broker_up();
+        let config = self.config.clone();
+        let Some(wsc) = self.conns.get_mut(key).and_then(|c| c.ws_mut()) else {
+            return;
+        };
+        let session = &mut wsc.session;
+        let result: Result<(), (ErrorCode, &str)> = match req {
+            Request::Ping => {
+                let frame = ws::text_frame_with(|b| server::pong(b, id));
+                self.send_frame(key, frame);
+                return;
+            }
+            Request::Join { channel, since } => {
+                let existing = session.channels.get(&*channel).cloned();
+                if !session.may_join(&channel) {
+                    Err((ErrorCode::Forbidden, "the token does not allow this channel"))
+                } else if existing.is_none() && session.channels.len() >= max_channels {
+                    Err((ErrorCode::TooManyChannels, "too many channels on this connection"))
+                } else if !broker_up {
+                    Err((ErrorCode::Unavailable, "the broker is unreachable"))
+                } else {
+                    let rejoin = existing.is_some();
+                    let channel: Arc<str> = existing.unwrap_or_else(|| Arc::from(&*channel));
+                    session.channels.insert(channel.clone());
+                    let member = session.member.clone();
+                    self.outbox.send(
+                        broker::owner_of(&channel, workers),
+                        Msg::Join {
+                            channel,
+                            who,
+                            member,
+                            id,
+                            since,
+                            rejoin,
+                        },
+                    );
+                    Ok(())
+                }
+            }
+            Request::Leave { channel } => match session.channels.take(&*channel) {
+                None => Err((ErrorCode::NotJoined, "not joined to this channel")),
+                Some(channel) => {
+                    self.outbox.send(
+                        broker::owner_of(&channel, workers),
+                        Msg::Leave {
+                            channel,
+                            who,
+                            id,
+                            reply: true,
+                        },
+                    );
+                    Ok(())
+                }
+            },
+            Request::Action { channel, action } => {
+                if !config.client_publish_allowed(&channel) {
+                    Err((ErrorCode::Forbidden, "clients may not publish in this namespace"))
+                } else {
+                    match session.channels.get(&*channel).cloned() {
+                        None => Err((ErrorCode::NotJoined, "join the channel before acting in it")),
+                        Some(_) if !broker_up => {
+                            Err((ErrorCode::Unavailable, "the broker is unreachable"))
+                        }
+                        Some(channel) => {
+                            let origin = Origin::Client(who, session.member.clone());
+                            self.outbox.send(
+                                broker::owner_of(&channel, workers),
+                                Msg::Publish {
+                                    channel,
+                                    origin,
+                                    id,
+                                    action: Bytes::copy_from_slice(action.get().as_bytes()),
+                                },
+                            );
+                            Ok(())
+                        }
+                    }
+                }
+            }
+            Request::Presence { channel } => {
+                if !config.presence_on(&channel) {
+                    Err((ErrorCode::Forbidden, "presence is off in this namespace"))
+                } else {
+                    match session.channels.get(&*channel).cloned() {
+                        None => Err((ErrorCode::NotJoined, "join the channel first")),
+                        Some(channel) => {
+                            self.outbox.send(
+                                broker::owner_of(&channel, workers),
+                                Msg::Presence { channel, who, id },
+                            );
+                            Ok(())
+                        }
+                    }
+                }
+            }
+        };
+        if let Err((code, message)) = result {
+            self.reply_error(key, id, code, message);
+        }
+    }
+
+    pub(super) fn reply_error(&mut self, key: usize, id: Option<u64>, code: ErrorCode, message: &str) {
+        let frame = ws::text_frame_with(|b| server::error(b, id, code, message));
+        self.send_frame(key, frame);
+    }
+
+    pub(super) fn broker_up(&self) -> bool {
+        self.shared
+            .broker_up
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
