@@ -39,6 +39,14 @@ impl Server {
     pub fn start(config: Config) -> io::Result<Server> {
         let config = Arc::new(config);
         let n = config.threads.max(1);
+        let redis_addr = match config.redis_url() {
+            Some(url) => Some(
+                std::net::ToSocketAddrs::to_socket_addrs(&(url.host.as_str(), url.port))?
+                    .next()
+                    .ok_or_else(|| io::Error::other("redis host has no address"))?,
+            ),
+            None => None,
+        };
         // The first bind fixes the port (port 0 picks one); the others share it.
         let first = listener(config.listen)?;
         let local_addr = first.local_addr()?;
@@ -63,7 +71,8 @@ impl Server {
             senders,
             wakers,
             draining: AtomicBool::new(false),
-            broker_up: AtomicBool::new(true),
+            // In Redis mode every link starts down until its handshake.
+            links_down: Arc::new(AtomicUsize::new(if redis_addr.is_some() { n } else { 0 })),
             ws_connections: AtomicUsize::new(0),
         });
         let seed = seed();
@@ -80,6 +89,7 @@ impl Server {
                 listener: TcpListener::from_std(listener),
                 receiver,
                 seed: seed ^ ((index as u64 + 1) << 32),
+                redis_addr,
             };
             let worker = Worker::new(parts, shared.clone())?;
             threads.push(

@@ -14,6 +14,7 @@
 //! exactly the events the owner ordered after its join and before its leave.
 
 mod owner;
+pub mod redis;
 
 pub use owner::{Owner, OwnerLimits};
 
@@ -94,6 +95,15 @@ pub enum Msg {
         who: ConnRef,
         frames: Vec<Bytes>,
     },
+    /// To the connection's worker: the join could not be applied (the
+    /// broker is unreachable); answer `unavailable` and forget the channel
+    /// unless it was a re-join.
+    JoinFailed {
+        channel: Arc<str>,
+        who: ConnRef,
+        id: Option<u64>,
+        rejoin: bool,
+    },
     /// To the connection's worker: the owner applied the leave.
     Left {
         channel: Arc<str>,
@@ -139,11 +149,14 @@ pub enum Query {
 /// An owner's answer to a [`Query`] or an API publish.
 #[derive(Debug)]
 pub enum Answer {
-    /// `None`: the channel's namespace keeps no presence.
-    Presence(Option<Vec<Arc<MemberInfo>>>),
+    /// The members as a JSON array; `None`: the channel's namespace keeps
+    /// no presence.
+    Presence(Option<Vec<u8>>),
     Channels(Vec<(Arc<str>, usize)>),
     /// The offset of a published action, when the channel keeps history.
     Published(Option<u64>),
+    /// The broker could not answer.
+    Unavailable,
 }
 
 /// The worker that owns `channel`.

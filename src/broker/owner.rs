@@ -335,9 +335,9 @@ impl Owner {
         match q {
             Query::Presence(channel) => Answer::Presence(match self.channels.get(&channel) {
                 Some(ch) if !ch.presence => None,
-                Some(ch) => Some(ch.members.values().cloned().collect()),
+                Some(ch) => Some(members_json(ch.members.values())),
                 None if !self.limits.config.presence_on(&channel) => None,
-                None => Some(Vec::new()),
+                None => Some(b"[]".to_vec()),
             }),
             Query::Channels => Answer::Channels(
                 self.channels
@@ -413,4 +413,12 @@ fn new_epoch(seed: &mut u64) -> Box<str> {
     x ^= x << 17;
     *seed = x;
     format!("{:08x}", x as u32).into_boxed_str()
+}
+
+/// The members as the JSON array `[{"user":…,"conn":…},…]`.
+fn members_json<'a>(members: impl Iterator<Item = &'a Arc<MemberInfo>>) -> Vec<u8> {
+    let list: Vec<proto::Member<'_>> = members.map(|m| m.as_member()).collect();
+    let mut out = Vec::new();
+    server::write_members(&mut out, &list);
+    out
 }

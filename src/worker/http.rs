@@ -13,6 +13,16 @@ use crate::http::{self, Head, Method, Response, Route, UpgradeError};
 use crate::proto::{self, server};
 use crate::ws::{self, Role};
 
+impl PendingApi {
+    fn keep_alive(&self) -> bool {
+        match self {
+            PendingApi::Publish { keep_alive }
+            | PendingApi::Presence { keep_alive, .. }
+            | PendingApi::Channels { keep_alive, .. } => *keep_alive,
+        }
+    }
+}
+
 /// An API request waiting for owners to answer.
 #[derive(Debug)]
 pub enum PendingApi {
@@ -191,7 +201,7 @@ impl Worker {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let id = crate::auth::verify(&token, secret.expose().as_bytes(), now)
+            let id = crate::auth::verify(&token, secret.as_bytes(), now)
                 .map_err(|e| Response::text(401, format!("invalid token: {e:?}")))?;
             return Ok((id.user, id.info, id.channels));
         }
@@ -209,7 +219,7 @@ impl Worker {
     /// §9's API: checks the key, then asks the owners; the response is sent
     /// when they answer (see [`Worker::on_answer`]).
     fn api(&mut self, key: usize, head: &Head, route: Route, body: &[u8], keep_alive: bool) -> Option<Response> {
-        if let Err(resp) = http::check_api_key(head, self.config.api_key.as_ref().map(|k| k.expose())) {
+        if let Err(resp) = http::check_api_key(head, self.config.api_key.as_deref()) {
             return Some(resp);
         }
         let from = self.conn_ref(key)?;
@@ -253,11 +263,14 @@ impl Worker {
                 PendingApi::Presence { channel, keep_alive }
             }
             _ => {
-                for w in 0..workers {
+                // The embedded broker asks every owner; Redis knows the
+                // whole cluster, so one owner asks it.
+                let asked = if self.config.redis.is_some() { vec![self.index] } else { (0..workers).collect() };
+                for &w in &asked {
                     self.outbox.send(w, Msg::Query { query: Query::Channels, from });
                 }
                 PendingApi::Channels {
-                    remaining: workers,
+                    remaining: asked.len(),
                     acc: Vec::new(),
                     keep_alive,
                 }
@@ -285,15 +298,22 @@ impl Worker {
             (PendingApi::Presence { channel, keep_alive }, Answer::Presence(members)) => {
                 let resp = match members {
                     None => Response::api_error(403, "forbidden", "presence is off in this namespace"),
-                    Some(list) => {
-                        let members: Vec<proto::Member<'_>> = list.iter().map(|m| m.as_member()).collect();
-                        let mut body = Vec::new();
-                        server::api_presence(&mut body, &channel, &members);
+                    Some(array) => {
+                        let mut body = Vec::with_capacity(32 + array.len());
+                        body.extend_from_slice(b"{\"channel\":");
+                        proto::write_string(&mut body, &channel);
+                        body.extend_from_slice(b",\"members\":");
+                        body.extend_from_slice(&array);
+                        body.push(b'}');
                         Response::json(200, body)
                     }
                 };
                 (resp, keep_alive)
             }
+            (pending, Answer::Unavailable) => (
+                Response::api_error(503, "unavailable", "the broker is unreachable"),
+                pending.keep_alive(),
+            ),
             (
                 PendingApi::Channels {
                     remaining,
@@ -312,8 +332,16 @@ impl Worker {
                     return;
                 }
                 acc.sort();
-                let mut body = Vec::new();
-                server::api_channels(&mut body, acc.iter().map(|(c, n)| (&**c, *n)));
+                let mut body = b"{\"channels\":[".to_vec();
+                for (i, (name, members)) in acc.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(b"{\"channel\":");
+                    proto::write_string(&mut body, name);
+                    body.extend_from_slice(format!(",\"members\":{members}}}").as_bytes());
+                }
+                body.extend_from_slice(b"]}");
                 (Response::json(200, body), keep_alive)
             }
             (other, answer) => {

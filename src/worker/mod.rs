@@ -31,6 +31,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::broker::redis::RedisOwner;
 use crate::broker::{self, ConnRef, Msg, Outbox, Owner, OwnerLimits};
 use crate::config::Config;
 use crate::registry::{Handle, Registry};
@@ -38,7 +39,9 @@ use conn::{Conn, Phase};
 
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
-const FIRST_CONN: usize = 2;
+/// The worker's Redis connection, in Redis mode.
+const REDIS: Token = Token(2);
+const FIRST_CONN: usize = 3;
 
 /// How long a closing connection may take to read our close and hang up.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -61,8 +64,8 @@ pub struct Shared {
     pub senders: Vec<Sender<Vec<Msg>>>,
     pub wakers: Vec<Arc<Waker>>,
     pub draining: AtomicBool,
-    /// False while the broker (Redis) is unreachable.
-    pub broker_up: AtomicBool,
+    /// Workers whose Redis link is down; the broker is up when it is 0.
+    pub links_down: Arc<AtomicUsize>,
     /// Open WebSockets on this node, for --max-connections.
     pub ws_connections: AtomicUsize,
 }
@@ -75,6 +78,17 @@ pub struct Parts {
     pub listener: TcpListener,
     pub receiver: Receiver<Vec<Msg>>,
     pub seed: u64,
+    /// Redis's address, resolved once at start; `None`: embedded broker.
+    pub redis_addr: Option<std::net::SocketAddr>,
+}
+
+/// Where a worker's channels are ordered.
+#[derive(Debug)]
+enum Broker {
+    /// In this process.
+    Embedded(Owner),
+    /// Through Redis, shared with other nodes.
+    Redis(Box<RedisOwner>),
 }
 
 #[derive(Debug)]
@@ -87,7 +101,7 @@ pub struct Worker {
     config: Arc<Config>,
     conns: Slab<Conn>,
     registry: Registry,
-    owner: Owner,
+    broker: Broker,
     outbox: Outbox,
     dirty: Vec<usize>,
     scratch: Vec<u8>,
@@ -109,17 +123,28 @@ impl Worker {
         let config = shared.config.clone();
         let workers = config.threads;
         let now = Instant::now();
+        let broker = match (parts.redis_addr, config.redis_url()) {
+            (Some(addr), Some(url)) => Broker::Redis(Box::new(RedisOwner::new(
+                config.clone(),
+                url,
+                addr,
+                REDIS,
+                parts.seed,
+                shared.links_down.clone(),
+            ))),
+            _ => Broker::Embedded(Owner::new(
+                OwnerLimits {
+                    config: config.clone(),
+                },
+                parts.seed,
+            )),
+        };
         Ok(Worker {
             index: parts.index,
             poll: parts.poll,
             listener,
             receiver: parts.receiver,
-            owner: Owner::new(
-                OwnerLimits {
-                    config: config.clone(),
-                },
-                parts.seed,
-            ),
+            broker,
             shared,
             config,
             conns: Slab::new(),
@@ -151,6 +176,11 @@ impl Worker {
                 match event.token() {
                     WAKER => self.drain_queue(),
                     LISTENER => self.accept(),
+                    REDIS => {
+                        if let Broker::Redis(r) = &mut self.broker {
+                            r.on_ready(self.now, self.poll.registry(), &mut self.outbox);
+                        }
+                    }
                     token => {
                         let Some(key) = key_of(token) else { continue };
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -195,6 +225,9 @@ impl Worker {
             for msg in local.drain(..) {
                 self.dispatch(msg);
             }
+            if let Broker::Redis(r) = &mut self.broker {
+                r.flush(self.now, self.poll.registry(), &mut self.outbox);
+            }
             // Hand the allocation back for the next turn.
             let q = self.outbox.queue_mut(self.index);
             if q.is_empty() {
@@ -209,6 +242,9 @@ impl Worker {
             for msg in batch {
                 self.dispatch(msg);
             }
+        }
+        if let Broker::Redis(r) = &mut self.broker {
+            r.flush(self.now, self.poll.registry(), &mut self.outbox);
         }
     }
 
@@ -462,7 +498,29 @@ impl Worker {
             | Msg::Leave { .. }
             | Msg::Publish { .. }
             | Msg::Presence { .. }
-            | Msg::Query { .. } => self.owner.handle(msg, self.now, &mut self.outbox),
+            | Msg::Query { .. } => match &mut self.broker {
+                Broker::Embedded(owner) => owner.handle(msg, self.now, &mut self.outbox),
+                Broker::Redis(r) => r.handle(msg, &mut self.outbox),
+            },
+            Msg::JoinFailed {
+                channel,
+                who,
+                id,
+                rejoin,
+            } => {
+                let Some(conn) = self.conn_for(who) else { return };
+                if !rejoin {
+                    if let Some(ws) = conn.ws_mut() {
+                        ws.session.channels.remove(&channel);
+                    }
+                }
+                self.reply_error(
+                    who.key as usize,
+                    id,
+                    crate::proto::ErrorCode::Unavailable,
+                    "the broker is unreachable",
+                );
+            }
             Msg::Joined {
                 channel,
                 who,
@@ -563,7 +621,15 @@ impl Worker {
         let hb = self.config.heartbeat;
         let interval = (hb / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         self.next_tick = self.now + interval;
-        self.owner.sweep(self.now);
+        match &mut self.broker {
+            Broker::Embedded(owner) => owner.sweep(self.now),
+            Broker::Redis(r) => {
+                r.tick(self.now, self.poll.registry(), &mut self.outbox);
+                if let Some(t) = r.next_deadline() {
+                    self.next_tick = self.next_tick.min(t.max(self.now + Duration::from_millis(10)));
+                }
+            }
+        }
         let now = self.now;
         let silent_after = hb * 3;
         let mut expired = Vec::new();

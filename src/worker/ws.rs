@@ -233,7 +233,8 @@ impl Worker {
 
     pub(super) fn broker_up(&self) -> bool {
         self.shared
-            .broker_up
+            .links_down
             .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
     }
 }

@@ -1,0 +1,311 @@
+//! One worker's connection to Redis: a non-blocking socket in the worker's
+//! poll, a sans-IO [`Session`] that speaks RESP3, and reconnection with
+//! capped exponential backoff and jitter.
+//!
+//! The link only moves bytes and keeps time; what the commands mean is the
+//! owner's business. Commands issued while the link is down are refused at
+//! once (the owner answers `unavailable`), so nothing waits without bound.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::resp::{Event, RedisUrl, SendError, Session};
+
+/// Backoff before the first retry; doubles up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Small enough that subscriptions are back within seconds of Redis.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// A connect or handshake that takes longer than this is abandoned.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+enum State<T> {
+    Down {
+        retry_at: Instant,
+    },
+    Connecting {
+        stream: TcpStream,
+        session: Session<T>,
+        deadline: Instant,
+    },
+    Up {
+        stream: TcpStream,
+        session: Session<T>,
+    },
+}
+
+/// What changed on the link, for the owner.
+#[derive(Debug)]
+pub enum LinkEvent<T> {
+    /// The handshake completed: (re)subscribe and (re)register now.
+    Up,
+    /// The link failed; these commands will never be answered.
+    Down(Vec<T>),
+    /// A reply or push.
+    Session(Event<T>),
+}
+
+#[derive(Debug)]
+pub struct Link<T> {
+    url: RedisUrl,
+    addr: SocketAddr,
+    token: Token,
+    state: State<T>,
+    attempt: u32,
+    /// Bytes taken from the session but not yet accepted by the socket.
+    unsent: Option<Bytes>,
+    rng: u64,
+    events: Vec<LinkEvent<T>>,
+}
+
+impl<T> Link<T> {
+    pub fn new(url: RedisUrl, addr: SocketAddr, token: Token, seed: u64) -> Self {
+        Link {
+            url,
+            addr,
+            token,
+            state: State::Down {
+                retry_at: Instant::now(),
+            },
+            attempt: 0,
+            unsent: None,
+            rng: seed | 1,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        matches!(self.state, State::Up { .. })
+    }
+
+    /// Queues a command whose reply comes back as `LinkEvent::Session(Reply)`.
+    /// On refusal the tag comes back, so its requester can be answered.
+    pub fn command(&mut self, args: &[&[u8]], tag: T) -> Result<(), (SendError, T)> {
+        match &mut self.state {
+            State::Up { session, .. } => session.command(args, tag),
+            _ => Err((SendError::Closed, tag)),
+        }
+    }
+
+    pub fn subscribe(&mut self, channels: &[&[u8]]) -> Result<(), SendError> {
+        match &mut self.state {
+            State::Up { session, .. } => session.subscribe(channels),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    pub fn unsubscribe(&mut self, channels: &[&[u8]]) -> Result<(), SendError> {
+        match &mut self.state {
+            State::Up { session, .. } => session.unsubscribe(channels),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    /// Connects when the backoff allows; gives up a connect that hangs.
+    pub fn tick(&mut self, now: Instant, registry: &Registry) {
+        match &self.state {
+            State::Down { retry_at } if now >= *retry_at => self.connect(now, registry),
+            State::Connecting { deadline, .. } if now >= *deadline => {
+                tracing::warn!(addr = %self.addr, "redis connect timed out");
+                self.fail(now, registry);
+            }
+            _ => {}
+        }
+    }
+
+    /// When the next [`Link::tick`] matters.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Down { retry_at } => Some(*retry_at),
+            State::Connecting { deadline, .. } => Some(*deadline),
+            State::Up { .. } => None,
+        }
+    }
+
+    fn connect(&mut self, now: Instant, registry: &Registry) {
+        match TcpStream::connect(self.addr) {
+            Ok(mut stream) => {
+                let _ = stream.set_nodelay(true);
+                if let Err(e) = registry.register(
+                    &mut stream,
+                    self.token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    tracing::warn!(error = %e, "redis register failed");
+                    return self.fail(now, registry);
+                }
+                self.unsent = None;
+                self.state = State::Connecting {
+                    stream,
+                    session: Session::new(&self.url),
+                    deadline: now + CONNECT_TIMEOUT,
+                };
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "redis connect failed");
+                self.fail(now, registry);
+            }
+        }
+    }
+
+    /// Drops the connection and schedules a retry.
+    fn fail(&mut self, now: Instant, registry: &Registry) {
+        let delay = self.backoff();
+        let old = std::mem::replace(
+            &mut self.state,
+            State::Down {
+                retry_at: now + delay,
+            },
+        );
+        let was_up = matches!(old, State::Up { .. });
+        if let State::Connecting {
+            mut stream,
+            mut session,
+            ..
+        }
+        | State::Up {
+            mut stream,
+            mut session,
+        } = old
+        {
+            let _ = registry.deregister(&mut stream);
+            let lost = session.close();
+            if was_up {
+                tracing::warn!(addr = %self.addr, "redis link lost");
+            }
+            self.events.push(LinkEvent::Down(lost));
+        }
+        self.unsent = None;
+    }
+
+    fn backoff(&mut self) -> Duration {
+        let exp = BACKOFF_MIN.saturating_mul(1 << self.attempt.min(5));
+        self.attempt += 1;
+        let cap = exp.min(BACKOFF_MAX);
+        // Full jitter over the upper half, so nodes do not retry in step.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let frac = (self.rng % 1000) as u32;
+        cap / 2 + cap / 2 * frac / 1000
+    }
+
+    /// Reads and writes what the socket allows. Call on its readiness and
+    /// after queueing commands.
+    pub fn pump(&mut self, now: Instant, registry: &Registry) {
+        let (stream, session) = match &mut self.state {
+            State::Down { .. } => return,
+            State::Connecting {
+                stream, session, ..
+            }
+            | State::Up { stream, session } => (stream, session),
+        };
+        let mut failed = false;
+        let mut became_up = false;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "redis read");
+                    failed = true;
+                    break;
+                }
+            };
+            session.handle_input(&buf[..n]);
+            while let Some(ev) = session.poll_event() {
+                match ev {
+                    Event::Ready => {
+                        became_up = true;
+                        self.events.push(LinkEvent::Up);
+                    }
+                    Event::Failed(e) => {
+                        tracing::warn!(error = %e, "redis session failed");
+                        failed = true;
+                    }
+                    other => self.events.push(LinkEvent::Session(other)),
+                }
+            }
+            if failed {
+                break;
+            }
+        }
+        if !failed {
+            if let Err(e) = write_from(stream, session, &mut self.unsent) {
+                tracing::debug!(error = %e, "redis write");
+                failed = true;
+            }
+        }
+        if failed {
+            return self.fail(now, registry);
+        }
+        if became_up {
+            if let State::Connecting {
+                stream, session, ..
+            } = std::mem::replace(&mut self.state, State::Down { retry_at: now })
+            {
+                self.state = State::Up { stream, session };
+                self.attempt = 0;
+                tracing::info!(addr = %self.addr, "redis link up");
+            }
+        }
+    }
+
+    /// Flushes commands queued since the last pump.
+    pub fn flush(&mut self, now: Instant, registry: &Registry) {
+        let failed = match &mut self.state {
+            State::Up { stream, session } | State::Connecting { stream, session, .. } => {
+                write_from(stream, session, &mut self.unsent).is_err()
+            }
+            State::Down { .. } => false,
+        };
+        if failed {
+            self.fail(now, registry);
+        }
+    }
+
+    pub fn take_events(&mut self) -> Vec<LinkEvent<T>> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+fn write_from<T>(
+    stream: &mut TcpStream,
+    session: &mut Session<T>,
+    unsent: &mut Option<Bytes>,
+) -> io::Result<()> {
+    loop {
+        let mut chunk = match unsent.take() {
+            Some(c) => c,
+            None => match session.poll_transmit() {
+                Some(c) => c,
+                None => return Ok(()),
+            },
+        };
+        while !chunk.is_empty() {
+            match stream.write(&chunk) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    let _ = chunk.split_to(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *unsent = Some(chunk);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
