@@ -71,12 +71,12 @@ fn members_and_presence_events_span_both_workers() {
     );
     expect_presence(&mut a, ch, "join", &b);
 
-    let v = j0.join(ch);
+    let v = join_as_actor(&mut j0, ch);
     assert_eq!(members(&v), who(&[&a, &b, &j0]), "{v}");
     expect_presence(&mut a, ch, "join", &j0);
     expect_presence(&mut b, ch, "join", &j0);
 
-    let v = j1.join(ch);
+    let v = join_as_actor(&mut j1, ch);
     assert_eq!(members(&v), who(&[&a, &b, &j0, &j1]), "{v}");
     for c in [&mut a, &mut b, &mut j0] {
         expect_presence(c, ch, "join", &j1);
@@ -87,19 +87,16 @@ fn members_and_presence_events_span_both_workers() {
         c.send_json(json!({"type": "user_action", "channel": ch, "action": "barrier"}));
         let conn = c.conn().to_owned();
         let seen = c.recv_all_until(|v| v["type"] == "user_action" && v["conn"] == conn.as_str());
-        for v in &seen {
-            assert!(
-                !(v["type"] == "presence" && v["conn"] == conn.as_str()),
-                "an actor got its own presence event: {v}"
-            );
-        }
+        assert_none_about(&seen, &conn);
     }
 
     let v = a.request(json!({"type": "presence", "channel": ch}));
     assert_eq!(members(&v), who(&[&a, &b, &j0, &j1]), "{v}");
 
     // Leave by request.
-    j0.leave(ch);
+    let (v, before) = j0.request_noting(json!({"type": "leave_channel", "channel": ch}));
+    assert_eq!(v["type"], "left", "{v}");
+    assert_none_about(&before, j0.conn());
     for c in [&mut a, &mut b, &mut j1] {
         expect_presence(c, ch, "leave", &j0);
     }
@@ -118,6 +115,26 @@ fn members_and_presence_events_span_both_workers() {
     }
     let v = a.request(json!({"type": "presence", "channel": ch}));
     assert_eq!(members(&v), who(&[&a, &b]), "{v}");
+}
+
+/// Joins and asserts the joiner got no presence event about itself first.
+#[track_caller]
+fn join_as_actor(c: &mut Client, ch: &str) -> serde_json::Value {
+    let (v, before) = c.request_noting(json!({"type": "join_channel", "channel": ch}));
+    assert_eq!(v["type"], "joined", "{v}");
+    assert_none_about(&before, c.conn());
+    v
+}
+
+/// No presence event in `seen` is about `conn`.
+#[track_caller]
+fn assert_none_about(seen: &[serde_json::Value], conn: &str) {
+    for v in seen {
+        assert!(
+            !(v["type"] == "presence" && v["conn"] == conn),
+            "{conn} got a presence event about itself: {v}"
+        );
+    }
 }
 
 /// The next presence event of `c` is `event` for `actor`, fields exact.

@@ -80,7 +80,11 @@ impl Server {
 
     /// As [`Server::start`] with another `--node` id.
     pub fn start_node(node: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        // SWITCHBOARD_TEST_BIN runs the suite against another build (e.g. a
+        // release binary) without recompiling the tests.
+        let bin = std::env::var_os("SWITCHBOARD_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_switchboard").into());
+        let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--threads", "2", "--node", node])
             .args(extra)
             .stdin(Stdio::null())
@@ -566,7 +570,7 @@ impl Client {
                         return (v, t);
                     }
                     if skipped.len() < 16 {
-                        skipped.push(t);
+                        skipped.push(clip(&t));
                     }
                 }
                 other => panic!(
@@ -601,9 +605,10 @@ impl Client {
                     }
                 }
                 other => panic!(
-                    "{}: awaited message never came ({}); seen: {seen:?}",
+                    "{}: awaited message never came ({}); seen: {}",
                     self.label(),
-                    describe(&other)
+                    describe(&other),
+                    clip(&format!("{seen:?}"))
                 ),
             }
         }
@@ -622,6 +627,18 @@ impl Client {
         req["id"] = json!(id);
         self.send_json(req);
         self.recv_reply(id)
+    }
+
+    /// As [`Client::request`], also returning the messages read before the
+    /// reply (for asserting what did *not* arrive).
+    #[track_caller]
+    pub fn request_noting(&mut self, mut req: Value) -> (Value, Vec<Value>) {
+        let id = self.fresh_id();
+        req["id"] = json!(id);
+        self.send_json(req);
+        let mut seen = self.recv_all_until(|v| v["id"].as_u64() == Some(id));
+        let reply = seen.pop().expect("recv_all_until returns the match last");
+        (reply, seen)
     }
 
     /// Joins `channel` and returns the `joined`.
@@ -678,7 +695,7 @@ impl Client {
                     self.label(),
                     describe(&other),
                     texts.len(),
-                    texts.last()
+                    texts.last().map(|t| clip(t))
                 ),
             }
         }
@@ -692,9 +709,17 @@ impl Client {
     }
 }
 
+/// At most 300 characters of `s`, for failure messages.
+pub fn clip(s: &str) -> String {
+    match s.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…({} bytes)", &s[..at], s.len()),
+        None => s.to_owned(),
+    }
+}
+
 fn describe(n: &Next) -> String {
     match n {
-        Next::Text(t) => format!("text {t:.300}"),
+        Next::Text(t) => format!("text {}", clip(t)),
         Next::Binary(b) => format!("binary of {} bytes", b.len()),
         Next::Close(f) => format!("close {f:?}"),
         Next::Timeout => "timeout".into(),
