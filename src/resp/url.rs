@@ -1,0 +1,311 @@
+//! `redis://` URLs, as taken by `--redis` (PROTOCOL.md, section "Running").
+//!
+//! The accepted form is the one of the IANA provisional `redis` scheme
+//! (<https://www.iana.org/assignments/uri-schemes/prov/redis>), restricted to
+//! what switchboard can use:
+//!
+//! ```text
+//! redis://[[user]:password@]host[:port][/db]
+//! ```
+//!
+//! User and password are percent-decoded (RFC 3986 section 2.1), so a password
+//! holding `@`, `:` or `/` must be written `%40`, `%3A`, `%2F`. An IPv6 host is
+//! written in brackets (`redis://[::1]:6380`). `rediss://` (TLS), query strings
+//! and fragments are refused rather than silently ignored: a setting the
+//! operator wrote and that would not be applied is worse than an error.
+
+use std::fmt;
+
+/// The port Redis listens on when the URL names none.
+pub const DEFAULT_PORT: u16 = 6379;
+
+/// Where and how to reach Redis. Its `Debug` never prints the password, so it
+/// can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// Host name or IP address, without IPv6 brackets.
+    pub host: String,
+    /// TCP port, [`DEFAULT_PORT`] when the URL names none.
+    pub port: u16,
+    /// ACL user; `None` means the `default` user.
+    pub username: Option<String>,
+    /// Password for `HELLO 3 AUTH`; `None` means no authentication.
+    pub password: Option<String>,
+    /// Logical database selected after the handshake (`SELECT`), 0 by default.
+    pub db: u32,
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+/// Why a URL was refused. No variant carries the password or the raw URL, so
+/// the error can be printed as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlError {
+    /// The URL does not start with `redis://` (`rediss://` is not supported).
+    Scheme,
+    /// Nothing between `//` (or `@`) and the port.
+    MissingHost,
+    /// The port is not a number in 1..=65535.
+    InvalidPort,
+    /// The path is not `/` followed by a database number.
+    InvalidDb,
+    /// A `%` not followed by two hex digits, or user/password not UTF-8.
+    InvalidPercentEncoding,
+    /// A user name with no password: `HELLO AUTH` needs both.
+    UsernameWithoutPassword,
+    /// A query string or fragment, which switchboard would not apply.
+    Unsupported {
+        /// The part that was refused: `"query"` or `"fragment"`.
+        part: &'static str,
+    },
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Scheme => f.write_str("the URL must start with redis:// (TLS is not supported)"),
+            Self::MissingHost => f.write_str("the URL names no host"),
+            Self::InvalidPort => f.write_str("the port is not a number in 1..=65535"),
+            Self::InvalidDb => f.write_str("the path must be /<database number>"),
+            Self::InvalidPercentEncoding => {
+                f.write_str("user or password has a bad %-escape or is not UTF-8")
+            }
+            Self::UsernameWithoutPassword => f.write_str("a user name needs a password"),
+            Self::Unsupported { part } => write!(f, "a {part} is not supported in a Redis URL"),
+        }
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+/// Parses `redis://[[user]:password@]host[:port][/db]`.
+pub fn parse_url(url: &str) -> Result<RedisUrl, UrlError> {
+    let rest = strip_scheme(url).ok_or(UrlError::Scheme)?;
+    if rest.contains('#') {
+        return Err(UrlError::Unsupported { part: "fragment" });
+    }
+    if rest.contains('?') {
+        return Err(UrlError::Unsupported { part: "query" });
+    }
+    // RFC 3986 section 3.2: the authority ends at the first '/'.
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(u) => parse_userinfo(u)?,
+    };
+    let (host, port) = parse_hostport(hostport)?;
+    let db = parse_db(path)?;
+    Ok(RedisUrl {
+        host,
+        port,
+        username,
+        password,
+        db,
+    })
+}
+
+fn strip_scheme(url: &str) -> Option<&str> {
+    let scheme = url.get(..8)?;
+    scheme.eq_ignore_ascii_case("redis://").then(|| &url[8..])
+}
+
+type Credentials = (Option<String>, Option<String>);
+
+fn parse_userinfo(userinfo: &str) -> Result<Credentials, UrlError> {
+    match userinfo.split_once(':') {
+        None if userinfo.is_empty() => Ok((None, None)),
+        None => Err(UrlError::UsernameWithoutPassword),
+        Some((user, pass)) => {
+            let user = if user.is_empty() {
+                None
+            } else {
+                Some(percent_decode(user)?)
+            };
+            Ok((user, Some(percent_decode(pass)?)))
+        }
+    }
+}
+
+fn parse_hostport(hostport: &str) -> Result<(String, u16), UrlError> {
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or(UrlError::MissingHost)?;
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or(UrlError::InvalidPort)?),
+            ),
+        }
+    } else {
+        match hostport.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(UrlError::MissingHost);
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(p) => parse_digits::<u16>(p)
+            .filter(|&p| p != 0)
+            .ok_or(UrlError::InvalidPort)?,
+    };
+    Ok((host.to_owned(), port))
+}
+
+fn parse_db(path: &str) -> Result<u32, UrlError> {
+    match path {
+        "" | "/" => Ok(0),
+        _ => path
+            .strip_prefix('/')
+            .and_then(parse_digits::<u32>)
+            .ok_or(UrlError::InvalidDb),
+    }
+}
+
+/// Digits only: `str::parse` would also take a leading `+`.
+fn parse_digits<N: std::str::FromStr>(s: &str) -> Option<N> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn percent_decode(s: &str) -> Result<String, UrlError> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = bytes.next().and_then(hex_value);
+            let lo = bytes.next().and_then(hex_value);
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                _ => return Err(UrlError::InvalidPercentEncoding),
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).map_err(|_| UrlError::InvalidPercentEncoding)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(host: &str, port: u16, user: Option<&str>, pass: Option<&str>, db: u32) -> RedisUrl {
+        RedisUrl {
+            host: host.into(),
+            port,
+            username: user.map(Into::into),
+            password: pass.map(Into::into),
+            db,
+        }
+    }
+
+    #[test]
+    fn accepts_the_documented_forms() {
+        let cases = [
+            ("redis://localhost", url("localhost", 6379, None, None, 0)),
+            ("redis://localhost/", url("localhost", 6379, None, None, 0)),
+            (
+                "redis://10.0.0.5:6380",
+                url("10.0.0.5", 6380, None, None, 0),
+            ),
+            ("redis://h:1/15", url("h", 1, None, None, 15)),
+            ("redis://:secret@h", url("h", 6379, None, Some("secret"), 0)),
+            (
+                "redis://al:pw@h:7000/2",
+                url("h", 7000, Some("al"), Some("pw"), 2),
+            ),
+            ("redis://al:@h", url("h", 6379, Some("al"), Some(""), 0)),
+            ("redis://@h", url("h", 6379, None, None, 0)),
+            ("REDIS://h", url("h", 6379, None, None, 0)),
+            ("redis://[::1]:6380/1", url("::1", 6380, None, None, 1)),
+            ("redis://[::1]", url("::1", 6379, None, None, 0)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_url(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn percent_decodes_user_and_password() {
+        let u = parse_url("redis://us%65r:p%40ss%3Aw%2Fd%25@h").unwrap();
+        assert_eq!(u.username.as_deref(), Some("user"));
+        assert_eq!(u.password.as_deref(), Some("p@ss:w/d%"));
+        // The last '@' separates the credentials from the host.
+        let u = parse_url("redis://:a@b@h").unwrap();
+        assert_eq!((u.password.as_deref(), u.host.as_str()), (Some("a@b"), "h"));
+    }
+
+    #[test]
+    fn refuses_with_a_reason() {
+        let cases = [
+            ("http://h", UrlError::Scheme),
+            ("rediss://h", UrlError::Scheme),
+            ("redis:/h", UrlError::Scheme),
+            ("", UrlError::Scheme),
+            ("redis://", UrlError::MissingHost),
+            ("redis://:6379", UrlError::MissingHost),
+            ("redis://:pw@/3", UrlError::MissingHost),
+            ("redis://[::1", UrlError::MissingHost),
+            ("redis://h:", UrlError::InvalidPort),
+            ("redis://h:0", UrlError::InvalidPort),
+            ("redis://h:65536", UrlError::InvalidPort),
+            ("redis://h:+1", UrlError::InvalidPort),
+            ("redis://h:1:2", UrlError::InvalidPort),
+            ("redis://[::1]x", UrlError::InvalidPort),
+            ("redis://h/x", UrlError::InvalidDb),
+            ("redis://h/1/", UrlError::InvalidDb),
+            ("redis://h/-1", UrlError::InvalidDb),
+            ("redis://h/4294967296", UrlError::InvalidDb),
+            ("redis://:%4@h", UrlError::InvalidPercentEncoding),
+            ("redis://:%zz@h", UrlError::InvalidPercentEncoding),
+            ("redis://:%ff@h", UrlError::InvalidPercentEncoding),
+            ("redis://user@h", UrlError::UsernameWithoutPassword),
+            ("redis://h?db=1", UrlError::Unsupported { part: "query" }),
+            ("redis://h#x", UrlError::Unsupported { part: "fragment" }),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_url(text), Err(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn debug_and_errors_hide_the_password() {
+        let u = parse_url("redis://al:hunter2@h").unwrap();
+        let shown = format!("{u:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let err = parse_url("redis://al:hunter2@h:x").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("hunter2"));
+    }
+}
