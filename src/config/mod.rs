@@ -44,7 +44,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use redis_url::{RedisUrl, DEFAULT_REDIS_PORT};
+pub use crate::resp::{RedisUrl, DEFAULT_PORT as DEFAULT_REDIS_PORT};
 pub use source::Source;
 
 use source::{Layer, Raw, Setting};
@@ -296,7 +296,7 @@ impl Config {
     /// The parts of [`Config::redis`], checked when the configuration was
     /// read (so `Some` whenever `redis` is).
     pub fn redis_url(&self) -> Option<RedisUrl> {
-        self.redis.as_deref().and_then(|u| RedisUrl::parse(u).ok())
+        self.redis.as_deref().and_then(|u| crate::resp::parse_url(u).ok())
     }
 }
 
@@ -499,7 +499,11 @@ fn resolve(layers: [(Source, Layer); 3]) -> Result<Config, ConfigError> {
     if let Some(v) = r.one(Setting::Node, value::node_id)? {
         c.node = v;
     }
-    c.redis = r.one(Setting::Redis, |s| RedisUrl::parse(s).map(|_| s.to_owned()))?;
+    c.redis = r.one(Setting::Redis, |s| {
+        crate::resp::parse_url(s)
+            .map(|_| s.to_owned())
+            .map_err(|e| e.to_string())
+    })?;
     if let Some(v) = r.one(Setting::RedisPrefix, value::redis_prefix)? {
         c.redis_prefix = v;
     }

@@ -559,34 +559,6 @@ fn origin_allowed_rules() {
 }
 
 #[test]
-fn redis_url_parts() {
-    let u = RedisUrl::parse("redis://alice:p%40ss@cache.local:6380/3").unwrap();
-    assert_eq!(u.host, "cache.local");
-    assert_eq!(u.port, 6380);
-    assert_eq!(u.username.as_deref(), Some("alice"));
-    assert_eq!(u.password.as_deref(), Some("p@ss"));
-    assert_eq!(u.db, 3);
-    let u = RedisUrl::parse("redis://:pw@[::1]").unwrap();
-    assert_eq!(
-        (u.host.as_str(), u.port, u.db),
-        ("::1", DEFAULT_REDIS_PORT, 0)
-    );
-    assert_eq!((u.username, u.password.as_deref()), (None, Some("pw")));
-    let u = RedisUrl::parse("redis://h/").unwrap();
-    assert_eq!((u.host.as_str(), u.db), ("h", 0));
-    for bad in [
-        "redis://h:",
-        "redis://[::1",
-        "redis://[::1]x",
-        "redis://:p%4@h",
-        "redis://h:70000",
-        "http://h",
-    ] {
-        assert!(RedisUrl::parse(bad).is_err(), "{bad}");
-    }
-}
-
-#[test]
 fn redis_redaction() {
     assert_eq!(
         redis_url::redact("redis://u:pw@h:1/0"),

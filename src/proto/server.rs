@@ -91,12 +91,40 @@ pub fn joined(
     recovered: Option<bool>,
     replayed: Option<u64>,
 ) {
+    let members = members.map(|m| move |out: &mut Vec<u8>| write_members(out, m));
+    joined_with(out, id, channel, members, history, recovered, replayed);
+}
+
+/// [`joined`] with the member list given as an encoded JSON array (the
+/// Redis broker keeps members as JSON text and never decodes them).
+pub fn joined_raw(
+    out: &mut Vec<u8>,
+    id: Option<u64>,
+    channel: &str,
+    members: Option<&[u8]>,
+    history: Option<History<'_>>,
+    recovered: Option<bool>,
+    replayed: Option<u64>,
+) {
+    let members = members.map(|m| move |out: &mut Vec<u8>| out.extend_from_slice(m));
+    joined_with(out, id, channel, members, history, recovered, replayed);
+}
+
+fn joined_with(
+    out: &mut Vec<u8>,
+    id: Option<u64>,
+    channel: &str,
+    members: Option<impl FnOnce(&mut Vec<u8>)>,
+    history: Option<History<'_>>,
+    recovered: Option<bool>,
+    replayed: Option<u64>,
+) {
     out.extend_from_slice(br#"{"type":"joined""#);
     id_field(out, id);
     channel_field(out, channel);
-    if let Some(members) = members {
+    if let Some(write) = members {
         out.extend_from_slice(br#","members":"#);
-        write_members(out, members);
+        write(out);
     }
     if let Some(History { offset, epoch }) = history {
         offset_field(out, Some(offset));
@@ -138,12 +166,23 @@ pub fn ack(out: &mut Vec<u8>, id: Option<u64>, channel: &str, offset: Option<u64
 
 /// `{"type":"presence_state","id":N,"channel":..,"members":[..]}` (§3).
 pub fn presence_state(out: &mut Vec<u8>, id: Option<u64>, channel: &str, members: &[Member<'_>]) {
+    presence_state_head(out, id, channel);
+    write_members(out, members);
+    out.push(b'}');
+}
+
+/// [`presence_state`] with the member list as an encoded JSON array.
+pub fn presence_state_raw(out: &mut Vec<u8>, id: Option<u64>, channel: &str, members: &[u8]) {
+    presence_state_head(out, id, channel);
+    out.extend_from_slice(members);
+    out.push(b'}');
+}
+
+fn presence_state_head(out: &mut Vec<u8>, id: Option<u64>, channel: &str) {
     out.extend_from_slice(br#"{"type":"presence_state""#);
     id_field(out, id);
     channel_field(out, channel);
     out.extend_from_slice(br#","members":"#);
-    write_members(out, members);
-    out.push(b'}');
 }
 
 /// `{"type":"pong","id":N}` (§3).

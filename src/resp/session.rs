@@ -252,8 +252,12 @@ impl<T> Session<T> {
     /// Queues a command expecting one reply, which comes back as
     /// [`Event::Reply`] with `tag`. Pipelined: no need to wait for replies.
     /// Never use it for pub/sub commands, whose confirmations are pushes.
-    pub fn command(&mut self, args: &[&[u8]], tag: T) -> Result<(), SendError> {
-        self.admit(command_len(args))?;
+    /// On refusal the tag comes back with the reason, so the caller can
+    /// still answer whoever waits for it.
+    pub fn command(&mut self, args: &[&[u8]], tag: T) -> Result<(), (SendError, T)> {
+        if let Err(e) = self.admit(command_len(args)) {
+            return Err((e, tag));
+        }
         encode_command(args, self.queue());
         self.pending.push_back(Slot::Reply(tag));
         Ok(())

@@ -291,7 +291,7 @@ fn refused_handshakes_fail_the_session() {
         s.handle_input(b"+ignored\r\n");
         assert_eq!(events(&mut s), vec![Event::Failed(want)]);
         assert!(s.is_closed() && !s.is_ready());
-        assert_eq!(s.command(&[b"PING"], 2), Err(SendError::Closed));
+        assert_eq!(s.command(&[b"PING"], 2), Err((SendError::Closed, 2)));
         assert_eq!(s.poll_transmit(), None, "held commands are never sent");
         assert_eq!(s.close(), vec![1]);
     }
@@ -377,7 +377,7 @@ fn output_and_pending_are_bounded() {
         queued: hello + 3 * ping,
         max: hello + 2 * ping,
     };
-    assert_eq!(s.command(&[b"PING"], 3), Err(full));
+    assert_eq!(s.command(&[b"PING"], 3), Err((full, 3)));
     assert_eq!(
         s.subscribe(&[b"a"]).unwrap_err(),
         SendError::OutputFull {
@@ -389,7 +389,7 @@ fn output_and_pending_are_bounded() {
     s.command(&[b"PING"], 3).unwrap();
     assert_eq!(
         s.command(&[b"PING"], 4),
-        Err(SendError::TooManyPending { max: 4 }),
+        Err((SendError::TooManyPending { max: 4 }, 4)),
         "HELLO + 3 PINGs"
     );
     assert_eq!(s.close(), vec![1, 2, 3]);

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 
 use crate::conn::{Outbound, Overflow, Session};
-use crate::http::Head;
 use crate::ws;
 
 /// Where a connection is in its life.
@@ -32,13 +31,6 @@ pub struct WsConn {
     pub echo: bool,
     pub last_recv: Instant,
     pub next_ping: Instant,
-}
-
-/// A pending HTTP request body.
-#[derive(Debug)]
-pub struct PendingBody {
-    pub head: Head,
-    pub len: usize,
 }
 
 #[derive(Debug)]

@@ -19,7 +19,7 @@ mod conn;
 mod http;
 mod ws;
 
-use std::collections::HashMap;
+
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -79,10 +79,6 @@ impl<T> Link<T> {
         }
     }
 
-    pub fn is_up(&self) -> bool {
-        matches!(self.state, State::Up { .. })
-    }
-
     /// Queues a command whose reply comes back as `LinkEvent::Session(Reply)`.
     /// On refusal the tag comes back, so its requester can be answered.
     pub fn command(&mut self, args: &[&[u8]], tag: T) -> Result<(), (SendError, T)> {

@@ -329,7 +329,7 @@ impl RedisOwner {
         let presence_on = self.config.presence_on(&channel);
         let history = self.config.history_for(&channel);
         let mut subscribe = None;
-        let ch = self.channels.entry(channel.clone()).or_insert_with(|| {
+        self.channels.entry(channel.clone()).or_insert_with(|| {
             let keys = Keys::new(&prefix, &channel);
             subscribe = Some(Bytes::from(keys.pubsub.clone()));
             Channel {
