@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod proto;
 pub mod resp;
 pub mod ws;
