@@ -23,7 +23,7 @@ pub const MAX_HEAD: usize = 8192;
 
 /// Most header fields in one head. More is answered like an oversized head
 /// (431), which is what the status means.
-const MAX_HEADERS: usize = 64;
+const MAX_HEADERS: usize = 128;
 
 /// Request method (RFC 9110 §9). Only the ones routing tells apart are named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
