@@ -42,6 +42,10 @@ pub use channel::{namespace, valid_channel, valid_user, MAX_CHANNEL_BYTES, MAX_U
 pub use client::{parse, parse_publish, Envelope, Publish, Request, Since, MAX_ID, MAX_NESTING};
 pub use error::{ErrorCode, RequestError};
 pub use json::{write_string, write_u64};
+/// The borrowed raw JSON type of `action` and `info`, re-exported so that
+/// callers (and the fuzz targets) name the same type without depending on
+/// serde_json themselves.
+pub use serde_json::value::RawValue;
 pub use server::{
     ack, error, joined, left, pong, presence, presence_state, user_action, welcome, write_members,
     History, Member, PresenceEvent,
