@@ -20,14 +20,14 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod auth;
+pub mod broker;
 pub mod config;
+pub mod conn;
 pub mod http;
 pub mod metrics;
 pub mod proto;
-pub mod resp;
-pub mod ws;
-pub mod broker;
-pub mod conn;
 pub mod registry;
+pub mod resp;
 pub mod server;
 pub mod worker;
+pub mod ws;

@@ -77,11 +77,8 @@ impl Server {
         });
         let seed = seed();
         let mut threads = Vec::with_capacity(n);
-        for (index, ((poll, listener), receiver)) in polls
-            .into_iter()
-            .zip(listeners)
-            .zip(receivers)
-            .enumerate()
+        for (index, ((poll, listener), receiver)) in
+            polls.into_iter().zip(listeners).zip(receivers).enumerate()
         {
             let parts = Parts {
                 index,

@@ -234,7 +234,7 @@ impl Owner {
         };
         // Without presence the owner only counts; the worker only sends a
         // leave for a connection it had asked to join.
-        let counted = ch.presence.then_some(was_member.is_some()).unwrap_or(true);
+        let counted = !ch.presence || was_member.is_some();
         if counted {
             let w = &mut ch.per_worker[usize::from(who.worker)];
             *w = w.saturating_sub(1);
@@ -388,7 +388,13 @@ impl History {
     }
 }
 
-fn deliver(ch: &Channel, channel: &Arc<str>, frame: Bytes, except: Option<ConnRef>, out: &mut Outbox) {
+fn deliver(
+    ch: &Channel,
+    channel: &Arc<str>,
+    frame: Bytes,
+    except: Option<ConnRef>,
+    out: &mut Outbox,
+) {
     for (worker, &n) in ch.per_worker.iter().enumerate() {
         let only_except = except.is_some_and(|e| usize::from(e.worker) == worker) && n == 1;
         if n > 0 && !only_except {

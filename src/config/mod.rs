@@ -296,7 +296,9 @@ impl Config {
     /// The parts of [`Config::redis`], checked when the configuration was
     /// read (so `Some` whenever `redis` is).
     pub fn redis_url(&self) -> Option<RedisUrl> {
-        self.redis.as_deref().and_then(|u| crate::resp::parse_url(u).ok())
+        self.redis
+            .as_deref()
+            .and_then(|u| crate::resp::parse_url(u).ok())
     }
 }
 

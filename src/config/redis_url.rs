@@ -3,7 +3,6 @@
 //! typo stops the start instead of showing up as an endless reconnect loop;
 //! this module only hides the password wherever the URL is shown.
 
-
 /// The URL with its password replaced by `***`, for errors and `Debug`.
 /// It must also hide passwords in URLs that failed to parse (an unencoded
 /// `/` or `@` in the password), so it masks up to the last `@`.

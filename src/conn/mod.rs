@@ -45,7 +45,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(member: Arc<MemberInfo>, allowed: Option<Vec<String>>, rate: Rate, now: Instant) -> Self {
+    pub fn new(
+        member: Arc<MemberInfo>,
+        allowed: Option<Vec<String>>,
+        rate: Rate,
+        now: Instant,
+    ) -> Self {
         Session {
             member,
             allowed,

@@ -4,7 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-
 use super::conn::{Phase, WsConn};
 use super::Worker;
 use crate::broker::{self, Answer, ConnRef, MemberInfo, Msg, Origin, Query};
@@ -26,8 +25,13 @@ impl PendingApi {
 /// An API request waiting for owners to answer.
 #[derive(Debug)]
 pub enum PendingApi {
-    Publish { keep_alive: bool },
-    Presence { channel: Arc<str>, keep_alive: bool },
+    Publish {
+        keep_alive: bool,
+    },
+    Presence {
+        channel: Arc<str>,
+        keep_alive: bool,
+    },
     Channels {
         remaining: usize,
         acc: Vec<(Arc<str>, usize)>,
@@ -46,7 +50,12 @@ impl Worker {
             Ok(None) => return 0,
             Ok(Some(parsed)) => parsed,
             Err(e) => {
-                self.respond(key, Response::text(e.status(), http::reason(e.status())), false, false);
+                self.respond(
+                    key,
+                    Response::text(e.status(), http::reason(e.status())),
+                    false,
+                    false,
+                );
                 return data.len();
             }
         };
@@ -120,10 +129,21 @@ impl Worker {
         let up = match http::check_upgrade(head) {
             Ok(up) => up,
             Err(UpgradeError::NotUpgrade) => {
-                return self.respond(key, Response::text(426, "upgrade to websocket").with_header("Upgrade", "websocket"), false, false)
+                return self.respond(
+                    key,
+                    Response::text(426, "upgrade to websocket").with_header("Upgrade", "websocket"),
+                    false,
+                    false,
+                )
             }
             Err(UpgradeError::UnsupportedVersion) => {
-                return self.respond(key, Response::text(426, "websocket version 13 only").with_header("Sec-WebSocket-Version", "13"), false, false)
+                return self.respond(
+                    key,
+                    Response::text(426, "websocket version 13 only")
+                        .with_header("Sec-WebSocket-Version", "13"),
+                    false,
+                    false,
+                )
             }
             Err(UpgradeError::BadRequest(why)) => {
                 return self.respond(key, Response::text(400, why), false, false)
@@ -145,7 +165,12 @@ impl Worker {
         let open = self.shared.ws_connections.fetch_add(1, Ordering::Relaxed);
         if cap > 0 && open >= cap {
             self.shared.ws_connections.fetch_sub(1, Ordering::Relaxed);
-            return self.respond(key, Response::text(503, "too many connections"), false, false);
+            return self.respond(
+                key,
+                Response::text(503, "too many connections"),
+                false,
+                false,
+            );
         }
         self.next_conn_seq += 1;
         let member = Arc::new(MemberInfo {
@@ -168,12 +193,17 @@ impl Worker {
             burst: self.config.burst,
         };
         let now = self.now;
-        let max = if echo { 16 << 20 } else { self.config.max_message_bytes };
+        let max = if echo {
+            16 << 20
+        } else {
+            self.config.max_message_bytes
+        };
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         conn.counted = true;
-        conn.out.push_unbounded(http::switching_protocols(&up).into());
+        conn.out
+            .push_unbounded(http::switching_protocols(&up).into());
         if !echo {
             conn.out.push_unbounded(welcome);
         }
@@ -194,7 +224,14 @@ impl Worker {
         &self,
         head: &Head,
         conn_id: &str,
-    ) -> Result<(String, Option<Box<serde_json::value::RawValue>>, Option<Vec<String>>), Response> {
+    ) -> Result<
+        (
+            String,
+            Option<Box<serde_json::value::RawValue>>,
+            Option<Vec<String>>,
+        ),
+        Response,
+    > {
         if let Some(secret) = &self.config.hmac_secret {
             let token = http::query_param(&head.query, "token")
                 .ok_or_else(|| Response::text(401, "token required"))?;
@@ -218,7 +255,14 @@ impl Worker {
 
     /// §9's API: checks the key, then asks the owners; the response is sent
     /// when they answer (see [`Worker::on_answer`]).
-    fn api(&mut self, key: usize, head: &Head, route: Route, body: &[u8], keep_alive: bool) -> Option<Response> {
+    fn api(
+        &mut self,
+        key: usize,
+        head: &Head,
+        route: Route,
+        body: &[u8],
+        keep_alive: bool,
+    ) -> Option<Response> {
         if let Err(resp) = http::check_api_key(head, self.config.api_key.as_deref()) {
             return Some(resp);
         }
@@ -231,7 +275,11 @@ impl Worker {
                     Err(resp) => return Some(resp),
                 };
                 if !self.broker_up() {
-                    return Some(Response::api_error(503, "unavailable", "the broker is unreachable"));
+                    return Some(Response::api_error(
+                        503,
+                        "unavailable",
+                        "the broker is unreachable",
+                    ));
                 }
                 let channel: Arc<str> = channel.into();
                 self.outbox.send(
@@ -247,10 +295,18 @@ impl Worker {
             }
             Route::ApiPresence => {
                 let Some(channel) = http::query_param(&head.query, "channel") else {
-                    return Some(Response::api_error(400, "bad_request", "missing channel parameter"));
+                    return Some(Response::api_error(
+                        400,
+                        "bad_request",
+                        "missing channel parameter",
+                    ));
                 };
                 if !proto::valid_channel(&channel) {
-                    return Some(Response::api_error(400, "invalid_channel", "invalid channel name"));
+                    return Some(Response::api_error(
+                        400,
+                        "invalid_channel",
+                        "invalid channel name",
+                    ));
                 }
                 let channel: Arc<str> = channel.into();
                 self.outbox.send(
@@ -260,14 +316,27 @@ impl Worker {
                         from,
                     },
                 );
-                PendingApi::Presence { channel, keep_alive }
+                PendingApi::Presence {
+                    channel,
+                    keep_alive,
+                }
             }
             _ => {
                 // The embedded broker asks every owner; Redis knows the
                 // whole cluster, so one owner asks it.
-                let asked = if self.config.redis.is_some() { vec![self.index] } else { (0..workers).collect() };
+                let asked = if self.config.redis.is_some() {
+                    vec![self.index]
+                } else {
+                    (0..workers).collect()
+                };
                 for &w in &asked {
-                    self.outbox.send(w, Msg::Query { query: Query::Channels, from });
+                    self.outbox.send(
+                        w,
+                        Msg::Query {
+                            query: Query::Channels,
+                            from,
+                        },
+                    );
                 }
                 PendingApi::Channels {
                     remaining: asked.len(),
@@ -285,8 +354,12 @@ impl Worker {
     /// An owner answered an API request of connection `to`.
     pub(super) fn on_answer(&mut self, to: ConnRef, answer: Answer) {
         let key = to.key as usize;
-        let Some(conn) = self.conn_for(to) else { return };
-        let Some(pending) = conn.api_pending.take() else { return };
+        let Some(conn) = self.conn_for(to) else {
+            return;
+        };
+        let Some(pending) = conn.api_pending.take() else {
+            return;
+        };
         let (resp, keep_alive) = match (pending, answer) {
             (PendingApi::Publish { keep_alive }, Answer::Published(offset)) => {
                 let body = match offset {
@@ -295,9 +368,17 @@ impl Worker {
                 };
                 (Response::json(200, body.into_bytes()), keep_alive)
             }
-            (PendingApi::Presence { channel, keep_alive }, Answer::Presence(members)) => {
+            (
+                PendingApi::Presence {
+                    channel,
+                    keep_alive,
+                },
+                Answer::Presence(members),
+            ) => {
                 let resp = match members {
-                    None => Response::api_error(403, "forbidden", "presence is off in this namespace"),
+                    None => {
+                        Response::api_error(403, "forbidden", "presence is off in this namespace")
+                    }
                     Some(array) => {
                         let mut body = Vec::with_capacity(32 + array.len());
                         body.extend_from_slice(b"{\"channel\":");
@@ -346,7 +427,10 @@ impl Worker {
             }
             (other, answer) => {
                 tracing::error!(?other, ?answer, "API answer does not match the request");
-                (Response::api_error(500, "internal", "internal error"), false)
+                (
+                    Response::api_error(500, "internal", "internal error"),
+                    false,
+                )
             }
         };
         self.respond(key, resp, keep_alive, false);
@@ -356,7 +440,9 @@ impl Worker {
 
     /// Serves input that arrived while a response was pending.
     fn resume_input(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if conn.inbuf.is_empty() {
             return;
         }
@@ -368,4 +454,3 @@ impl Worker {
         }
     }
 }
-

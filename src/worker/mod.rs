@@ -11,14 +11,17 @@
 //! queue message and one wake-up.
 //!
 //! # Loop turn
-//! 1. poll; 2. accept, read and dispatch; 3. drain the outbox (messages to
-//! this worker are handled at once, others are sent); 4. flush every
-//! connection that got frames; 5. timers (heartbeat, deadlines).
+//!
+//! 1. poll;
+//! 2. accept, read and dispatch;
+//! 3. drain the outbox: messages to this worker are handled at once, others
+//!    are sent;
+//! 4. flush every connection that got frames;
+//! 5. timers (heartbeat, deadlines).
 
 mod conn;
 mod http;
 mod ws;
-
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -287,10 +290,7 @@ impl Worker {
 
     fn on_readable(&mut self, key: usize) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        loop {
-            let Some(conn) = self.conns.get_mut(key) else {
-                break;
-            };
+        while let Some(conn) = self.conns.get_mut(key) {
             match conn.read(&mut scratch) {
                 Ok(0) => {
                     self.drop_conn(key);
@@ -432,7 +432,8 @@ impl Worker {
             conn.out.truncate_unstarted();
         }
         if matches!(conn.phase, Phase::Ws(_)) {
-            conn.out.push_unbounded(crate::ws::close_frame(code, reason));
+            conn.out
+                .push_unbounded(crate::ws::close_frame(code, reason));
         }
         conn.phase = Phase::Closing {
             deadline,
@@ -508,7 +509,9 @@ impl Worker {
                 id,
                 rejoin,
             } => {
-                let Some(conn) = self.conn_for(who) else { return };
+                let Some(conn) = self.conn_for(who) else {
+                    return;
+                };
                 if !rejoin {
                     if let Some(ws) = conn.ws_mut() {
                         ws.session.channels.remove(&channel);
@@ -607,7 +610,9 @@ impl Worker {
         self.draining = true;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let Some(conn) = self.conns.get(key) else { continue };
+            let Some(conn) = self.conns.get(key) else {
+                continue;
+            };
             match conn.phase {
                 Phase::Ws(_) => self.begin_close(key, 1001, "server shutting down", false),
                 Phase::Http { .. } => self.drop_conn(key),
@@ -626,7 +631,9 @@ impl Worker {
             Broker::Redis(r) => {
                 r.tick(self.now, self.poll.registry(), &mut self.outbox);
                 if let Some(t) = r.next_deadline() {
-                    self.next_tick = self.next_tick.min(t.max(self.now + Duration::from_millis(10)));
+                    self.next_tick = self
+                        .next_tick
+                        .min(t.max(self.now + Duration::from_millis(10)));
                 }
             }
         }

@@ -122,7 +122,9 @@ impl Worker {
     }
 
     fn on_request(&mut self, key: usize, id: Option<u64>, req: Request<'_>) {
-        let Some(who) = self.conn_ref(key) else { return };
+        let Some(who) = self.conn_ref(key) else {
+            return;
+        };
         let workers = self.outbox.workers();
         let max_channels = self.config.max_channels;
         let broker_up = self.broker_up();
@@ -140,9 +142,15 @@ impl Worker {
             Request::Join { channel, since } => {
                 let existing = session.channels.get(&*channel).cloned();
                 if !session.may_join(&channel) {
-                    Err((ErrorCode::Forbidden, "the token does not allow this channel"))
+                    Err((
+                        ErrorCode::Forbidden,
+                        "the token does not allow this channel",
+                    ))
                 } else if existing.is_none() && session.channels.len() >= max_channels {
-                    Err((ErrorCode::TooManyChannels, "too many channels on this connection"))
+                    Err((
+                        ErrorCode::TooManyChannels,
+                        "too many channels on this connection",
+                    ))
                 } else if !broker_up {
                     Err((ErrorCode::Unavailable, "the broker is unreachable"))
                 } else {
@@ -181,7 +189,10 @@ impl Worker {
             },
             Request::Action { channel, action } => {
                 if !config.client_publish_allowed(&channel) {
-                    Err((ErrorCode::Forbidden, "clients may not publish in this namespace"))
+                    Err((
+                        ErrorCode::Forbidden,
+                        "clients may not publish in this namespace",
+                    ))
                 } else {
                     match session.channels.get(&*channel).cloned() {
                         None => Err((ErrorCode::NotJoined, "join the channel before acting in it")),
@@ -226,7 +237,13 @@ impl Worker {
         }
     }
 
-    pub(super) fn reply_error(&mut self, key: usize, id: Option<u64>, code: ErrorCode, message: &str) {
+    pub(super) fn reply_error(
+        &mut self,
+        key: usize,
+        id: Option<u64>,
+        code: ErrorCode,
+        message: &str,
+    ) {
         let frame = ws::text_frame_with(|b| server::error(b, id, code, message));
         self.send_frame(key, frame);
     }

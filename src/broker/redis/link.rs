@@ -261,9 +261,10 @@ impl<T> Link<T> {
     /// Flushes commands queued since the last pump.
     pub fn flush(&mut self, now: Instant, registry: &Registry) {
         let failed = match &mut self.state {
-            State::Up { stream, session } | State::Connecting { stream, session, .. } => {
-                write_from(stream, session, &mut self.unsent).is_err()
-            }
+            State::Up { stream, session }
+            | State::Connecting {
+                stream, session, ..
+            } => write_from(stream, session, &mut self.unsent).is_err(),
             State::Down { .. } => false,
         };
         if failed {

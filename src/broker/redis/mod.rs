@@ -279,7 +279,13 @@ impl RedisOwner {
                     let sha = self.shas[3].clone();
                     let prefix = self.config.redis_prefix.clone();
                     self.command_or_fail(
-                        &[b"EVALSHA", sha.as_bytes(), b"0", prefix.as_bytes(), now.as_bytes()],
+                        &[
+                            b"EVALSHA",
+                            sha.as_bytes(),
+                            b"0",
+                            prefix.as_bytes(),
+                            now.as_bytes(),
+                        ],
                         Tag::ApiChannels { to: from },
                         out,
                     );
@@ -414,7 +420,14 @@ impl RedisOwner {
         );
     }
 
-    fn leave(&mut self, channel: Arc<str>, who: ConnRef, id: Option<u64>, reply: bool, out: &mut Outbox) {
+    fn leave(
+        &mut self,
+        channel: Arc<str>,
+        who: ConnRef,
+        id: Option<u64>,
+        reply: bool,
+        out: &mut Outbox,
+    ) {
         let frame = reply.then(|| ws::text_frame_with(|b| server::left(b, id, &channel)));
         out.send(
             usize::from(who.worker),
@@ -434,12 +447,18 @@ impl RedisOwner {
         *w = w.saturating_sub(1);
         let presence_key = ch.keys.presence.clone();
         let pubsub = ch.keys.pubsub.clone();
-        let event = ch.presence.then(|| presence_event(&channel, "leave", &m.entry));
+        let event = ch
+            .presence
+            .then(|| presence_event(&channel, "leave", &m.entry));
         let empty = ch.members.is_empty();
         if self.up {
-            let _ = self.link.command(&[b"ZREM", &presence_key, &m.entry], Tag::Ignore);
+            let _ = self
+                .link
+                .command(&[b"ZREM", &presence_key, &m.entry], Tag::Ignore);
             if let Some(event) = event {
-                let _ = self.link.command(&[b"PUBLISH", &pubsub, &event], Tag::Ignore);
+                let _ = self
+                    .link
+                    .command(&[b"PUBLISH", &pubsub, &event], Tag::Ignore);
             }
         }
         if empty {
@@ -449,7 +468,14 @@ impl RedisOwner {
         }
     }
 
-    fn publish(&mut self, channel: Arc<str>, origin: Origin, id: Option<u64>, action: &[u8], out: &mut Outbox) {
+    fn publish(
+        &mut self,
+        channel: Arc<str>,
+        origin: Origin,
+        id: Option<u64>,
+        action: &[u8],
+        out: &mut Outbox,
+    ) {
         let history = self.config.history_for(&channel);
         let member = match &origin {
             Origin::Client(_, m) => Some(m.clone()),
@@ -622,9 +648,15 @@ impl RedisOwner {
 
     fn on_up(&mut self) {
         for script in scripts::ALL {
-            let _ = self.link.command(&[b"SCRIPT", b"LOAD", script.as_bytes()], Tag::Ignore);
+            let _ = self
+                .link
+                .command(&[b"SCRIPT", b"LOAD", script.as_bytes()], Tag::Ignore);
         }
-        let names: Vec<Vec<u8>> = self.channels.values().map(|c| c.keys.pubsub.clone()).collect();
+        let names: Vec<Vec<u8>> = self
+            .channels
+            .values()
+            .map(|c| c.keys.pubsub.clone())
+            .collect();
         for chunk in names.chunks(256) {
             let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
             let _ = self.link.subscribe(&refs);
@@ -753,7 +785,8 @@ impl RedisOwner {
                 match origin {
                     Origin::Client(who, _) => {
                         if let Some(id) = id {
-                            let frame = ws::text_frame_with(|b| server::ack(b, Some(id), &channel, offset));
+                            let frame =
+                                ws::text_frame_with(|b| server::ack(b, Some(id), &channel, offset));
                             out.send(usize::from(who.worker), Msg::Reply { who, frame });
                         }
                     }
@@ -768,7 +801,8 @@ impl RedisOwner {
             }
             Tag::Presence { channel, who, id } => {
                 let list = members_json(bulk_items(&value));
-                let frame = ws::text_frame_with(|b| server::presence_state_raw(b, id, &channel, &list));
+                let frame =
+                    ws::text_frame_with(|b| server::presence_state_raw(b, id, &channel, &list));
                 out.send(usize::from(who.worker), Msg::Reply { who, frame });
             }
             Tag::ApiPresence { to } => out.send(
@@ -800,7 +834,15 @@ impl RedisOwner {
         }
     }
 
-    fn on_joined(&mut self, channel: Arc<str>, who: ConnRef, id: Option<u64>, since: bool, value: Value, out: &mut Outbox) {
+    fn on_joined(
+        &mut self,
+        channel: Arc<str>,
+        who: ConnRef,
+        id: Option<u64>,
+        since: bool,
+        value: Value,
+        out: &mut Outbox,
+    ) {
         let Value::Array(parts) = value else {
             return self.fail_tag(
                 Tag::Join {
@@ -815,7 +857,8 @@ impl RedisOwner {
         };
         let presence = self.channels.get(&channel).is_some_and(|c| c.presence);
         let history = self.config.history_for(&channel).is_some();
-        let members = presence.then(|| members_json(parts.first().map(bulk_items).into_iter().flatten()));
+        let members =
+            presence.then(|| members_json(parts.first().map(bulk_items).into_iter().flatten()));
         let offset = match parts.get(1) {
             Some(Value::Int(n)) => *n as u64,
             _ => 0,
@@ -846,7 +889,15 @@ impl RedisOwner {
         let replayed = history.then_some(replay.len() as u64);
         let mut frames = Vec::with_capacity(1 + replay.len());
         frames.push(ws::text_frame_with(|b| {
-            server::joined_raw(b, id, &channel, members.as_deref(), hist, recovered, replayed)
+            server::joined_raw(
+                b,
+                id,
+                &channel,
+                members.as_deref(),
+                hist,
+                recovered,
+                replayed,
+            )
         }));
         frames.extend(replay);
         out.send(
