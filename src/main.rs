@@ -49,10 +49,10 @@ fn main() {
     let _ = writeln!(out, "switchboard listening on {}", server.local_addr);
     let _ = out.flush();
     // Wait for SIGTERM/SIGINT; a worker that stopped on its own is fatal.
-    'wait: loop {
-        for sig in signals.pending() {
+    loop {
+        if let Some(sig) = signals.pending().next() {
             tracing::info!(signal = sig, "draining");
-            break 'wait;
+            break;
         }
         if server.any_worker_stopped() {
             tracing::error!("a worker stopped; exiting");
