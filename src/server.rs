@@ -13,6 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::broker::Msg;
 use crate::config::Config;
+use crate::metrics::WorkerMetrics;
 use crate::worker::{Parts, Shared, Worker};
 
 /// A running node.
@@ -74,6 +75,8 @@ impl Server {
             // In Redis mode every link starts down until its handshake.
             links_down: Arc::new(AtomicUsize::new(if redis_addr.is_some() { n } else { 0 })),
             ws_connections: AtomicUsize::new(0),
+            metrics: (0..n).map(|_| Arc::new(WorkerMetrics::new())).collect(),
+            owned_channels: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         });
         let seed = seed();
         let mut threads = Vec::with_capacity(n);

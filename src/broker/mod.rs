@@ -118,6 +118,8 @@ pub enum Msg {
         channel: Arc<str>,
         frame: Bytes,
         except: Option<ConnRef>,
+        /// A presence event (else a `user_action`), for metrics.
+        presence: bool,
     },
     /// To an owner: a question from the HTTP API of connection `from`.
     Query { query: Query, from: ConnRef },

@@ -25,6 +25,8 @@ pub const IDLE_HISTORY_TTL: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub struct OwnerLimits {
     pub config: Arc<Config>,
+    /// The owning worker's counters (recoveries, replayed events).
+    pub metrics: Arc<crate::metrics::WorkerMetrics>,
 }
 
 #[derive(Debug)]
@@ -134,6 +136,7 @@ impl Owner {
         rejoin: bool,
         out: &mut Outbox,
     ) {
+        let metrics = self.limits.metrics.clone();
         let ch = self.channel_entry(&channel);
         ch.idle_since = None;
         let newly = !rejoin;
@@ -162,6 +165,10 @@ impl Owner {
             epoch: &h.epoch,
         });
         let replayed = ch.history.as_ref().map(|_| replay.len() as u64);
+        if let Some(r) = recovered {
+            metrics.recovery(r);
+            metrics.replayed(replay.len() as u64);
+        }
         frames.push(ws::text_frame_with(|buf| {
             server::joined(
                 buf,
@@ -192,7 +199,7 @@ impl Owner {
                     member.as_member(),
                 )
             });
-            deliver(ch, &channel, frame, Some(who), out);
+            deliver(ch, &channel, frame, Some(who), true, out);
         }
     }
 
@@ -245,7 +252,7 @@ impl Owner {
                 server::presence(buf, &channel, server::PresenceEvent::Leave, m.as_member())
             });
             // `Left` already took the leaver out of its worker's fan-out.
-            deliver(ch, &channel, frame, None, out);
+            deliver(ch, &channel, frame, None, true, out);
         }
         if ch.total == 0 {
             if ch.history.as_ref().is_some_and(|h| h.offset > 0) {
@@ -290,7 +297,7 @@ impl Owner {
             }
             h.ring.push_back((off, frame.clone()));
         }
-        deliver(ch, channel, frame, None, out);
+        deliver(ch, channel, frame, None, false, out);
         if ch.total == 0 && ch.history.is_none() {
             self.channels.remove(channel);
         }
@@ -393,6 +400,7 @@ fn deliver(
     channel: &Arc<str>,
     frame: Bytes,
     except: Option<ConnRef>,
+    presence: bool,
     out: &mut Outbox,
 ) {
     for (worker, &n) in ch.per_worker.iter().enumerate() {
@@ -404,6 +412,7 @@ fn deliver(
                     channel: channel.clone(),
                     frame: frame.clone(),
                     except,
+                    presence,
                 },
             );
         }

@@ -78,20 +78,25 @@ impl Conn {
         self.out.push(frame, limit)
     }
 
-    /// Writes queued frames until the queue is empty or the socket is full.
-    pub fn flush(&mut self) -> io::Result<()> {
+    /// Writes queued frames until the queue is empty or the socket is full;
+    /// returns the bytes written.
+    pub fn flush(&mut self) -> io::Result<usize> {
+        let mut total = 0;
         while !self.out.is_empty() {
             let mut slices = [IoSlice::new(&[]); crate::conn::outbound::MAX_IOV];
             let n = self.out.io_slices(&mut slices);
             match self.stream.write_vectored(&slices[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.out.advance(written),
+                Ok(written) => {
+                    total += written;
+                    self.out.advance(written);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(total)
     }
 
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

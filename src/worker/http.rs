@@ -9,6 +9,7 @@ use super::Worker;
 use crate::broker::{self, Answer, ConnRef, MemberInfo, Msg, Origin, Query};
 use crate::conn::{Rate, Session};
 use crate::http::{self, Head, Method, Response, Route, UpgradeError};
+use crate::metrics::{self, Gauges, HttpRoute};
 use crate::proto::{self, server};
 use crate::ws::{self, Role};
 
@@ -60,6 +61,17 @@ impl Worker {
             }
         };
         let route = http::route(&head, self.config.autobahn_echo);
+        self.metrics.http(match route {
+            Route::WebSocket | Route::Echo => HttpRoute::Ws,
+            Route::Demo => HttpRoute::Demo,
+            Route::Healthz => HttpRoute::Healthz,
+            Route::Metrics => HttpRoute::Metrics,
+            Route::ApiPublish => HttpRoute::ApiPublish,
+            Route::ApiPresence => HttpRoute::ApiPresence,
+            Route::ApiChannels => HttpRoute::ApiChannels,
+            Route::NotFound => HttpRoute::NotFound,
+            Route::MethodNotAllowed { .. } => HttpRoute::Other,
+        });
         if matches!(route, Route::WebSocket | Route::Echo) {
             self.upgrade(key, &head, route == Route::Echo);
             return head_len;
@@ -85,7 +97,7 @@ impl Worker {
             } else {
                 Response::text(200, "ok")
             }),
-            Route::Metrics => Some(Response::text(404, "not found")),
+            Route::Metrics => Some(self.metrics_response()),
             Route::ApiPublish | Route::ApiPresence | Route::ApiChannels => {
                 self.api(key, &head, route, body, keep_alive)
             }
@@ -107,6 +119,24 @@ impl Worker {
             self.respond(key, resp, keep_alive, head_only);
         }
         head_len + body_len
+    }
+
+    fn metrics_response(&self) -> Response {
+        let gauges = Gauges {
+            connections: self.shared.ws_connections.load(Ordering::Relaxed) as u64,
+            channels: self
+                .shared
+                .owned_channels
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed) as u64)
+                .sum(),
+            draining: self.shared.draining.load(Ordering::Relaxed),
+            broker_up: self.broker_up(),
+        };
+        let body = metrics::render(&self.shared.metrics, &gauges);
+        let mut resp = Response::text(200, body);
+        resp.content_type = metrics::CONTENT_TYPE;
+        resp
     }
 
     /// Queues a response; closes after it unless kept alive.

@@ -37,6 +37,7 @@ use slab::Slab;
 use crate::broker::redis::RedisOwner;
 use crate::broker::{self, ConnRef, Msg, Outbox, Owner, OwnerLimits};
 use crate::config::Config;
+use crate::metrics::{DeliveredType, WorkerMetrics};
 use crate::registry::{Handle, Registry};
 use conn::{Conn, Phase};
 
@@ -71,6 +72,10 @@ pub struct Shared {
     pub links_down: Arc<AtomicUsize>,
     /// Open WebSockets on this node, for --max-connections.
     pub ws_connections: AtomicUsize,
+    /// Each worker's counters, summed at scrape.
+    pub metrics: Vec<Arc<WorkerMetrics>>,
+    /// Channels with members that each worker owns, refreshed every tick.
+    pub owned_channels: Vec<AtomicUsize>,
 }
 
 /// What a worker is built from, before its thread starts.
@@ -102,6 +107,7 @@ pub struct Worker {
     receiver: Receiver<Vec<Msg>>,
     shared: Arc<Shared>,
     config: Arc<Config>,
+    metrics: Arc<WorkerMetrics>,
     conns: Slab<Conn>,
     registry: Registry,
     broker: Broker,
@@ -134,10 +140,12 @@ impl Worker {
                 REDIS,
                 parts.seed,
                 shared.links_down.clone(),
+                shared.metrics[parts.index].clone(),
             ))),
             _ => Broker::Embedded(Owner::new(
                 OwnerLimits {
                     config: config.clone(),
+                    metrics: shared.metrics[parts.index].clone(),
                 },
                 parts.seed,
             )),
@@ -148,6 +156,7 @@ impl Worker {
             listener,
             receiver: parts.receiver,
             broker,
+            metrics: shared.metrics[parts.index].clone(),
             shared,
             config,
             conns: Slab::new(),
@@ -200,6 +209,13 @@ impl Worker {
                 self.tick();
                 self.pump();
             }
+            let owned = match &self.broker {
+                Broker::Embedded(owner) => owner.channel_count(),
+                Broker::Redis(r) => r.channel_count(),
+            };
+            self.shared.owned_channels[self.index].store(owned, Ordering::Relaxed);
+            let spent = self.now.elapsed().as_nanos() as u64;
+            self.metrics.loop_time.observe(spent);
             if self.draining && self.conns.is_empty() {
                 return Ok(());
             }
@@ -296,7 +312,10 @@ impl Worker {
                     self.drop_conn(key);
                     break;
                 }
-                Ok(n) => self.on_bytes(key, &mut scratch, n),
+                Ok(n) => {
+                    self.metrics.bytes_in(n as u64);
+                    self.on_bytes(key, &mut scratch, n)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -402,9 +421,12 @@ impl Worker {
                 continue;
             };
             conn.dirty = false;
-            if conn.flush().is_err() {
-                self.drop_conn(key);
-                continue;
+            match conn.flush() {
+                Ok(written) => self.metrics.bytes_out(written as u64),
+                Err(_) => {
+                    self.drop_conn(key);
+                    continue;
+                }
             }
             if let Phase::Closing { shut, .. } = &mut conn.phase {
                 if conn.out.is_empty() && !*shut {
@@ -539,6 +561,8 @@ impl Worker {
                         serial: who.serial,
                     },
                 );
+                self.metrics
+                    .delivered(DeliveredType::Reply, frames.len() as u64);
                 for f in frames {
                     self.send_frame(who.key as usize, f);
                 }
@@ -563,6 +587,7 @@ impl Worker {
             }
             Msg::Reply { who, frame } => {
                 if self.conn_for(who).is_some() {
+                    self.metrics.delivered(DeliveredType::Reply, 1);
                     self.send_frame(who.key as usize, frame);
                 }
             }
@@ -570,17 +595,27 @@ impl Worker {
                 channel,
                 frame,
                 except,
-            } => self.deliver(&channel, &frame, except),
+                presence,
+            } => {
+                let n = self.deliver(&channel, &frame, except);
+                let kind = if presence {
+                    DeliveredType::Presence
+                } else {
+                    DeliveredType::UserAction
+                };
+                self.metrics.delivered(kind, n);
+            }
             Msg::Answer { to, answer } => self.on_answer(to, answer),
             Msg::Shutdown => self.start_drain(),
         }
     }
 
     /// Queues one shared frame for every local member of `channel`.
-    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnRef>) {
+    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnRef>) -> u64 {
         let limit = self.config.outbound_limit;
         let except = except.filter(|e| usize::from(e.worker) == self.index);
         let mut slow = Vec::new();
+        let mut queued = 0;
         for &h in self.registry.members(channel) {
             if except.is_some_and(|e| e.key == h.key && e.serial == h.serial) {
                 continue;
@@ -593,6 +628,7 @@ impl Worker {
                 slow.push(key);
                 continue;
             }
+            queued += 1;
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(key);
@@ -601,6 +637,7 @@ impl Worker {
         for key in slow {
             self.begin_close(key, 4008, "slow consumer", true);
         }
+        queued
     }
 
     fn start_drain(&mut self) {

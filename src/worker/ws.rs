@@ -8,6 +8,7 @@ use super::conn::Phase;
 use super::Worker;
 use crate::broker::{self, Msg, Origin};
 use crate::conn::{Admission, Rate};
+use crate::metrics::MsgType;
 use crate::proto::{self, server, ErrorCode, Request};
 use crate::ws::{self, Message, OpCode, Role};
 
@@ -99,10 +100,12 @@ impl Worker {
         match wsc.session.admit(rate, now) {
             Admission::Allowed => true,
             Admission::Limited => {
+                self.metrics.rate_limited();
                 self.reply_error(key, id, ErrorCode::RateLimited, "slow down");
                 false
             }
             Admission::LimitedClose => {
+                self.metrics.rate_limited();
                 self.reply_error(key, id, ErrorCode::RateLimited, "slow down");
                 self.begin_close(key, 4009, "rate limit exceeded repeatedly", false);
                 false
@@ -112,6 +115,14 @@ impl Worker {
 
     fn on_text(&mut self, key: usize, text: &[u8]) {
         let env = proto::parse(text);
+        self.metrics.received(match &env.request {
+            Ok(Request::Join { .. }) => MsgType::Join,
+            Ok(Request::Leave { .. }) => MsgType::Leave,
+            Ok(Request::Action { .. }) => MsgType::Action,
+            Ok(Request::Presence { .. }) => MsgType::Presence,
+            Ok(Request::Ping) => MsgType::Ping,
+            Err(_) => MsgType::Invalid,
+        });
         if !self.admit(key, env.id) {
             return;
         }
@@ -244,6 +255,7 @@ impl Worker {
         code: ErrorCode,
         message: &str,
     ) {
+        self.metrics.error(code.as_str());
         let frame = ws::text_frame_with(|b| server::error(b, id, code, message));
         self.send_frame(key, frame);
     }

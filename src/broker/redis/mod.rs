@@ -29,6 +29,7 @@ use mio::{Registry, Token};
 
 use super::{Answer, ConnRef, MemberInfo, Msg, Origin, Outbox, Query};
 use crate::config::Config;
+use crate::metrics::WorkerMetrics;
 use crate::proto::{server, ErrorCode, Since};
 use crate::resp::{Event, Push, RedisUrl, Value};
 use crate::ws;
@@ -49,6 +50,7 @@ enum Tag {
         origin: Origin,
         id: Option<u64>,
         history: bool,
+        sent: Instant,
     },
     Presence {
         channel: Arc<str>,
@@ -116,7 +118,10 @@ pub struct RedisOwner {
     next_refresh: Instant,
     next_reap: Instant,
     up: bool,
+    /// Whether the link was ever up, to count reconnects.
+    ever_up: bool,
     links_down: Arc<AtomicUsize>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 fn now_ms() -> u64 {
@@ -186,6 +191,7 @@ impl RedisOwner {
         token: Token,
         seed: u64,
         links_down: Arc<AtomicUsize>,
+        metrics: Arc<WorkerMetrics>,
     ) -> Self {
         let now = Instant::now();
         RedisOwner {
@@ -198,7 +204,9 @@ impl RedisOwner {
             next_refresh: now,
             next_reap: now,
             up: false,
+            ever_up: false,
             links_down,
+            metrics,
         }
     }
 
@@ -497,6 +505,7 @@ impl RedisOwner {
             origin,
             id,
             history: history.is_some(),
+            sent: Instant::now(),
         };
         match history {
             None => self.command_or_fail(&[b"PUBLISH", &keys.pubsub, &event], tag, out),
@@ -622,6 +631,11 @@ impl RedisOwner {
         self.on_link_events(out);
     }
 
+    /// Channels with local members on this owner (for metrics).
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
     /// When the owner next needs a tick.
     pub fn next_deadline(&self) -> Option<Instant> {
         let upkeep = self.up.then(|| self.next_refresh.min(self.next_reap));
@@ -670,6 +684,10 @@ impl RedisOwner {
             self.up = true;
             self.links_down.fetch_sub(1, Ordering::SeqCst);
         }
+        if self.ever_up {
+            self.metrics.redis_reconnect();
+        }
+        self.ever_up = true;
     }
 
     fn on_down(&mut self, lost: Vec<Tag>, out: &mut Outbox) {
@@ -739,6 +757,7 @@ impl RedisOwner {
         let Some(ch) = self.channels.get(name) else {
             return;
         };
+        let presence = payload.starts_with(br#"{"type":"presence""#);
         // Framed once on this node; every local recipient shares it.
         let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
         for (worker, &n) in ch.per_worker.iter().enumerate() {
@@ -749,6 +768,7 @@ impl RedisOwner {
                         channel: name.clone(),
                         frame: frame.clone(),
                         except: None,
+                        presence,
                     },
                 );
             }
@@ -777,7 +797,11 @@ impl RedisOwner {
                 origin,
                 id,
                 history,
+                sent,
             } => {
+                self.metrics
+                    .broker_rtt
+                    .observe(sent.elapsed().as_nanos() as u64);
                 let offset = match (&value, history) {
                     (Value::Int(n), true) => Some(*n as u64),
                     _ => None,
@@ -882,6 +906,10 @@ impl RedisOwner {
             _ => Vec::new(),
         };
         let recovered = since.then_some(recovered_flag == 1);
+        if let Some(r) = recovered {
+            self.metrics.recovery(r);
+            self.metrics.replayed(replay.len() as u64);
+        }
         let hist = history.then_some(server::History {
             offset,
             epoch: &epoch,

@@ -1,0 +1,104 @@
+//! `GET /metrics` on a running server: Prometheus text that a standard
+//! parser reads, whose values move as traffic flows (issue 5).
+
+mod common;
+
+use common::*;
+use prometheus_parse::{Scrape, Value};
+use serde_json::json;
+
+fn scrape(s: &Server) -> Scrape {
+    let r = s.http_get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        r.headers
+    );
+    let text = String::from_utf8(r.body).expect("utf-8");
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+}
+
+/// The value of `name` whose labels include every pair of `labels`.
+fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[test]
+fn metrics_move_with_traffic() {
+    let s = Server::start(&[]);
+    let before = scrape(&s);
+    assert_eq!(value(&before, "switchboard_connections", &[]), 0.0);
+    assert_eq!(value(&before, "switchboard_broker_up", &[]), 1.0);
+
+    let mut a = s.connect("user=alice");
+    let mut b = s.connect("user=bob");
+    a.join("m:1");
+    b.join("m:1");
+    a.send_json(json!({"type": "user_action", "id": 7, "channel": "m:1", "action": 1}));
+    b.recv_until(|v| v["type"] == "user_action");
+    a.recv_until(|v| v["type"] == "ack");
+    a.send_json(json!({"type": "leave_channel", "id": 8, "channel": "nope"}));
+    a.recv_until(|v| v["type"] == "error");
+
+    let after = scrape(&s);
+    assert_eq!(value(&after, "switchboard_connections", &[]), 2.0);
+    assert_eq!(value(&after, "switchboard_channels", &[]), 1.0);
+    assert_eq!(
+        value(
+            &after,
+            "switchboard_messages_received_total",
+            &[("type", "user_action")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "switchboard_messages_received_total",
+            &[("type", "join_channel")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "switchboard_messages_delivered_total",
+            &[("type", "user_action")]
+        ),
+        2.0,
+        "one action, two members"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "switchboard_errors_total",
+            &[("code", "not_joined")]
+        ),
+        1.0
+    );
+    assert!(value(&after, "switchboard_bytes_received_total", &[]) > 0.0);
+    assert!(
+        value(&after, "switchboard_bytes_sent_total", &[])
+            > value(&before, "switchboard_bytes_sent_total", &[])
+    );
+    assert!(
+        value(
+            &after,
+            "switchboard_http_requests_total",
+            &[("route", "metrics")]
+        ) >= 1.0
+    );
+
+    drop(a);
+    drop(b);
+}
