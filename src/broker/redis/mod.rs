@@ -553,11 +553,20 @@ impl RedisOwner {
                 ..
             } => {
                 if !rejoin {
+                    let mut empty = None;
                     if let Some(ch) = self.channels.get_mut(&channel) {
                         if ch.members.remove(&who).is_some() {
                             let w = &mut ch.per_worker[usize::from(who.worker)];
                             *w = w.saturating_sub(1);
                         }
+                        if ch.members.is_empty() {
+                            empty = Some(ch.keys.pubsub.clone());
+                        }
+                    }
+                    if let Some(pubsub) = empty {
+                        let _ = self.link.unsubscribe(&[&pubsub]);
+                        self.by_pubsub.remove(&pubsub[..]);
+                        self.channels.remove(&channel);
                     }
                 }
                 out.send(
