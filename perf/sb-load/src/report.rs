@@ -74,6 +74,9 @@ pub struct Summary {
     pub duration_s: f64,
     pub messages_sent: u64,
     pub messages_sent_in_window: u64,
+    /// Longest a publication waited past its scheduled time: when this is
+    /// large, the load generator (or the machine) could not keep up.
+    pub max_send_lag_ms: f64,
     pub deliveries_expected: u64,
     pub deliveries_received: u64,
     pub lost: u64,
@@ -139,8 +142,8 @@ impl Summary {
             self.channels, self.publishers, self.rate_per_publisher, self.warmup_s, self.duration_s
         ));
         line(format!(
-            "messages     {} sent ({} in window)",
-            self.messages_sent, self.messages_sent_in_window
+            "messages     {} sent ({} in window); longest send lag {:.1} ms",
+            self.messages_sent, self.messages_sent_in_window, self.max_send_lag_ms
         ));
         line(format!(
             "deliveries   {} expected, {} received; lost {}, duplicated {}, reordered {}, unparsed {}{}",

@@ -156,6 +156,7 @@ pub fn run(args: &Args) -> Result<Summary, String> {
         duration_s: window_s,
         messages_sent: totals.sent,
         messages_sent_in_window: totals.sent_in_window,
+        max_send_lag_ms: totals.max_send_lag_ns as f64 / 1e6,
         deliveries_expected: totals.expected,
         deliveries_received: totals.sink.delivered,
         lost: totals.expected.saturating_sub(totals.sink.delivered),
@@ -193,6 +194,7 @@ struct Totals {
     in_window: u64,
     dropped: u64,
     last_close_code: Option<u16>,
+    max_send_lag_ns: u64,
 }
 
 impl Totals {
@@ -201,7 +203,9 @@ impl Totals {
         let (mut sent, mut sent_in_window, mut expected_in_window, mut dropped) = (0, 0, 0, 0);
         let mut expected = 0;
         let mut last_close_code = None;
+        let mut max_send_lag_ns = 0;
         for r in results {
+            max_send_lag_ns = max_send_lag_ns.max(r.max_send_lag_ns);
             last_close_code = r.last_close_code.or(last_close_code);
             let _ = sink.hist.add(&r.sink.hist);
             sink.delivered += r.sink.delivered;
@@ -224,6 +228,7 @@ impl Totals {
             expected_in_window,
             dropped,
             last_close_code,
+            max_send_lag_ns,
         }
     }
 }

@@ -141,6 +141,8 @@ pub struct WorkerResult {
     pub dropped: u64,
     /// Server closes seen, by the last code (0 = none given).
     pub last_close_code: Option<u16>,
+    /// Longest a publication waited past its scheduled time.
+    pub max_send_lag_ns: u64,
 }
 
 struct Slot {
@@ -289,6 +291,7 @@ impl Worker {
             expected_in_window: result_counts.expected_in_window,
             dropped: self.dropped,
             last_close_code: self.last_close_code,
+            max_send_lag_ns: schedule.max_lag_ns,
         })
     }
 
@@ -567,6 +570,8 @@ struct Schedule {
     period_ns: f64,
     next_tick_ns: f64,
     next: usize,
+    /// Longest a publication waited past its tick: the generator's own lag.
+    max_lag_ns: u64,
 }
 
 impl Schedule {
@@ -585,15 +590,18 @@ impl Schedule {
             period_ns,
             next_tick_ns: start_ns as f64,
             next: 0,
+            max_lag_ns: 0,
         }
     }
 
     /// The slot to publish on now, if a tick is due before `end_ns`.
     fn due(&mut self, now: u64, end_ns: u64) -> Option<usize> {
         let tick = self.next_tick_ns;
-        if self.publishers.is_empty() || tick > now as f64 || tick >= end_ns as f64 {
+        if self.publishers.is_empty() || tick > now as f64 || tick >= end_ns as f64 || now >= end_ns
+        {
             return None;
         }
+        self.max_lag_ns = self.max_lag_ns.max(now.saturating_sub(tick as u64));
         let slot = self.publishers[self.next];
         self.next = (self.next + 1) % self.publishers.len();
         self.next_tick_ns += self.period_ns;
