@@ -8,6 +8,8 @@ mod procstat;
 mod report;
 mod run;
 mod scenario;
+#[cfg(test)]
+mod testserver;
 mod track;
 mod worker;
 mod ws;

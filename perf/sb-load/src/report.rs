@@ -83,6 +83,9 @@ pub struct Summary {
     pub duplicated: u64,
     pub reordered: u64,
     pub unparsed: u64,
+    /// Text frames after joining without a stamp (replies, presence events,
+    /// or actions a server re-formatted, against PROTOCOL.md §4).
+    pub unstamped: u64,
     pub offered_deliveries_per_s: f64,
     pub deliveries_per_s: f64,
     pub latency: Latency,
@@ -146,13 +149,14 @@ impl Summary {
             self.messages_sent, self.messages_sent_in_window, self.max_send_lag_ms
         ));
         line(format!(
-            "deliveries   {} expected, {} received; lost {}, duplicated {}, reordered {}, unparsed {}{}",
+            "deliveries   {} expected, {} received; lost {}, duplicated {}, reordered {}, unparsed {}, unstamped {}{}",
             self.deliveries_expected,
             self.deliveries_received,
             self.lost,
             self.duplicated,
             self.reordered,
             self.unparsed,
+            self.unstamped,
             if self.drain_complete { "" } else { " (drain timed out)" }
         ));
         line(format!(

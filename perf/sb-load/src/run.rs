@@ -163,6 +163,7 @@ pub fn run(args: &Args) -> Result<Summary, String> {
         duplicated: totals.sink.duplicates,
         reordered: totals.sink.reordered,
         unparsed: totals.sink.unparsed,
+        unstamped: totals.sink.other,
         offered_deliveries_per_s: totals.expected_in_window as f64 / window_s.max(1e-9),
         deliveries_per_s: totals.in_window as f64 / window_s.max(1e-9),
         latency: Latency::from_ns(&totals.sink.hist),
@@ -213,6 +214,7 @@ impl Totals {
             sink.duplicates += r.sink.duplicates;
             sink.reordered += r.sink.reordered;
             sink.unparsed += r.sink.unparsed;
+            sink.other += r.sink.other;
             sent += r.sent;
             sent_in_window += r.sent_in_window;
             expected += r.expected;
@@ -261,5 +263,69 @@ impl ServerProbe {
             .iter()
             .filter_map(|&p| procstat::cpu_us(p).ok())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testserver::{self, Fault};
+    use clap::Parser;
+
+    fn run_against(fault: Fault) -> Summary {
+        let url = testserver::start(fault);
+        let pid = std::process::id().to_string();
+        let args = Args::try_parse_from([
+            "sb-load",
+            "--url",
+            &url,
+            "--conns",
+            "12",
+            "--channels",
+            "3",
+            "--publishers",
+            "2",
+            "--rate",
+            "40",
+            "--warmup",
+            "0.2",
+            "--duration",
+            "0.4",
+            "--drain",
+            "1",
+            "--server-pid",
+            &pid,
+        ])
+        .unwrap();
+        run(&args).unwrap()
+    }
+
+    #[test]
+    fn a_correct_server_loses_nothing() {
+        let s = run_against(Fault::None);
+        assert_eq!((s.conns_made, s.conns_failed), (12, 0));
+        assert!(s.messages_sent >= 6 * 20, "{s:?}");
+        assert_eq!(s.deliveries_expected, s.messages_sent * 4);
+        assert_eq!(s.deliveries_received, s.deliveries_expected);
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        assert!(s.drain_complete);
+        assert!(s.latency.samples > 0 && s.latency.p50_us > 0.0);
+        assert!(s.server.is_some_and(|sv| sv.rss_joined_kib > 0));
+    }
+
+    #[test]
+    fn a_dropped_delivery_is_counted_lost() {
+        let s = run_against(Fault::DropOne);
+        // message 3 of each of 6 publishers misses the first member of its channel
+        assert_eq!(s.lost, 6, "{s:?}");
+        assert_eq!(s.duplicated, 0);
+        assert!(!s.problems().is_empty());
+    }
+
+    #[test]
+    fn a_duplicated_delivery_is_counted() {
+        let s = run_against(Fault::DuplicateOne);
+        assert_eq!(s.duplicated, 6 * 4, "{s:?}");
+        assert_eq!(s.lost, 0);
     }
 }

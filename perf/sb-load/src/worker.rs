@@ -264,7 +264,13 @@ impl Worker {
             members: Vec::new(),
         });
         self.sink.window = params.window;
-        let mut schedule = Schedule::new(&self.slots, self.plan.rate, params.publish_start_ns);
+        let publishers = (0..self.slots.len())
+            .filter(|&i| {
+                let conn = &self.slots[i].conn;
+                conn.publisher.is_some() && conn.phase == Phase::Joined
+            })
+            .collect();
+        let mut schedule = Schedule::new(publishers, self.plan.rate, params.publish_start_ns);
         let mut result_counts = SendCounts::default();
         let mut delivered_flushed = 0;
         while self.shared.phase() == PHASE_RUN {
@@ -575,10 +581,9 @@ struct Schedule {
 }
 
 impl Schedule {
-    fn new(slots: &[Slot], rate: f64, start_ns: u64) -> Schedule {
-        let publishers: Vec<usize> = (0..slots.len())
-            .filter(|&i| slots[i].conn.publisher.is_some() && slots[i].conn.phase == Phase::Joined)
-            .collect();
+    /// Ticks for `publishers` (slot indices), each at `rate` per second,
+    /// from `start_ns`.
+    fn new(publishers: Vec<usize>, rate: f64, start_ns: u64) -> Schedule {
         let per_second = rate * publishers.len() as f64;
         let period_ns = if per_second > 0.0 {
             1e9 / per_second
@@ -654,5 +659,59 @@ fn bind_address_no_port(socket: &Socket) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn schedule_spreads_each_publisher_evenly_at_its_rate() {
+        // 4 publishers at 10/s: one tick every 25 ms, each publisher every 100 ms.
+        let mut s = Schedule::new(vec![7, 8, 9, 10], 10.0, 1_000);
+        let end = 1_000 + 1_000_000_000;
+        let mut sent: HashMap<usize, Vec<u64>> = HashMap::new();
+        let mut now = 1_000;
+        while now < end + 100_000_000 {
+            while let Some(slot) = s.due(now, end) {
+                sent.entry(slot).or_default().push(now);
+            }
+            now += 1_000_000; // a 1 ms loop turn
+        }
+        assert_eq!(sent.len(), 4);
+        for times in sent.values() {
+            assert_eq!(times.len(), 10, "{times:?}");
+            for pair in times.windows(2) {
+                assert!(
+                    (pair[1] - pair[0]).abs_diff(100_000_000) <= 1_000_000,
+                    "{times:?}"
+                );
+            }
+        }
+        assert!(s.max_lag_ns < 1_000_000);
+        assert!(
+            s.timeout(end, end) == Duration::from_millis(100),
+            "idle after the end"
+        );
+    }
+
+    #[test]
+    fn schedule_reports_lag_and_stops_at_the_end() {
+        let mut s = Schedule::new(vec![1], 1000.0, 0);
+        // The loop wakes 50 ms late: 50 ticks are due at once.
+        let mut burst = 0;
+        while s.due(50_000_000, 1_000_000_000).is_some() {
+            burst += 1;
+        }
+        assert_eq!(burst, 51);
+        assert_eq!(s.max_lag_ns, 50_000_000);
+        assert_eq!(
+            s.due(2_000_000_000, 1_000_000_000),
+            None,
+            "nothing after the end"
+        );
+        assert_eq!(Schedule::new(vec![], 10.0, 0).due(5, 10), None);
     }
 }
