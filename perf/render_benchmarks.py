@@ -115,11 +115,18 @@ def main():
         ok = [r for r in srows if "result" in r]
         if ok:
             x = ok[0]["result"]
-            w(f"{x['conns_planned']} connections in {x['channels']} channels, {x['publishers']} publishers "
-              f"at {x['rate_per_publisher']:g} msg/s each; warm-up {x['warmup_s']:g} s, "
-              f"measured window {x['duration_s']:g} s; sb-load with {x['threads']} thread(s).\n")
+            if x["publishers"] == 0:
+                w(f"{x['conns_planned']} connections joined to {x['channels']} channels, nothing published, "
+                  f"held for {x['duration_s']:g} s: memory per connection is the figure here.\n")
+            else:
+                w(f"{x['conns_planned']} connections in {x['channels']} channels, {x['publishers']} publishers "
+                  f"at {x['rate_per_publisher']:g} msg/s each; warm-up {x['warmup_s']:g} s, "
+                  f"measured window {x['duration_s']:g} s; sb-load with {x['threads']} thread(s).\n")
+            if sc == "multinode":
+                w("Two nodes of each server on one private Redis; publishers on the first node, every other "
+                  "member on the second. Server figures are the two nodes' sums (Redis not included).\n")
         w("| server | deliveries/s (offered) | p50 ms | p99 ms | p99.9 ms | lost / dup / reordered "
-          "| conns made (failed) | RSS per conn (joined / loaded) | server CPU µs per delivery | × floor "
+          "| conns made / failed / dropped | RSS per conn (joined / loaded) | server CPU µs per delivery | × floor "
           "| server cores | sb-load CPU µs per delivery |")
         w("| --- |" + " ---: |" * 11)
         for r in srows:
@@ -132,11 +139,14 @@ def main():
             lat = x["latency"]
             w(f"| {r['server']} | {num(x['deliveries_per_s'])} ({num(x['offered_deliveries_per_s'])}) "
               f"| {lat['p50_us'] / 1000:.2f} | {lat['p99_us'] / 1000:.2f} | {lat['p999_us'] / 1000:.2f} "
-              f"| {x['lost']} / {x['duplicated']} / {x['reordered']} "
-              f"| {x['conns_made']} ({x['conns_failed']}) "
+              f"| {x['lost']}{'' if x.get('drain_complete', True) else ' †'} / {x['duplicated']} / {x['reordered']} "
+              f"| {x['conns_made']} / {x['conns_failed']} / {x['conns_dropped']} "
               f"| {num(sv.get('rss_per_conn_bytes'))} B / {num(sv.get('rss_per_conn_loaded_bytes'))} B "
               f"| {num(cpu, '{:.2f}')} | {ratio(cpu, floor1)} | {num(sv.get('cpu_cores'), '{:.2f}')} "
               f"| {num(x.get('client_cpu_us_per_delivery'), '{:.2f}')} |")
+        if any(not r["result"].get("drain_complete", True) for r in ok):
+            w("\n† still missing when the drain ended (`--drain`, default 3 s after publishing stopped): "
+              "lost, or queued so long in an overloaded server that they count as lost.")
         w("")
         sb = next((r for r in ok if r["server"] == "switchboard"), None)
         peers = [r for r in ok if r["server"] != "switchboard"]
