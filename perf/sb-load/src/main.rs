@@ -8,6 +8,7 @@ mod procstat;
 mod report;
 mod run;
 mod scenario;
+mod schedule;
 #[cfg(test)]
 mod testserver;
 mod track;

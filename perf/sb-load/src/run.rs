@@ -73,6 +73,19 @@ pub fn run(args: &Args) -> Result<Summary, String> {
         setup_done_ns = setup_done_ns.max(report.done_ns);
     }
     let made: u64 = joined.iter().map(|&n| u64::from(n)).sum();
+    if made == 0 {
+        shared.stop();
+        wake_all(&wakers);
+        handles.into_iter().for_each(|h| drop(h.join()));
+        return Err(format!(
+            "no connection joined ({} failed: connect {}, handshake {}, join {}, timeout {})",
+            failures.total(),
+            failures.connect,
+            failures.handshake,
+            failures.join,
+            failures.timeout
+        ));
+    }
     let rss_joined = server.rss_kib();
 
     // Run: publish through warmup and window, sample the server around the window.

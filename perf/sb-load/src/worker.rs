@@ -31,6 +31,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::conn::{Conn, ConnError, Phase, Sink, Window};
 use crate::payload::{self, Stamp};
 use crate::scenario::{ConnPlan, Plan};
+use crate::schedule::Schedule;
 use crate::ws;
 
 /// The waker's token; connection tokens are slot indices below it.
@@ -230,16 +231,33 @@ impl Worker {
     /// Runs all three phases; `ready` receives the setup report.
     pub fn run(mut self, ready: Sender<SetupReport>) -> io::Result<WorkerResult> {
         let mut events = Events::with_capacity(1024);
+        self.setup(&mut events, &ready)?;
+        let (counts, max_send_lag_ns) = self.drive(&mut events)?;
+        self.close_all();
+        Ok(WorkerResult {
+            sink: self.sink,
+            sent: counts.sent,
+            expected: counts.expected,
+            sent_in_window: counts.sent_in_window,
+            expected_in_window: counts.expected_in_window,
+            dropped: self.dropped,
+            last_close_code: self.last_close_code,
+            max_send_lag_ns,
+        })
+    }
+
+    /// `SETUP`: connect, handshake and join everything, report once, then
+    /// keep serving the sockets until the main thread starts the run.
+    fn setup(&mut self, events: &mut Events, ready: &Sender<SetupReport>) -> io::Result<()> {
         let mut next_to_start = 0;
         let mut reported = false;
         let mut last_sweep = 0;
-        // SETUP
         while self.shared.phase() == PHASE_SETUP {
             while self.in_flight < self.connect_concurrency && next_to_start < self.slots.len() {
                 self.start_connect(next_to_start);
                 next_to_start += 1;
             }
-            self.poll_once(&mut events, Some(Duration::from_millis(50)))?;
+            self.poll_once(events, Some(Duration::from_millis(50)))?;
             let now = self.shared.now_ns();
             if now.saturating_sub(last_sweep) > 100_000_000 {
                 last_sweep = now;
@@ -257,7 +275,12 @@ impl Worker {
                 }
             }
         }
-        // RUN
+        Ok(())
+    }
+
+    /// `RUN`: publish on schedule and receive until `STOP`; returns what was
+    /// sent and the schedule's longest lag.
+    fn drive(&mut self, events: &mut Events) -> io::Result<(SendCounts, u64)> {
         let params = self.shared.run.get().cloned().unwrap_or(RunParams {
             publish_start_ns: 0,
             window: Window::default(),
@@ -271,34 +294,23 @@ impl Worker {
             })
             .collect();
         let mut schedule = Schedule::new(publishers, self.plan.rate, params.publish_start_ns);
-        let mut result_counts = SendCounts::default();
-        let mut delivered_flushed = 0;
+        let mut counts = SendCounts::default();
+        let (mut expected_flushed, mut delivered_flushed) = (0, 0);
         while self.shared.phase() == PHASE_RUN {
             let now = self.shared.now_ns();
-            let timeout = schedule.timeout(now, params.window.end_ns);
-            self.poll_once(&mut events, Some(timeout))?;
-            let sent_before = result_counts.expected;
-            self.publish_due(&mut schedule, &params, &mut result_counts);
+            self.poll_once(events, Some(schedule.timeout(now, params.window.end_ns)))?;
+            self.publish_due(&mut schedule, &params, &mut counts);
+            // Publish progress for the main thread's drain check.
+            let delivered = self.sink.delivered;
             self.shared
                 .expected
-                .fetch_add(result_counts.expected - sent_before, Ordering::Relaxed);
-            let delivered = self.sink.delivered;
+                .fetch_add(counts.expected - expected_flushed, Ordering::Relaxed);
             self.shared
                 .delivered
                 .fetch_add(delivered - delivered_flushed, Ordering::Relaxed);
-            delivered_flushed = delivered;
+            (expected_flushed, delivered_flushed) = (counts.expected, delivered);
         }
-        self.close_all();
-        Ok(WorkerResult {
-            sink: self.sink,
-            sent: result_counts.sent,
-            expected: result_counts.expected,
-            sent_in_window: result_counts.sent_in_window,
-            expected_in_window: result_counts.expected_in_window,
-            dropped: self.dropped,
-            last_close_code: self.last_close_code,
-            max_send_lag_ns: schedule.max_lag_ns,
-        })
+        Ok((counts, schedule.max_lag_ns))
     }
 
     fn poll_once(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
@@ -569,61 +581,6 @@ struct SendCounts {
     expected_in_window: u64,
 }
 
-/// Round-robin publication times: one tick every `1 / (rate × publishers)`
-/// seconds, each for the next publisher, so each publishes at `rate`.
-struct Schedule {
-    publishers: Vec<usize>,
-    period_ns: f64,
-    next_tick_ns: f64,
-    next: usize,
-    /// Longest a publication waited past its tick: the generator's own lag.
-    max_lag_ns: u64,
-}
-
-impl Schedule {
-    /// Ticks for `publishers` (slot indices), each at `rate` per second,
-    /// from `start_ns`.
-    fn new(publishers: Vec<usize>, rate: f64, start_ns: u64) -> Schedule {
-        let per_second = rate * publishers.len() as f64;
-        let period_ns = if per_second > 0.0 {
-            1e9 / per_second
-        } else {
-            f64::INFINITY
-        };
-        Schedule {
-            publishers,
-            period_ns,
-            next_tick_ns: start_ns as f64,
-            next: 0,
-            max_lag_ns: 0,
-        }
-    }
-
-    /// The slot to publish on now, if a tick is due before `end_ns`.
-    fn due(&mut self, now: u64, end_ns: u64) -> Option<usize> {
-        let tick = self.next_tick_ns;
-        if self.publishers.is_empty() || tick > now as f64 || tick >= end_ns as f64 || now >= end_ns
-        {
-            return None;
-        }
-        self.max_lag_ns = self.max_lag_ns.max(now.saturating_sub(tick as u64));
-        let slot = self.publishers[self.next];
-        self.next = (self.next + 1) % self.publishers.len();
-        self.next_tick_ns += self.period_ns;
-        Some(slot)
-    }
-
-    /// How long to poll: until the next tick, or a while when nothing is due.
-    fn timeout(&self, now: u64, end_ns: u64) -> Duration {
-        let idle = Duration::from_millis(100);
-        if self.publishers.is_empty() || self.next_tick_ns >= end_ns as f64 {
-            return idle;
-        }
-        let wait = (self.next_tick_ns - now as f64).max(0.0);
-        Duration::from_nanos(wait as u64).min(idle)
-    }
-}
-
 /// A nonblocking connect from `source` (port chosen at connect time, so each
 /// source address offers the whole ephemeral range per destination).
 fn connect(source: std::net::Ipv4Addr, dest: SocketAddr) -> io::Result<TcpStream> {
@@ -659,59 +616,5 @@ fn bind_address_no_port(socket: &Socket) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    #[test]
-    fn schedule_spreads_each_publisher_evenly_at_its_rate() {
-        // 4 publishers at 10/s: one tick every 25 ms, each publisher every 100 ms.
-        let mut s = Schedule::new(vec![7, 8, 9, 10], 10.0, 1_000);
-        let end = 1_000 + 1_000_000_000;
-        let mut sent: HashMap<usize, Vec<u64>> = HashMap::new();
-        let mut now = 1_000;
-        while now < end + 100_000_000 {
-            while let Some(slot) = s.due(now, end) {
-                sent.entry(slot).or_default().push(now);
-            }
-            now += 1_000_000; // a 1 ms loop turn
-        }
-        assert_eq!(sent.len(), 4);
-        for times in sent.values() {
-            assert_eq!(times.len(), 10, "{times:?}");
-            for pair in times.windows(2) {
-                assert!(
-                    (pair[1] - pair[0]).abs_diff(100_000_000) <= 1_000_000,
-                    "{times:?}"
-                );
-            }
-        }
-        assert!(s.max_lag_ns < 1_000_000);
-        assert!(
-            s.timeout(end, end) == Duration::from_millis(100),
-            "idle after the end"
-        );
-    }
-
-    #[test]
-    fn schedule_reports_lag_and_stops_at_the_end() {
-        let mut s = Schedule::new(vec![1], 1000.0, 0);
-        // The loop wakes 50 ms late: 50 ticks are due at once.
-        let mut burst = 0;
-        while s.due(50_000_000, 1_000_000_000).is_some() {
-            burst += 1;
-        }
-        assert_eq!(burst, 51);
-        assert_eq!(s.max_lag_ns, 50_000_000);
-        assert_eq!(
-            s.due(2_000_000_000, 1_000_000_000),
-            None,
-            "nothing after the end"
-        );
-        assert_eq!(Schedule::new(vec![], 10.0, 0).due(5, 10), None);
     }
 }
