@@ -148,21 +148,37 @@ def main():
             w("\n† still missing when the drain ended (`--drain`, default 3 s after publishing stopped): "
               "lost, or queued so long in an overloaded server that they count as lost.")
         w("")
+        if any(r.get("ceiling") for r in ok):
+            w("Ceiling (`perf/ceiling`, fresh server): the highest rate per publisher sustained with "
+              "p99 within the bound, nothing lost or dropped, and deliveries/s within 3% of the offer; "
+              "`limited by` names what failed at the next step up (`generator`: sb-load could not offer "
+              "more, so the true ceiling is higher).\n")
+            w("| server | rate per publisher | deliveries/s | p99 ms | limited by |")
+            w("| --- | ---: | ---: | ---: | --- |")
+            for r in ok:
+                c = r.get("ceiling") or {}
+                p99 = c.get("p99_us")
+                w(f"| {r['server']} | {num(c.get('ceiling_rate'), '{:g}')} "
+                  f"| {num(c.get('ceiling_deliveries_per_s'))} "
+                  f"| {num(None if p99 is None else p99 / 1000, '{:.2f}')} | {c.get('limited_by', '–')} |")
+            w("")
         sb = next((r for r in ok if r["server"] == "switchboard"), None)
         peers = [r for r in ok if r["server"] != "switchboard"]
         if sb and peers:
             s = sb["result"]
             ss = s.get("server") or {}
             w("switchboard / peer (throughput: higher is better; the rest: lower is better):\n")
-            w("| peer | deliveries/s | p99 | RSS per conn (joined) | server CPU per delivery |")
-            w("| --- | ---: | ---: | ---: | ---: |")
+            w("| peer | deliveries/s | p99 | RSS per conn (joined) | server CPU per delivery | ceiling deliveries/s |")
+            w("| --- | ---: | ---: | ---: | ---: | ---: |")
+            sc_ceil = (sb.get("ceiling") or {}).get("ceiling_deliveries_per_s")
             for p in peers:
                 x = p["result"]
                 ps = x.get("server") or {}
                 w(f"| {p['server']} | {ratio(s['deliveries_per_s'], x['deliveries_per_s'])} "
                   f"| {ratio(s['latency']['p99_us'], x['latency']['p99_us'])} "
                   f"| {ratio(ss.get('rss_per_conn_bytes'), ps.get('rss_per_conn_bytes'))} "
-                  f"| {ratio(ss.get('cpu_us_per_delivery'), ps.get('cpu_us_per_delivery'))} |")
+                  f"| {ratio(ss.get('cpu_us_per_delivery'), ps.get('cpu_us_per_delivery'))} "
+                  f"| {ratio(sc_ceil, (p.get('ceiling') or {}).get('ceiling_deliveries_per_s'))} |")
             w("")
         elif not sb:
             reason = next((r.get("skipped") for r in srows if r["server"] == "switchboard"), "not run")
