@@ -32,7 +32,7 @@ use crate::conn::{Conn, ConnError, Phase, Sink, Window};
 use crate::payload::{self, Stamp};
 use crate::scenario::{ConnPlan, Plan};
 use crate::schedule::Schedule;
-use crate::ws;
+use crate::ws::{self, FrameError};
 
 /// The waker's token; connection tokens are slot indices below it.
 pub const WAKE: Token = Token(usize::MAX);
@@ -417,6 +417,14 @@ impl Worker {
         let was_joined = slot.conn.phase == Phase::Joined;
         let outcome = loop {
             let carry = slot.conn.inbuf.len();
+            // A carry is an incomplete head (<= ws::MAX_HEAD) or frame
+            // (<= MAX_FRAME + 14), far below the buffer; checked all the same.
+            if carry >= self.read_buf.len() / 2 {
+                break Err(Fail::Protocol(ConnError::Frame(FrameError::TooLarge {
+                    len: carry as u64,
+                    max: MAX_FRAME,
+                })));
+            }
             self.read_buf[..carry].copy_from_slice(&slot.conn.inbuf);
             let space = self.read_buf.len() - carry;
             match stream.read(&mut self.read_buf[carry..]) {
