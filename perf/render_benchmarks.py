@@ -100,7 +100,12 @@ def main():
           "when k frames share one write.\n")
         w("| k | " + " | ".join(str(k) for k in sorted(per_k)) + " |")
         w("| --- |" + " ---: |" * len(per_k))
-        w("| µs per message | " + " | ".join(f"{per_k[k]:.3f}" for k in sorted(per_k)) + " |\n")
+        w("| µs per message (median slice) | " + " | ".join(f"{per_k[k]:.3f}" for k in sorted(per_k)) + " |")
+        lo = {int(k): v for k, v in floor.get("us_per_msg_min", {}).items()}
+        hi = {int(k): v for k, v in floor.get("us_per_msg_max", {}).items()}
+        if lo and hi:
+            w("| slices min..max | " + " | ".join(f"{lo.get(k, 0):.3f}..{hi.get(k, 0):.3f}" for k in sorted(per_k)) + " |")
+        w("")
         w(f"The **floor** below is k = 1: {floor1:.3f} µs per delivery.\n")
     else:
         w("The floor probe produced no result.\n")

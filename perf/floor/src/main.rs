@@ -11,7 +11,8 @@
 //! ends, round-robin, one `write` of `k` frames of `--frame-bytes` each per
 //! connection per round; a reader thread drains the other ends with epoll.
 //! Only the writer's CPU is counted (getrusage(2) `RUSAGE_THREAD`), over
-//! `--seconds` per `k`, after one unmeasured round.
+//! `--seconds` per `k` cut into `--slices`, after one unmeasured round; the
+//! median slice is the figure.
 //!
 //! Prints µs per write and µs per message for each k; `--json` adds one line.
 
@@ -29,13 +30,15 @@ struct Args {
     frame_bytes: usize,
     seconds: f64,
     ks: Vec<usize>,
+    slices: usize,
     writev: bool,
     json: bool,
 }
 
 const USAGE: &str =
     "usage: sb-floor [--conns N (1000)] [--frame-bytes B (100)] [--seconds S per k (1.0)]
-                [--k 1,2,4,8,16,32,64] [--writev] [--json]
+                [--slices N (5)] [--k 1,2,4,8,16,32,64] [--writev] [--json]
+  each k is measured in N slices; the median slice is reported
   --writev  send k frames as k iovecs of one writev(2) instead of one contiguous buffer";
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         frame_bytes: 100,
         seconds: 1.0,
         ks: vec![1, 2, 4, 8, 16, 32, 64],
+        slices: 5,
         writev: false,
         json: false,
     };
@@ -64,15 +68,21 @@ fn parse_args() -> Result<Args, String> {
                     .map(|k| k.trim().parse::<usize>().map_err(|e| format!("--k: {e}")))
                     .collect::<Result<_, _>>()?
             }
+            "--slices" => a.slices = value()?.parse().map_err(|e| format!("--slices: {e}"))?,
             "--writev" => a.writev = true,
             "--json" => a.json = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
     }
-    if a.conns == 0 || a.frame_bytes < 2 || a.frame_bytes > 125 || a.ks.contains(&0) {
+    if a.conns == 0
+        || a.frame_bytes < 2
+        || a.frame_bytes > 125
+        || a.ks.contains(&0)
+        || a.slices == 0
+    {
         return Err(format!(
-            "need conns >= 1, 2 <= frame-bytes <= 125, k >= 1\n{USAGE}"
+            "need conns >= 1, 2 <= frame-bytes <= 125, k >= 1, slices >= 1\n{USAGE}"
         ));
     }
     if !(a.seconds.is_finite() && a.seconds > 0.0) {
@@ -81,20 +91,32 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// One row of the result.
+/// One row of the result: the measurement of one k, in slices.
 struct Row {
     k: usize,
     writes: u64,
-    cpu_us: u64,
     wall_s: f64,
+    /// µs of writer CPU per write in each slice, sorted.
+    slices: Vec<f64>,
 }
 
 impl Row {
+    /// The median slice: one descheduled or cache-cold slice on a shared
+    /// machine moves the mean, not the median.
     fn us_per_write(&self) -> f64 {
-        self.cpu_us as f64 / self.writes.max(1) as f64
+        self.slices
+            .get(self.slices.len() / 2)
+            .copied()
+            .unwrap_or(0.0)
     }
     fn us_per_msg(&self) -> f64 {
         self.us_per_write() / self.k as f64
+    }
+    fn spread_per_msg(&self) -> (f64, f64) {
+        let k = self.k as f64;
+        let lo = self.slices.first().copied().unwrap_or(0.0);
+        let hi = self.slices.last().copied().unwrap_or(0.0);
+        (lo / k, hi / k)
     }
 }
 
@@ -148,22 +170,30 @@ fn probe(args: &Args) -> io::Result<Vec<Row>> {
         for s in writers.iter_mut() {
             write_one(s)?; // warm-up round, not measured
         }
-        let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+        let slice = Duration::from_secs_f64(args.seconds / args.slices as f64);
         let start = Instant::now();
-        let cpu0 = thread_cpu_us();
         let mut writes = 0u64;
-        while Instant::now() < deadline {
-            for s in writers.iter_mut() {
-                write_one(s)?;
+        let mut slices = Vec::with_capacity(args.slices);
+        for _ in 0..args.slices {
+            let deadline = Instant::now() + slice;
+            let cpu0 = thread_cpu_us();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                for s in writers.iter_mut() {
+                    write_one(s)?;
+                }
+                n += writers.len() as u64;
             }
-            writes += writers.len() as u64;
+            let cpu_us = thread_cpu_us().saturating_sub(cpu0);
+            slices.push(cpu_us as f64 / n.max(1) as f64);
+            writes += n;
         }
-        let cpu_us = thread_cpu_us().saturating_sub(cpu0);
+        slices.sort_by(f64::total_cmp);
         rows.push(Row {
             k,
             writes,
-            cpu_us,
             wall_s: start.elapsed().as_secs_f64(),
+            slices,
         });
     }
     stop.store(true, Ordering::Release);
@@ -181,29 +211,38 @@ fn report(args: &Args, rows: &[Row]) {
         args.seconds
     );
     println!(
-        "{:>4} {:>12} {:>12} {:>14}",
-        "k", "µs/write", "µs/msg", "msgs/s wall"
+        "{:>4} {:>10} {:>10} {:>19} {:>12}",
+        "k", "µs/write", "µs/msg", "µs/msg min..max", "msgs/s wall"
     );
     for r in rows {
+        let (lo, hi) = r.spread_per_msg();
         println!(
-            "{:>4} {:>12.3} {:>12.3} {:>14.0}",
+            "{:>4} {:>10.3} {:>10.3} {:>9.3}..{:<9.3} {:>12.0}",
             r.k,
             r.us_per_write(),
             r.us_per_msg(),
+            lo,
+            hi,
             (r.writes * r.k as u64) as f64 / r.wall_s.max(1e-9)
         );
     }
     if args.json {
-        let per_k: Vec<String> = rows
-            .iter()
-            .map(|r| format!("\"{}\":{:.4}", r.k, r.us_per_msg()))
-            .collect();
+        let map = |f: &dyn Fn(&Row) -> f64| {
+            let parts: Vec<String> = rows
+                .iter()
+                .map(|r| format!("\"{}\":{:.4}", r.k, f(r)))
+                .collect();
+            parts.join(",")
+        };
         println!(
-            "{{\"conns\":{},\"frame_bytes\":{},\"writev\":{},\"us_per_msg\":{{{}}}}}",
+            "{{\"conns\":{},\"frame_bytes\":{},\"writev\":{},\"slices\":{},\"us_per_msg\":{{{}}},\"us_per_msg_min\":{{{}}},\"us_per_msg_max\":{{{}}}}}",
             args.conns,
             args.frame_bytes,
             args.writev,
-            per_k.join(",")
+            args.slices,
+            map(&Row::us_per_msg),
+            map(&|r| r.spread_per_msg().0),
+            map(&|r| r.spread_per_msg().1),
         );
     }
 }
