@@ -1,1 +1,44 @@
-fn main() {}
+//! sb-load: switchboard's load generator. See perf/README.md.
+//!
+//! `cargo run --release -p sb-load -- --scenario fanout --url ws://127.0.0.1:8080/ws --server-pid PID`
+
+mod conn;
+mod payload;
+mod procstat;
+mod report;
+mod run;
+mod scenario;
+mod schedule;
+#[cfg(test)]
+mod testserver;
+mod track;
+mod worker;
+mod ws;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = scenario::Args::parse();
+    let summary = match run::run(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sb-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", summary.human());
+    if args.json {
+        match serde_json::to_string(&summary) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("sb-load: JSON: {e}"),
+        }
+    }
+    let problems = summary.problems();
+    if args.assert_no_loss && !problems.is_empty() {
+        eprintln!("sb-load: FAILED: {}", problems.join(", "));
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
