@@ -152,6 +152,19 @@ fn publish_reaches_members_on_both_workers() {
 }
 
 #[test]
+fn api_publishes_where_clients_may_not() {
+    // §6: `--no-client-publish NS` forbids clients, not the HTTP API.
+    let s = Server::start(&["--no-client-publish", "news"]);
+    let mut a = s.connect("user=alice");
+    a.join("news:1");
+    let v = a.request(json!({"type": "user_action", "channel": "news:1", "action": 1}));
+    assert_error(&v, "forbidden", v["id"].as_u64());
+    ok_json(&publish(s.addr, None, r#"{"channel":"news:1","action":2}"#));
+    let v = a.recv_until(|v| v["type"] == "user_action");
+    assert_eq!(v["action"], 2, "{v}");
+}
+
+#[test]
 fn publish_with_history_answers_the_offset() {
     let s = Server::start(&["--history", "ns=10"]);
     let mut a = s.connect("user=alice");
@@ -661,4 +674,108 @@ fn a_client_that_never_reads_is_closed() {
         "all {count} pipelined requests were answered into an unread queue"
     );
     assert_eq!(s.http_get("/healthz").status, 200);
+}
+
+/// A throwaway `redis-server` on a free port, killed on drop; `None` (after
+/// a note) when there is none outside CI, as in tests/resp_live.rs.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        use std::process::{Command, Stdio};
+        let Some(bin) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+        else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "redis-server is required under CI=true"
+            );
+            eprintln!("note: redis-server not found, skipping the Redis-mode API test");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let redis = Redis { child, port };
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen"
+            );
+            // Polling a child's port: nothing to block on.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(redis)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn redis_mode_answers_for_the_whole_cluster() {
+    let Some(redis) = Redis::start() else { return };
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let n1 = Server::start_node("n1", &["--redis", &url]);
+    let n2 = Server::start_node("n2", &["--redis", &url]);
+    // The Redis links come up after the ready line; /healthz says when.
+    for node in [&n1, &n2] {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while node.http_get("/healthz").status != 200 {
+            assert!(std::time::Instant::now() < deadline, "broker never up");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let mut a = n1.connect("user=alice");
+    let mut b = n2.connect("user=bob");
+    a.join("c:1");
+    b.join("c:1");
+    b.join("c:2");
+
+    // Published on n2's API, delivered on n1.
+    ok_json(&publish(
+        n2.addr,
+        None,
+        r#"{"channel":"c:1","action":"hi"}"#,
+    ));
+    let v = a.recv_until(|v| v["type"] == "user_action");
+    assert_eq!(
+        (v["action"].as_str(), v["user"].is_null()),
+        (Some("hi"), true),
+        "{v}"
+    );
+
+    for node in [&n1, &n2] {
+        let v = ok_json(&call(
+            node.addr,
+            "GET",
+            "/api/presence?channel=c:1",
+            None,
+            "",
+        ));
+        assert_eq!(members(&v), who(&[&a, &b]), "{v}");
+        let v = ok_json(&call(node.addr, "GET", "/api/channels", None, ""));
+        assert_eq!(
+            v,
+            json!({"channels": [{"channel": "c:1", "members": 2}, {"channel": "c:2", "members": 1}]}),
+        );
+    }
 }
