@@ -311,6 +311,21 @@ fn info_rides_on_presence_and_actions() {
         "own copy lacks info: {own}"
     );
 
+    // Member lists carry it as well: presence_state here, /api/presence
+    // (docs/api.md) from the same owner answer.
+    watcher.send_json(json!({"type": "presence", "id": 5, "channel": "doc:1"}));
+    let (_, text) = watcher.recv_until_raw(|v| v["id"] == 5);
+    assert!(
+        text.contains(&info_field(info)),
+        "presence_state lacks info: {text}"
+    );
+    let r = http_get(s.addr, "/api/presence?channel=doc:1");
+    assert!(
+        r.body_text().contains(&info_field(info)),
+        "/api/presence lacks info: {}",
+        r.body_text()
+    );
+
     // A user without `info` gets no `info` field (absent, not null).
     watcher.send_json(json!({"type": "user_action", "channel": "doc:1", "action": 2}));
     let plain = alice.recv_until(|v| v["type"] == "user_action");
