@@ -69,22 +69,31 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Whether the token allows joining `channel` (§6).
-    ///
-    /// An absent `channels` claim allows every channel and an empty list
-    /// allows none. An entry ending in `*` allows every channel starting with
-    /// the part before the `*` (so `"*"` alone allows everything and
-    /// `"doc:*"` allows `doc:42`); any other entry must equal the channel.
-    /// `*` is outside the channel alphabet, so it cannot be meant literally.
+    /// Whether the token allows joining `channel` (§6); see
+    /// [`channel_allowed`].
     pub fn may_join(&self, channel: &str) -> bool {
-        let Some(allowed) = &self.channels else {
-            return true;
-        };
-        allowed.iter().any(|entry| match entry.strip_suffix('*') {
-            Some(prefix) => channel.starts_with(prefix),
-            None => entry == channel,
-        })
+        channel_allowed(self.channels.as_deref(), channel)
     }
+}
+
+/// Whether a `channels` claim allows joining `channel` (§6).
+///
+/// An absent claim (`None`) allows every channel and an empty list allows
+/// none. An entry ending in `*` allows every channel starting with the part
+/// before the `*` (so `"*"` alone allows everything and `"doc:*"` allows
+/// `doc:42`); any other entry must equal the channel. `*` is outside the
+/// channel alphabet, so it cannot be meant literally.
+///
+/// The one place this rule lives: the session of an open connection keeps
+/// the claim and asks here on every join.
+pub fn channel_allowed(allowed: Option<&[String]>, channel: &str) -> bool {
+    let Some(allowed) = allowed else {
+        return true;
+    };
+    allowed.iter().any(|entry| match entry.strip_suffix('*') {
+        Some(prefix) => channel.starts_with(prefix),
+        None => entry == channel,
+    })
 }
 
 /// Why a token was refused. Every variant answers HTTP 401; the variant is

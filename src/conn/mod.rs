@@ -74,16 +74,9 @@ impl Session {
         }
     }
 
-    /// Whether the token allows joining `channel`: a listed name, or a
-    /// listed prefix ending in `*` (PROTOCOL.md §6).
+    /// Whether the token allows joining `channel` (PROTOCOL.md §6).
     pub fn may_join(&self, channel: &str) -> bool {
-        match &self.allowed {
-            None => true,
-            Some(list) => list.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => channel.starts_with(prefix),
-                None => p == channel,
-            }),
-        }
+        crate::auth::channel_allowed(self.allowed.as_deref(), channel)
     }
 }
 

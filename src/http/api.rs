@@ -2,50 +2,22 @@
 //! bearer key. Answers that need the broker (presence, channels, the publish
 //! itself) are built by the worker.
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
 use super::request::Head;
 use super::response::Response;
+use crate::auth::constant_time_eq;
+use crate::proto::{self, Publish};
 
-/// Longest channel name, in bytes (PROTOCOL.md §7 `invalid_channel`).
-const MAX_CHANNEL: usize = 200;
-
-#[derive(Deserialize)]
-struct Publish {
-    channel: String,
-    /// Kept as the exact bytes sent: §4 passes actions through byte for
-    /// byte, without re-ordering keys or re-formatting numbers.
-    action: Box<RawValue>,
-}
-
-/// Parses a `/api/publish` body `{"channel": "...", "action": <any JSON>}`.
+/// Parses a `/api/publish` body `{"channel": "...", "action": <any JSON>}`
+/// with the rules of a client's `user_action` ([`proto::parse_publish`]),
+/// as a 400 answer on failure.
 ///
 /// Unknown fields are ignored, as in client requests (§3). Errors, first
 /// match wins as in §7: not JSON, not an object, a missing, duplicated or
 /// ill-typed field → 400 `bad_request`; a channel outside the alphabet →
-/// 400 `invalid_channel`. `"action": null` is a value like any other.
-pub fn parse_publish(body: &[u8]) -> Result<(String, Box<RawValue>), Response> {
-    let publish: Publish = serde_json::from_slice(body).map_err(|e| {
-        let message = format!("body must be {{\"channel\": string, \"action\": JSON}}: {e}");
-        Response::api_error(400, "bad_request", &message)
-    })?;
-    if !valid_channel(&publish.channel) {
-        return Err(Response::api_error(
-            400,
-            "invalid_channel",
-            "channel must be 1-200 bytes of A-Z a-z 0-9 _ - : . @ = /",
-        ));
-    }
-    Ok((publish.channel, publish.action))
-}
-
-/// PROTOCOL.md §7: 1-200 bytes of `A-Z a-z 0-9 _ - : . @ = /`.
-fn valid_channel(name: &str) -> bool {
-    (1..=MAX_CHANNEL).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-:.@=/".contains(&b))
+/// 400 `invalid_channel`. `"action": null` is a value like any other, and the
+/// action is borrowed as the exact bytes sent (§4: byte for byte).
+pub fn parse_publish(body: &[u8]) -> Result<Publish<'_>, Response> {
+    proto::parse_publish(body).map_err(|e| Response::api_error(400, e.code.as_str(), &e.message))
 }
 
 /// Checks `Authorization: Bearer <key>` when an API key is configured.
@@ -80,17 +52,6 @@ fn bearer_token(value: &str) -> Option<&str> {
     Some(rest.trim_matches(' '))
 }
 
-/// Equality whose running time depends on the lengths only, not on where
-/// the first difference is. Written here (a dozen lines) rather than pulling
-/// in a crate; `black_box` keeps the optimiser from adding an early exit.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,16 +66,16 @@ mod tests {
     fn publish_keeps_the_action_bytes() {
         let body =
             br#"{"action": {"y": 9, "x": 3.10, "s": "\u00e9"}, "channel":"doc:42", "extra": [1]}"#;
-        let (channel, action) = parse_publish(body).unwrap();
-        assert_eq!(channel, "doc:42");
-        assert_eq!(action.get(), r#"{"y": 9, "x": 3.10, "s": "\u00e9"}"#);
+        let p = parse_publish(body).unwrap();
+        assert_eq!(p.channel, "doc:42");
+        assert_eq!(p.action.get(), r#"{"y": 9, "x": 3.10, "s": "\u00e9"}"#);
 
         for raw in ["null", "0", "-1.5e3", "\"text\"", "[ ]", "true"] {
             let body = format!(r#"{{"channel":"a","action": {raw} }}"#);
-            assert_eq!(parse_publish(body.as_bytes()).unwrap().1.get(), raw);
+            assert_eq!(parse_publish(body.as_bytes()).unwrap().action.get(), raw);
         }
-        let (channel, _) = parse_publish(br#"{"channel":"doc:\u0034\u0032","action":1}"#).unwrap();
-        assert_eq!(channel, "doc:42");
+        let p = parse_publish(br#"{"channel":"doc:\u0034\u0032","action":1}"#).unwrap();
+        assert_eq!(p.channel, "doc:42");
     }
 
     #[test]
@@ -157,7 +118,7 @@ mod tests {
         let ok = "a".repeat(200);
         for channel in ["a", "A-z_0:9.x@y=z/w", ok.as_str()] {
             let body = format!(r#"{{"channel":"{channel}","action":1}}"#);
-            assert_eq!(parse_publish(body.as_bytes()).unwrap().0, channel);
+            assert_eq!(parse_publish(body.as_bytes()).unwrap().channel, channel);
         }
     }
 
@@ -204,20 +165,5 @@ mod tests {
         assert!(check_api_key(&head, key).is_err());
         // An empty configured key lets nobody in rather than everybody.
         assert!(check_api_key(&with_auth(Some("Bearer ")), Some("")).is_err());
-    }
-
-    #[test]
-    fn constant_time_eq_is_eq() {
-        let cases: [(&[u8], &[u8]); 6] = [
-            (b"", b""),
-            (b"a", b"a"),
-            (b"a", b"b"),
-            (b"abc", b"abd"),
-            (b"abc", b"ab"),
-            (b"\x00", b""),
-        ];
-        for (a, b) in cases {
-            assert_eq!(constant_time_eq(a, b), a == b, "{a:?} {b:?}");
-        }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::conn::{Phase, WsConn};
 use super::Worker;
+use crate::auth::{self, Identity};
 use crate::broker::{self, Answer, ConnRef, MemberInfo, Msg, Origin, Query};
 use crate::conn::{Rate, Session};
 use crate::http::{self, Head, Method, Response, Route, UpgradeError};
@@ -13,30 +14,36 @@ use crate::metrics::{self, Gauges, HttpRoute};
 use crate::proto::{self, server};
 use crate::ws::{self, Role};
 
-impl PendingApi {
-    fn keep_alive(&self) -> bool {
-        match self {
-            PendingApi::Publish { keep_alive }
-            | PendingApi::Presence { keep_alive, .. }
-            | PendingApi::Channels { keep_alive, .. } => *keep_alive,
-        }
-    }
+/// Most bytes of further requests held while an API answer is pending: one
+/// more request of the largest size (head and body). HTTP clients pipeline a
+/// handful of small requests at most; one that sends more before reading
+/// answers is closed, so a connection's input buffer stays bounded.
+const MAX_PIPELINED: usize = http::MAX_HEAD + http::MAX_BODY as usize;
+
+/// Most bytes of answers queued for a keep-alive client that does not read
+/// them. Past it the next answer says `Connection: close` and is the last,
+/// which bounds the output queue the way 4008 does for WebSockets.
+const MAX_UNREAD: usize = 1 << 20;
+
+/// An API request waiting for owners to answer, with how to send the
+/// answer once they have.
+#[derive(Debug)]
+pub struct PendingApi {
+    wait: Awaited,
+    keep_alive: bool,
+    /// A HEAD request: the answer describes the body without sending it.
+    head_only: bool,
 }
 
-/// An API request waiting for owners to answer.
+/// What the pending API request waits for.
 #[derive(Debug)]
-pub enum PendingApi {
-    Publish {
-        keep_alive: bool,
-    },
-    Presence {
-        channel: Arc<str>,
-        keep_alive: bool,
-    },
+enum Awaited {
+    Publish,
+    Presence(Arc<str>),
+    /// Answers still to come from `remaining` owners, summed into `acc`.
     Channels {
         remaining: usize,
         acc: Vec<(Arc<str>, usize)>,
-        keep_alive: bool,
     },
 }
 
@@ -44,8 +51,19 @@ impl Worker {
     /// Serves one request from the front of `data`; returns the bytes used,
     /// 0 when more are needed (or an answer is still pending).
     pub(super) fn on_http(&mut self, key: usize, data: &[u8]) -> usize {
-        if self.conns.get(key).is_none_or(|c| c.api_pending.is_some()) {
+        let Some(conn) = self.conns.get_mut(key) else {
             return 0;
+        };
+        if conn.api_pending.is_some() {
+            if data.len() <= MAX_PIPELINED {
+                return 0;
+            }
+            // Pipelining faster than the answers come: stop serving this
+            // client rather than buffer without bound. The pending answer is
+            // dropped when it arrives.
+            conn.api_pending = None;
+            self.close_after_response(key);
+            return data.len();
         }
         let (head, head_len) = match http::parse_head(data) {
             Ok(None) => return 0,
@@ -99,20 +117,11 @@ impl Worker {
             }),
             Route::Metrics => Some(self.metrics_response()),
             Route::ApiPublish | Route::ApiPresence | Route::ApiChannels => {
-                self.api(key, &head, route, body, keep_alive)
+                self.api(key, &head, route, body, keep_alive, head_only)
             }
-            Route::NotFound if head.path.starts_with("/api/") => {
-                Some(Response::api_error(404, "not_found", "no such API route"))
-            }
-            Route::NotFound => Some(Response::text(404, "not found")),
-            Route::MethodNotAllowed { allow } => Some(
-                if head.path.starts_with("/api/") {
-                    Response::api_error(405, "method_not_allowed", "method not allowed")
-                } else {
-                    Response::text(405, "method not allowed")
-                }
-                .with_header("Allow", allow),
-            ),
+            // JSON under `/api` (§9: every answer there is JSON), text
+            // elsewhere; `Allow` on 405.
+            Route::NotFound | Route::MethodNotAllowed { .. } => route.error_response(&head.path),
             Route::WebSocket | Route::Echo => None,
         };
         if let Some(resp) = resp {
@@ -139,13 +148,15 @@ impl Worker {
         resp
     }
 
-    /// Queues a response; closes after it unless kept alive.
+    /// Queues a response; closes after it unless kept alive, or unless the
+    /// client has left [`MAX_UNREAD`] bytes of earlier answers unread.
     fn respond(&mut self, key: usize, resp: Response, keep_alive: bool, head_only: bool) {
-        let bytes = resp.encode(keep_alive, head_only);
         let deadline = self.now + self.config.handshake_timeout;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let keep_alive = keep_alive && conn.out.queued_bytes() <= MAX_UNREAD;
+        let bytes = resp.encode(keep_alive, head_only);
         conn.out.push_unbounded(bytes.into());
         if keep_alive {
             conn.phase = Phase::Http { deadline };
@@ -184,7 +195,11 @@ impl Worker {
         }
         let seq = self.next_conn_seq;
         let conn_id = format!("{}-{}-{:x}", self.config.node, self.index, seq);
-        let (user, info, allowed) = match self.identify(head, &conn_id) {
+        let Identity {
+            user,
+            info,
+            channels: allowed,
+        } = match self.identify(head, &conn_id) {
             Ok(identity) => identity,
             Err(resp) => return self.respond(key, resp, false, false),
         };
@@ -248,39 +263,38 @@ impl Worker {
     }
 
     /// Who the client is: from its token when authentication is on
-    /// (PROTOCOL.md §6), else from `?user=`.
-    #[allow(clippy::type_complexity)]
-    fn identify(
-        &self,
-        head: &Head,
-        conn_id: &str,
-    ) -> Result<
-        (
-            String,
-            Option<Box<serde_json::value::RawValue>>,
-            Option<Vec<String>>,
-        ),
-        Response,
-    > {
+    /// (PROTOCOL.md §6, `user` ignored), else from `?user=`.
+    ///
+    /// Every token refusal is the same bare 401: the reason goes to the
+    /// debug log only, so that a client probing with forged tokens learns
+    /// nothing about which check failed.
+    fn identify(&self, head: &Head, conn_id: &str) -> Result<Identity, Response> {
         if let Some(secret) = &self.config.hmac_secret {
-            let token = http::query_param(&head.query, "token")
-                .ok_or_else(|| Response::text(401, "token required"))?;
+            let token = http::query_param(&head.query, "token").unwrap_or_default();
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let id = crate::auth::verify(&token, secret.as_bytes(), now)
-                .map_err(|e| Response::text(401, format!("invalid token: {e:?}")))?;
-            return Ok((id.user, id.info, id.channels));
+            return auth::verify(&token, secret.as_bytes(), now).map_err(|e| {
+                tracing::debug!(reason = %e, "token refused");
+                Response::text(401, "a valid token is required")
+            });
         }
-        match http::query_param(&head.query, "user") {
-            Some(user) if proto::valid_user(&user) => Ok((user, None, None)),
-            Some(_) => Err(Response::text(
-                400,
-                "invalid user: 1-64 bytes of A-Z a-z 0-9 _ - : . @ = /",
-            )),
-            None if head.query.contains("user=") => Err(Response::text(400, "invalid user")),
-            None => Ok((format!("anon-{conn_id}"), None, None)),
-        }
+        let user = match http::query_param(&head.query, "user") {
+            Some(user) if proto::valid_user(&user) => user,
+            // Absent; a `user` whose value is not UTF-8 is invalid.
+            None if !has_param(&head.query, "user") => format!("anon-{conn_id}"),
+            _ => {
+                return Err(Response::text(
+                    400,
+                    "invalid user: 1-64 bytes of A-Z a-z 0-9 _ - : . @ = /",
+                ))
+            }
+        };
+        Ok(Identity {
+            user,
+            info: None,
+            channels: None,
+        })
     }
 
     /// §9's API: checks the key, then asks the owners; the response is sent
@@ -292,15 +306,16 @@ impl Worker {
         route: Route,
         body: &[u8],
         keep_alive: bool,
+        head_only: bool,
     ) -> Option<Response> {
         if let Err(resp) = http::check_api_key(head, self.config.api_key.as_deref()) {
             return Some(resp);
         }
         let from = self.conn_ref(key)?;
         let workers = self.outbox.workers();
-        let pending = match route {
+        let wait = match route {
             Route::ApiPublish => {
-                let (channel, action) = match http::parse_publish(body) {
+                let proto::Publish { channel, action } = match http::parse_publish(body) {
                     Ok(parsed) => parsed,
                     Err(resp) => return Some(resp),
                 };
@@ -311,7 +326,7 @@ impl Worker {
                         "the broker is unreachable",
                     ));
                 }
-                let channel: Arc<str> = channel.into();
+                let channel: Arc<str> = Arc::from(&*channel);
                 self.outbox.send(
                     broker::owner_of(&channel, workers),
                     Msg::Publish {
@@ -321,7 +336,7 @@ impl Worker {
                         action: bytes::Bytes::copy_from_slice(action.get().as_bytes()),
                     },
                 );
-                PendingApi::Publish { keep_alive }
+                Awaited::Publish
             }
             Route::ApiPresence => {
                 let Some(channel) = http::query_param(&head.query, "channel") else {
@@ -346,10 +361,7 @@ impl Worker {
                         from,
                     },
                 );
-                PendingApi::Presence {
-                    channel,
-                    keep_alive,
-                }
+                Awaited::Presence(channel)
             }
             _ => {
                 // The embedded broker asks every owner; Redis knows the
@@ -368,15 +380,18 @@ impl Worker {
                         },
                     );
                 }
-                PendingApi::Channels {
+                Awaited::Channels {
                     remaining: asked.len(),
                     acc: Vec::new(),
-                    keep_alive,
                 }
             }
         };
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.api_pending = Some(pending);
+            conn.api_pending = Some(PendingApi {
+                wait,
+                keep_alive,
+                head_only,
+            });
         }
         None
     }
@@ -390,80 +405,55 @@ impl Worker {
         let Some(pending) = conn.api_pending.take() else {
             return;
         };
-        let (resp, keep_alive) = match (pending, answer) {
-            (PendingApi::Publish { keep_alive }, Answer::Published(offset)) => {
+        let PendingApi {
+            wait,
+            keep_alive,
+            head_only,
+        } = pending;
+        let resp = match (wait, answer) {
+            (Awaited::Publish, Answer::Published(offset)) => {
                 let body = match offset {
                     Some(o) => format!("{{\"offset\":{o}}}"),
                     None => "{}".to_string(),
                 };
-                (Response::json(200, body.into_bytes()), keep_alive)
+                Response::json(200, body.into_bytes())
             }
-            (
-                PendingApi::Presence {
-                    channel,
-                    keep_alive,
-                },
-                Answer::Presence(members),
-            ) => {
-                let resp = match members {
-                    None => {
-                        Response::api_error(403, "forbidden", "presence is off in this namespace")
-                    }
-                    Some(array) => {
-                        let mut body = Vec::with_capacity(32 + array.len());
-                        body.extend_from_slice(b"{\"channel\":");
-                        proto::write_string(&mut body, &channel);
-                        body.extend_from_slice(b",\"members\":");
-                        body.extend_from_slice(&array);
-                        body.push(b'}');
-                        Response::json(200, body)
-                    }
-                };
-                (resp, keep_alive)
+            (Awaited::Presence(_), Answer::Presence(None)) => {
+                Response::api_error(403, "forbidden", "presence is off in this namespace")
             }
-            (pending, Answer::Unavailable) => (
-                Response::api_error(503, "unavailable", "the broker is unreachable"),
-                pending.keep_alive(),
-            ),
-            (
-                PendingApi::Channels {
-                    remaining,
-                    mut acc,
-                    keep_alive,
-                },
-                Answer::Channels(list),
-            ) => {
+            (Awaited::Presence(channel), Answer::Presence(Some(array))) => {
+                let mut body = Vec::with_capacity(32 + channel.len() + array.len());
+                body.extend_from_slice(b"{\"channel\":");
+                proto::write_string(&mut body, &channel);
+                body.extend_from_slice(b",\"members\":");
+                body.extend_from_slice(&array);
+                body.push(b'}');
+                Response::json(200, body)
+            }
+            (_, Answer::Unavailable) => {
+                Response::api_error(503, "unavailable", "the broker is unreachable")
+            }
+            (Awaited::Channels { remaining, mut acc }, Answer::Channels(list)) => {
                 acc.extend(list);
                 if remaining > 1 {
-                    conn.api_pending = Some(PendingApi::Channels {
-                        remaining: remaining - 1,
-                        acc,
+                    conn.api_pending = Some(PendingApi {
+                        wait: Awaited::Channels {
+                            remaining: remaining - 1,
+                            acc,
+                        },
                         keep_alive,
+                        head_only,
                     });
                     return;
                 }
-                acc.sort();
-                let mut body = b"{\"channels\":[".to_vec();
-                for (i, (name, members)) in acc.iter().enumerate() {
-                    if i > 0 {
-                        body.push(b',');
-                    }
-                    body.extend_from_slice(b"{\"channel\":");
-                    proto::write_string(&mut body, name);
-                    body.extend_from_slice(format!(",\"members\":{members}}}").as_bytes());
-                }
-                body.extend_from_slice(b"]}");
-                (Response::json(200, body), keep_alive)
+                channels_body(acc)
             }
-            (other, answer) => {
-                tracing::error!(?other, ?answer, "API answer does not match the request");
-                (
-                    Response::api_error(500, "internal", "internal error"),
-                    false,
-                )
+            (wait, answer) => {
+                tracing::error!(?wait, ?answer, "API answer does not match the request");
+                Response::api_error(500, "internal", "internal error")
             }
         };
-        self.respond(key, resp, keep_alive, false);
+        self.respond(key, resp, keep_alive, head_only);
         // Pipelined requests waited behind this one.
         self.resume_input(key);
     }
@@ -482,5 +472,59 @@ impl Worker {
             buf.drain(..used.min(buf.len()));
             conn.inbuf = buf;
         }
+    }
+}
+
+/// Whether `query` has a parameter called `name` (spelled without
+/// escapes), whatever its value.
+fn has_param(query: &str, name: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair.split_once('=').map_or(pair, |(n, _)| n) == name)
+}
+
+/// `{"channels":[{"channel":..,"members":N},...]}` (§9), sorted by name so
+/// that the answer does not depend on the order the owners answered in.
+fn channels_body(mut acc: Vec<(Arc<str>, usize)>) -> Response {
+    acc.sort();
+    let mut body = b"{\"channels\":[".to_vec();
+    for (i, (name, members)) in acc.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"channel\":");
+        proto::write_string(&mut body, name);
+        body.extend_from_slice(b",\"members\":");
+        proto::write_u64(&mut body, *members as u64);
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"]}");
+    Response::json(200, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn has_param_matches_names_not_substrings() {
+        assert!(has_param("user=a", "user"));
+        assert!(has_param("x=1&user", "user"));
+        assert!(has_param("token=t&user=", "user"));
+        // Caught: `contains("user=")` took these for a `user` parameter.
+        assert!(!has_param("xuser=1", "user"));
+        assert!(!has_param("a=user=1", "user"));
+        assert!(!has_param("", "user"));
+    }
+
+    #[test]
+    fn channels_body_is_sorted_json() {
+        let resp = channels_body(vec![("b:1".into(), 2), ("a:1".into(), 1)]);
+        assert_eq!((resp.status, resp.content_type), (200, "application/json"));
+        assert_eq!(
+            std::str::from_utf8(&resp.body).unwrap(),
+            r#"{"channels":[{"channel":"a:1","members":1},{"channel":"b:1","members":2}]}"#
+        );
+        assert_eq!(channels_body(Vec::new()).body, br#"{"channels":[]}"#);
     }
 }
