@@ -88,7 +88,7 @@ impl Owner {
                 origin,
                 id,
                 action,
-            } => self.publish(&channel, origin, id, &action, out),
+            } => self.publish(&channel, origin, id, &action, now, out),
             Msg::Presence { channel, who, id } => self.presence(&channel, who, id, out),
             Msg::Query { query, from } => {
                 let answer = self.query(query);
@@ -248,7 +248,10 @@ impl Owner {
             deliver(ch, &channel, frame, None, out);
         }
         if ch.total == 0 {
-            if ch.history.as_ref().is_some_and(|h| h.offset > 0) {
+            // Kept even before its first event: forgetting it would change
+            // its epoch, and a member who saw offset 0 would be told to
+            // reload for nothing (PROTOCOL.md §5).
+            if ch.history.is_some() {
                 ch.idle_since = Some(now);
             } else {
                 self.channels.remove(&channel);
@@ -262,9 +265,15 @@ impl Owner {
         origin: Origin,
         id: Option<u64>,
         action: &[u8],
+        now: Instant,
         out: &mut Outbox,
     ) {
         let ch = self.channel_entry(channel);
+        // An API publish to a channel nobody is in: its history must still
+        // be swept once idle.
+        if ch.total == 0 && ch.idle_since.is_none() {
+            ch.idle_since = Some(now);
+        }
         let offset = ch.history.as_mut().map(|h| {
             h.offset += 1;
             h.offset
