@@ -599,6 +599,9 @@ impl RedisOwner {
     pub fn on_ready(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
         self.link.pump(now, registry);
         self.on_link_events(out);
+        // Coming up queues script loads and subscriptions; sent now, not at
+        // the next tick, or members would miss what is published meanwhile.
+        self.flush(now, registry, out);
     }
 
     /// Writes what handling messages queued.
