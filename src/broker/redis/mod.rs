@@ -101,7 +101,9 @@ struct Channel {
     history: Option<usize>,
 }
 
-/// How long Redis keeps an idle channel's history and presence keys.
+/// How long Redis keeps an idle channel's history and presence keys: each
+/// publish, join and presence refresh (every presence TTL / 3, while a node
+/// has members) pushes the expiry back (docs/history.md).
 pub const KEY_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Debug)]
@@ -704,6 +706,15 @@ impl RedisOwner {
             let _ = self
                 .link
                 .command(&[b"EXPIRE", &ch.keys.presence, ttl.as_bytes()], Tag::Ignore);
+            // A channel with members is not idle, however quiet: its history
+            // (and so its epoch) lasts as long as on the embedded broker.
+            if ch.history.is_some() {
+                for key in [&ch.keys.meta, &ch.keys.stream] {
+                    let _ = self
+                        .link
+                        .command(&[b"EXPIRE", key, ttl.as_bytes()], Tag::Ignore);
+                }
+            }
         }
     }
 
