@@ -10,6 +10,7 @@
 mod common;
 mod history_cases;
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -108,6 +109,29 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// Sends one command on a fresh connection and returns its integer
+    /// reply (white-box checks of key expiry).
+    fn int_command(&self, args: &[&str]) -> i64 {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        s.write_all(req.as_bytes()).expect("write to redis");
+        let mut line = String::new();
+        BufReader::new(s)
+            .read_line(&mut line)
+            .expect("read from redis");
+        line.trim_end()
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{args:?}: not an integer reply: {line:?}"))
+    }
+}
+
 fn spawn(binary: &PathBuf, port: u16, dir: &PathBuf) -> Child {
     Command::new(binary)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -131,10 +155,15 @@ impl Drop for Redis {
 
 /// Two nodes, `n1` and `n2`, on a fresh Redis (`None`: no redis-server).
 fn cluster() -> Option<(Redis, Cluster)> {
+    cluster_with(&[])
+}
+
+fn cluster_with(extra: &[&str]) -> Option<(Redis, Cluster)> {
     let redis = Redis::start()?;
     let url = redis.url();
     let mut flags: Vec<&str> = vec!["--redis", &url];
     flags.extend(FLAGS);
+    flags.extend(extra);
     let nodes = vec![
         Server::start_node("n1", &flags),
         Server::start_node("n2", &flags),
@@ -271,4 +300,32 @@ fn redis_restart_gives_a_new_epoch() {
     let v = join_since(&mut cl.connect(1, "re"), ch, 0, &new);
     assert_eq!(v["recovered"], json!(true), "{v}");
     assert_eq!(v["replayed"], json!(1), "{v}");
+}
+
+/// The history keys of a channel that has members but no traffic do not
+/// run out: each node's presence refresh (here every second, with
+/// `--presence-ttl 3`) pushes their expiry back, so a quiet channel keeps
+/// its epoch as long as someone is in it, as on the embedded broker.
+#[test]
+fn quiet_channel_with_members_keeps_its_history_keys() {
+    let Some((redis, cl)) = cluster_with(&["--presence-ttl", "3"]) else {
+        return;
+    };
+    let ch = "doc:quiet";
+    let mut a = cl.connect(0, "qa");
+    a.join(ch);
+    publish(&mut a, ch, json!(1));
+    let keys = [format!("sb:{{{ch}}}:hm"), format!("sb:{{{ch}}}:hs")];
+    let full = 300_000;
+    for k in &keys {
+        let t = redis.int_command(&["PTTL", k]);
+        assert!(t > 0 && t <= full, "{k}: PTTL {t}");
+    }
+    // Five refresh periods: without refreshes the keys would be at or
+    // below 295 s; with them, at most one period and one tick (2 s) old.
+    thread::sleep(Duration::from_secs(5));
+    for k in &keys {
+        let t = redis.int_command(&["PTTL", k]);
+        assert!(t > full - 3_000, "{k} was not refreshed: PTTL {t} ms");
+    }
 }
