@@ -45,8 +45,7 @@ impl Cluster {
     }
 }
 
-/// `join_channel` with a `since`, returning the `joined` and the messages
-/// that follow until `expect_events` `user_action`s have been read.
+/// `join_channel` with a `since`; returns the `joined`.
 #[track_caller]
 pub fn join_since(c: &mut Client, channel: &str, offset: u64, epoch: &str) -> Value {
     let v = c.request(json!({
@@ -66,13 +65,10 @@ pub fn publish(c: &mut Client, channel: &str, action: Value) -> Option<u64> {
     let ack = c.request(json!({"type": "user_action", "channel": channel, "action": action}));
     assert_eq!(ack["type"], "ack", "publish to {channel}: {ack}");
     assert_eq!(ack["channel"], channel, "{ack}");
-    match ack.get("offset") {
-        None => None,
-        Some(o) => Some(
-            o.as_u64()
-                .unwrap_or_else(|| panic!("ack offset is not an unsigned integer: {ack}")),
-        ),
-    }
+    ack.get("offset").map(|o| {
+        o.as_u64()
+            .unwrap_or_else(|| panic!("ack offset is not an unsigned integer: {ack}"))
+    })
 }
 
 /// The next message, which must be a `user_action` of `channel`.
