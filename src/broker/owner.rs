@@ -90,7 +90,7 @@ impl Owner {
                 origin,
                 id,
                 action,
-            } => self.publish(&channel, origin, id, &action, out),
+            } => self.publish(&channel, origin, id, &action, now, out),
             Msg::Presence { channel, who, id } => self.presence(&channel, who, id, out),
             Msg::Query { query, from } => {
                 let answer = self.query(query);
@@ -255,7 +255,10 @@ impl Owner {
             deliver(ch, &channel, frame, None, true, out);
         }
         if ch.total == 0 {
-            if ch.history.as_ref().is_some_and(|h| h.offset > 0) {
+            // Kept even before its first event: forgetting it would change
+            // its epoch, and a member who saw offset 0 would be told to
+            // reload for nothing (PROTOCOL.md §5).
+            if ch.history.is_some() {
                 ch.idle_since = Some(now);
             } else {
                 self.channels.remove(&channel);
@@ -269,9 +272,15 @@ impl Owner {
         origin: Origin,
         id: Option<u64>,
         action: &[u8],
+        now: Instant,
         out: &mut Outbox,
     ) {
         let ch = self.channel_entry(channel);
+        // An API publish to a channel nobody is in: its history must still
+        // be swept once idle.
+        if ch.total == 0 && ch.idle_since.is_none() {
+            ch.idle_since = Some(now);
+        }
         let offset = ch.history.as_mut().map(|h| {
             h.offset += 1;
             h.offset
@@ -436,4 +445,224 @@ fn members_json<'a>(members: impl Iterator<Item = &'a Arc<MemberInfo>>) -> Vec<u
     let mut out = Vec::new();
     server::write_members(&mut out, &list);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(history: usize) -> Owner {
+        let config = Config {
+            threads: 2,
+            history: vec![("doc".to_owned(), history)],
+            ..Config::default()
+        };
+        Owner::new(
+            OwnerLimits {
+                config: Arc::new(config),
+            },
+            0x1234_5678,
+        )
+    }
+
+    fn member(n: u32) -> (ConnRef, Arc<MemberInfo>) {
+        let who = ConnRef {
+            worker: (n % 2) as u16,
+            key: n,
+            serial: 1,
+        };
+        let info = Arc::new(MemberInfo {
+            user: format!("u{n}").into(),
+            conn: format!("t-{n}").into(),
+            info: None,
+        });
+        (who, info)
+    }
+
+    fn text(frame: &Bytes) -> serde_json::Value {
+        // Unmasked server frames under 64 KiB: a 2- or 4-byte header.
+        let header = match frame[1] {
+            126 => 4,
+            n if n < 126 => 2,
+            _ => panic!("test frames are under 64 KiB"),
+        };
+        serde_json::from_slice(&frame[header..]).expect("a JSON frame")
+    }
+
+    /// Joins `n` (with `since`) and returns the frames of its `Joined`.
+    fn join(o: &mut Owner, ch: &str, n: u32, since: Option<Since>, now: Instant) -> Vec<Bytes> {
+        let (who, member) = member(n);
+        let mut out = Outbox::new(2);
+        let msg = Msg::Join {
+            channel: Arc::from(ch),
+            who,
+            member,
+            id: None,
+            since,
+            rejoin: false,
+        };
+        o.handle(msg, now, &mut out);
+        let q = std::mem::take(out.queue_mut(usize::from(who.worker)));
+        q.into_iter()
+            .find_map(|m| match m {
+                Msg::Joined { frames, .. } => Some(frames),
+                _ => None,
+            })
+            .expect("a Joined reply")
+    }
+
+    fn leave(o: &mut Owner, ch: &str, n: u32, now: Instant) {
+        let (who, _) = member(n);
+        let msg = Msg::Leave {
+            channel: Arc::from(ch),
+            who,
+            id: None,
+            reply: false,
+        };
+        o.handle(msg, now, &mut Outbox::new(2));
+    }
+
+    fn publish(o: &mut Owner, ch: &str, n: u32, now: Instant) {
+        let (who, member) = member(n);
+        let msg = Msg::Publish {
+            channel: Arc::from(ch),
+            origin: Origin::Client(who, member),
+            id: None,
+            action: Bytes::from_static(b"1"),
+        };
+        o.handle(msg, now, &mut Outbox::new(2));
+    }
+
+    fn since(offset: u64, epoch: &str) -> Option<Since> {
+        Some(Since {
+            offset,
+            epoch: epoch.to_owned(),
+        })
+    }
+
+    /// `(recovered, replayed, offsets of the replayed events)`.
+    fn recovery(frames: &[Bytes]) -> (Option<bool>, u64, Vec<u64>) {
+        let joined = text(&frames[0]);
+        let offsets = frames[1..]
+            .iter()
+            .map(|f| text(f)["offset"].as_u64().expect("offset"))
+            .collect();
+        (
+            joined["recovered"].as_bool(),
+            joined["replayed"].as_u64().expect("replayed"),
+            offsets,
+        )
+    }
+
+    #[test]
+    fn replays_exactly_what_the_ring_holds_after_since() {
+        let now = Instant::now();
+        let mut o = owner(5);
+        let epoch = text(&join(&mut o, "doc:1", 0, None, now)[0])["epoch"]
+            .as_str()
+            .expect("epoch")
+            .to_owned();
+        for _ in 0..12 {
+            publish(&mut o, "doc:1", 0, now);
+        }
+        // Ring: 8..=12.
+        let cases: [(u64, &str, Option<bool>, Vec<u64>); 7] = [
+            (12, &epoch, Some(true), vec![]),
+            (11, &epoch, Some(true), vec![12]),
+            (7, &epoch, Some(true), vec![8, 9, 10, 11, 12]),
+            (6, &epoch, Some(false), vec![]),
+            (0, &epoch, Some(false), vec![]),
+            (13, &epoch, Some(false), vec![]),
+            (12, "other", Some(false), vec![]),
+        ];
+        for (i, (off, ep, recovered, replayed)) in cases.into_iter().enumerate() {
+            let frames = join(&mut o, "doc:1", 2 + i as u32, since(off, ep), now);
+            let k = replayed.len() as u64;
+            assert_eq!(
+                recovery(&frames),
+                (recovered, k, replayed),
+                "since {off}/{ep}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_history_namespace_is_never_recovered() {
+        let now = Instant::now();
+        let mut o = owner(5);
+        let frames = join(&mut o, "plain:1", 0, since(0, "x"), now);
+        let joined = text(&frames[0]);
+        assert_eq!(joined["recovered"], serde_json::json!(false));
+        assert!(joined.get("offset").is_none() && joined.get("replayed").is_none());
+        assert_eq!(frames.len(), 1);
+    }
+
+    #[test]
+    fn idle_history_is_kept_for_the_ttl_then_forgotten() {
+        let t = Instant::now();
+        let mut o = owner(5);
+        let joined = text(&join(&mut o, "doc:idle", 0, None, t)[0]);
+        let epoch = joined["epoch"].as_str().expect("epoch").to_owned();
+        // Even before its first event, the empty channel keeps its epoch.
+        leave(&mut o, "doc:idle", 0, t);
+        assert_eq!(o.channel_count(), 1);
+        o.sweep(t + IDLE_HISTORY_TTL - Duration::from_secs(1));
+        let frames = join(&mut o, "doc:idle", 1, since(0, &epoch), t);
+        assert_eq!(recovery(&frames).0, Some(true));
+        // A join cleared the idle mark; the next leave sets it again.
+        o.sweep(t + IDLE_HISTORY_TTL * 2);
+        assert_eq!(o.channel_count(), 1, "a channel with a member is kept");
+        leave(&mut o, "doc:idle", 1, t + IDLE_HISTORY_TTL);
+        o.sweep(t + IDLE_HISTORY_TTL * 2 - Duration::from_secs(1));
+        assert_eq!(o.channel_count(), 1);
+        o.sweep(t + IDLE_HISTORY_TTL * 2);
+        assert_eq!(o.channel_count(), 0);
+        let frames = join(&mut o, "doc:idle", 2, since(0, &epoch), t);
+        assert_eq!(
+            recovery(&frames).0,
+            Some(false),
+            "a forgotten channel has a new epoch"
+        );
+    }
+
+    #[test]
+    fn channel_without_history_is_forgotten_with_its_last_member() {
+        let t = Instant::now();
+        let mut o = owner(5);
+        join(&mut o, "plain:1", 0, None, t);
+        leave(&mut o, "plain:1", 0, t);
+        assert_eq!(o.channel_count(), 0);
+    }
+
+    #[test]
+    fn api_publish_to_an_empty_history_channel_is_swept() {
+        let t = Instant::now();
+        let mut o = owner(5);
+        let mut out = Outbox::new(2);
+        let to = ConnRef {
+            worker: 0,
+            key: 9,
+            serial: 1,
+        };
+        let msg = Msg::Publish {
+            channel: Arc::from("doc:api"),
+            origin: Origin::Api(to),
+            id: None,
+            action: Bytes::from_static(b"1"),
+        };
+        o.handle(msg, t, &mut out);
+        assert_eq!(o.channel_count(), 1);
+        o.sweep(t + IDLE_HISTORY_TTL);
+        assert_eq!(o.channel_count(), 0, "an API-only channel leaked");
+    }
+
+    #[test]
+    fn epochs_differ_between_channels_and_seeds() {
+        let mut a = 0x1234_5679_u64;
+        let mut b = 0x8765_4321_u64;
+        let (a1, a2, b1) = (new_epoch(&mut a), new_epoch(&mut a), new_epoch(&mut b));
+        assert_ne!(a1, a2);
+        assert_ne!(a1, b1);
+        assert_eq!(a1.len(), 8);
+    }
 }

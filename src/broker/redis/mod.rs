@@ -103,7 +103,9 @@ struct Channel {
     history: Option<usize>,
 }
 
-/// How long Redis keeps an idle channel's history and presence keys.
+/// How long Redis keeps an idle channel's history and presence keys: each
+/// publish, join and presence refresh (every presence TTL / 3, while a node
+/// has members) pushes the expiry back (docs/history.md).
 pub const KEY_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Debug)]
@@ -617,6 +619,9 @@ impl RedisOwner {
     pub fn on_ready(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
         self.link.pump(now, registry);
         self.on_link_events(out);
+        // Coming up queues script loads and subscriptions; sent now, not at
+        // the next tick, or members would miss what is published meanwhile.
+        self.flush(now, registry, out);
     }
 
     /// Writes what handling messages queued.
@@ -728,6 +733,15 @@ impl RedisOwner {
             let _ = self
                 .link
                 .command(&[b"EXPIRE", &ch.keys.presence, ttl.as_bytes()], Tag::Ignore);
+            // A channel with members is not idle, however quiet: its history
+            // (and so its epoch) lasts as long as on the embedded broker.
+            if ch.history.is_some() {
+                for key in [&ch.keys.meta, &ch.keys.stream] {
+                    let _ = self
+                        .link
+                        .command(&[b"EXPIRE", key, ttl.as_bytes()], Tag::Ignore);
+                }
+            }
         }
     }
 
