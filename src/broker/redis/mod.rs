@@ -61,6 +61,15 @@ enum Tag {
     ApiChannels {
         to: ConnRef,
     },
+    /// A leave's `ZREM`: its `left` goes out with the reply, so that it
+    /// follows the `joined` of a join still waiting for Redis.
+    Left {
+        channel: Arc<str>,
+        who: ConnRef,
+        frame: Option<Bytes>,
+    },
+    /// The last `SCRIPT LOAD` of a reload after `NOSCRIPT`.
+    ScriptsLoaded,
     /// Replies nobody waits for (presence upkeep, script loads).
     Ignore,
 }
@@ -99,6 +108,13 @@ struct Channel {
     per_worker: Vec<u32>,
     presence: bool,
     history: Option<usize>,
+    /// `join` events this node published whose push has not come back yet,
+    /// with their joiner. Redis 7.2+ sends a connection the push of its own
+    /// `PUBLISH` after the command's reply, older versions before it (both
+    /// are allowed by RESP3), so the joiner may already be registered when
+    /// its own event arrives: it is skipped by name. Empty but for joins in
+    /// flight.
+    own_joins: Vec<(Bytes, ConnRef)>,
 }
 
 /// How long Redis keeps an idle channel's history and presence keys.
@@ -116,6 +132,8 @@ pub struct RedisOwner {
     next_refresh: Instant,
     next_reap: Instant,
     up: bool,
+    /// A reload of the scripts after `NOSCRIPT` is on its way.
+    reloading: bool,
     links_down: Arc<AtomicUsize>,
 }
 
@@ -198,6 +216,7 @@ impl RedisOwner {
             next_refresh: now,
             next_reap: now,
             up: false,
+            reloading: false,
             links_down,
         }
     }
@@ -344,6 +363,7 @@ impl RedisOwner {
                 per_worker: vec![0; workers],
                 presence: presence_on,
                 history,
+                own_joins: Vec::new(),
             }
         });
         if let Some(name) = subscribe {
@@ -367,9 +387,11 @@ impl RedisOwner {
             ch.per_worker[usize::from(who.worker)] += 1;
         }
         let join_event = if newly && ch.presence {
-            presence_event(&channel, "join", &entry)
+            let event = Bytes::from(presence_event(&channel, "join", &entry));
+            ch.own_joins.push((event.clone(), who));
+            event
         } else {
-            Vec::new()
+            Bytes::new()
         };
         let want_members = if ch.presence { "1" } else { "0" };
         let history_n = ch.history.unwrap_or(0).to_string();
@@ -429,43 +451,65 @@ impl RedisOwner {
         out: &mut Outbox,
     ) {
         let frame = reply.then(|| ws::text_frame_with(|b| server::left(b, id, &channel)));
-        out.send(
-            usize::from(who.worker),
-            Msg::Left {
-                channel: channel.clone(),
-                who,
-                frame,
-            },
-        );
+        let left = |channel, frame| Msg::Left {
+            channel,
+            who,
+            frame,
+        };
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return;
+            return out.send(usize::from(who.worker), left(channel, frame));
         };
         let Some(m) = ch.members.remove(&who) else {
-            return;
+            return out.send(usize::from(who.worker), left(channel, frame));
         };
         let w = &mut ch.per_worker[usize::from(who.worker)];
         *w = w.saturating_sub(1);
+        if !ch.own_joins.is_empty() {
+            ch.own_joins.retain(|(_, j)| *j != who);
+        }
         let presence_key = ch.keys.presence.clone();
         let pubsub = ch.keys.pubsub.clone();
         let event = ch
             .presence
             .then(|| presence_event(&channel, "leave", &m.entry));
-        let empty = ch.members.is_empty();
+        let mut pending = Some(Tag::Left {
+            channel: channel.clone(),
+            who,
+            frame,
+        });
         if self.up {
-            let _ = self
-                .link
-                .command(&[b"ZREM", &presence_key, &m.entry], Tag::Ignore);
+            // The `left` rides on the ZREM's reply: a join of this member
+            // still waiting for Redis is answered first, in request order.
+            if let Some(tag) = pending.take() {
+                if let Err((_, tag)) = self.link.command(&[b"ZREM", &presence_key, &m.entry], tag) {
+                    pending = Some(tag);
+                }
+            }
             if let Some(event) = event {
                 let _ = self
                     .link
                     .command(&[b"PUBLISH", &pubsub, &event], Tag::Ignore);
             }
         }
-        if empty {
-            let _ = self.link.unsubscribe(&[&pubsub]);
-            self.by_pubsub.remove(&pubsub[..]);
-            self.channels.remove(&channel);
+        if let Some(tag) = pending {
+            self.fail_tag(tag, out);
         }
+        self.drop_if_empty(&channel);
+    }
+
+    /// Unsubscribes and forgets a channel without local members.
+    fn drop_if_empty(&mut self, channel: &str) {
+        let Some(ch) = self.channels.get(channel) else {
+            return;
+        };
+        if !ch.members.is_empty() {
+            return;
+        }
+        let pubsub = ch.keys.pubsub.clone();
+        // Down, the subscription is gone with the connection already.
+        let _ = self.link.unsubscribe(&[&pubsub]);
+        self.by_pubsub.remove(&pubsub[..]);
+        self.channels.remove(channel);
     }
 
     fn publish(
@@ -528,7 +572,9 @@ impl RedisOwner {
         }
     }
 
-    /// Answers a request whose command will never be answered.
+    /// Settles a command without (the value of) its reply: a request that
+    /// needed Redis hears `unavailable`; a leave, which happens locally
+    /// anyway, gets its `left`.
     fn fail_tag(&mut self, tag: Tag, out: &mut Outbox) {
         let unavailable = |id| {
             ws::text_frame_with(|b| {
@@ -549,7 +595,10 @@ impl RedisOwner {
                             let w = &mut ch.per_worker[usize::from(who.worker)];
                             *w = w.saturating_sub(1);
                         }
+                        ch.own_joins.retain(|(_, j)| *j != who);
                     }
+                    // A failed first join must not keep the node subscribed.
+                    self.drop_if_empty(&channel);
                 }
                 out.send(
                     usize::from(who.worker),
@@ -591,6 +640,20 @@ impl RedisOwner {
                     answer: Answer::Unavailable,
                 },
             ),
+            // Leaving needs nothing from Redis: it happens locally anyway.
+            Tag::Left {
+                channel,
+                who,
+                frame,
+            } => out.send(
+                usize::from(who.worker),
+                Msg::Left {
+                    channel,
+                    who,
+                    frame,
+                },
+            ),
+            Tag::ScriptsLoaded => self.reloading = false,
             Tag::Ignore => {}
         }
     }
@@ -598,6 +661,11 @@ impl RedisOwner {
     /// The link's socket is ready.
     pub fn on_ready(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
         self.link.pump(now, registry);
+        self.on_link_events(out);
+        // What the events queued (the subscriptions and scripts of a link
+        // just up, a reload, an unsubscription) goes out now, not at the
+        // next tick: `/healthz` says 200 from here on.
+        self.link.flush(now, registry);
         self.on_link_events(out);
     }
 
@@ -646,12 +714,29 @@ impl RedisOwner {
         }
     }
 
-    fn on_up(&mut self) {
-        for script in scripts::ALL {
-            let _ = self
+    /// Queues `SCRIPT LOAD` of every script, ahead of any `EVALSHA` sent
+    /// after it on this connection.
+    fn load_scripts(&mut self) {
+        self.reloading = true;
+        let last = scripts::ALL.len() - 1;
+        for (i, script) in scripts::ALL.iter().enumerate() {
+            let tag = if i == last {
+                Tag::ScriptsLoaded
+            } else {
+                Tag::Ignore
+            };
+            if self
                 .link
-                .command(&[b"SCRIPT", b"LOAD", script.as_bytes()], Tag::Ignore);
+                .command(&[b"SCRIPT", b"LOAD", script.as_bytes()], tag)
+                .is_err()
+            {
+                self.reloading = false;
+            }
         }
+    }
+
+    fn on_up(&mut self) {
+        self.load_scripts();
         let names: Vec<Vec<u8>> = self
             .channels
             .values()
@@ -676,6 +761,11 @@ impl RedisOwner {
         if self.up {
             self.up = false;
             self.links_down.fetch_add(1, Ordering::SeqCst);
+        }
+        self.reloading = false;
+        // Pushes of the old connection never come now.
+        for ch in self.channels.values_mut() {
+            ch.own_joins.clear();
         }
         for tag in lost {
             self.fail_tag(tag, out);
@@ -736,9 +826,16 @@ impl RedisOwner {
         let Some(name) = self.by_pubsub.get(&channel) else {
             return;
         };
-        let Some(ch) = self.channels.get(name) else {
+        let Some(ch) = self.channels.get_mut(name) else {
             return;
         };
+        // A joiner never hears its own join (PROTOCOL.md §4).
+        let mut except = None;
+        if !ch.own_joins.is_empty() {
+            if let Some(i) = ch.own_joins.iter().position(|(e, _)| *e == payload) {
+                except = Some(ch.own_joins.swap_remove(i).1);
+            }
+        }
         // Framed once on this node; every local recipient shares it.
         let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
         for (worker, &n) in ch.per_worker.iter().enumerate() {
@@ -748,7 +845,7 @@ impl RedisOwner {
                     Msg::Deliver {
                         channel: name.clone(),
                         frame: frame.clone(),
-                        except: None,
+                        except,
                     },
                 );
             }
@@ -758,13 +855,18 @@ impl RedisOwner {
     fn on_reply(&mut self, tag: Tag, value: Value, out: &mut Outbox) {
         if let Value::Error(e) = &value {
             tracing::warn!(error = %String::from_utf8_lossy(e), "redis error reply");
-            if !matches!(tag, Tag::Ignore) {
-                self.fail_tag(tag, out);
+            // Redis lost the scripts (SCRIPT FLUSH, a failover) with the
+            // link up: load them again, once for a burst of such replies.
+            if e.starts_with(b"NOSCRIPT") && !self.reloading {
+                self.load_scripts();
             }
+            self.fail_tag(tag, out);
             return;
         }
         match tag {
             Tag::Ignore => {}
+            // Their replies carry nothing they need.
+            tag @ (Tag::Left { .. } | Tag::ScriptsLoaded) => self.fail_tag(tag, out),
             Tag::Join {
                 channel,
                 who,
@@ -855,7 +957,9 @@ impl RedisOwner {
                 out,
             );
         };
-        let presence = self.channels.get(&channel).is_some_and(|c| c.presence);
+        // From the configuration: the channel may be gone already when the
+        // joiner left before this reply.
+        let presence = self.config.presence_on(&channel);
         let history = self.config.history_for(&channel).is_some();
         let members =
             presence.then(|| members_json(parts.first().map(bulk_items).into_iter().flatten()));
@@ -921,3 +1025,7 @@ fn bulk_items(v: &Value) -> impl Iterator<Item = &[u8]> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
