@@ -223,3 +223,96 @@ fn redis_restart_503_unavailable_then_resumes_without_rejoin() {
     }
     assert_eq!(redis.client_list().len(), 5, "{:#?}", redis.client_list());
 }
+
+/// A member that disconnects while Redis is down (and comes back empty)
+/// still leaves for the other nodes once Redis is back.
+#[test]
+fn leave_during_a_redis_outage_is_published_when_redis_is_back() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let a = redis_node("na", &redis, &[]);
+    let b = redis_node("nb", &redis, &[]);
+    let ch = "room:o";
+    let mut a1 = a.connect("user=a1");
+    let mut gone = a.connect("user=gone");
+    let mut b1 = b.connect("user=b1");
+    a1.join(ch);
+    gone.join(ch);
+    b1.join(ch);
+    redis.kill();
+    wait_health(&a, 503, TIMEOUT);
+    let (user, conn) = (gone.user().to_owned(), gone.conn().to_owned());
+    drop(gone);
+    redis.restart();
+    // Both nodes hear it, once, when both are back (within the longest
+    // reconnection backoff, 2 s, and half a second).
+    a1.timeout = Duration::from_secs(8);
+    b1.timeout = Duration::from_secs(8);
+    let leave =
+        json!({"type": "presence", "channel": ch, "event": "leave", "user": user, "conn": conn});
+    for c in [&mut a1, &mut b1] {
+        let v = c.recv_until(|v| v["type"] == "presence" && v["event"] == "leave");
+        assert_eq!(v, leave, "seen by {}", c.conn());
+    }
+    for c in [&mut a1, &mut b1] {
+        c.send_json(json!({"type": "user_action", "channel": ch, "action": "fence"}));
+    }
+    for c in [&mut a1, &mut b1] {
+        let mut fences = 0;
+        while fences < 2 {
+            let v = c.recv_until(|v| v["type"] != "presence" || v["event"] == "leave");
+            assert_ne!(v, leave, "{} heard the leave twice", c.conn());
+            fences += usize::from(v["action"] == "fence");
+        }
+    }
+    let v = b1.request(json!({"type": "presence", "channel": ch}));
+    assert_eq!(members(&v), who(&[&a1, &b1]), "{v}");
+}
+
+/// A node drained with SIGTERM tells the others its members left at once,
+/// not a TTL later.
+#[test]
+fn drained_node_members_leave_at_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut a = redis_node("na", &redis, &[]);
+    let b = redis_node("nb", &redis, &[]);
+    let ch = "room:d";
+    let mut b1 = b.connect("user=b1");
+    b1.join(ch);
+    // Members on both workers of node A, in several channels, so that
+    // leaves cross from one worker to the other's owner while draining.
+    let [w0, w1] = connect_on_both_workers(&a, "a", 2);
+    let mut on_a: Vec<Client> = w0.into_iter().chain(w1).collect();
+    for c in on_a.iter_mut() {
+        for n in 0..4 {
+            c.join(&format!("room:x{n}"));
+        }
+        c.join(ch);
+    }
+    let expected = who(&on_a.iter().collect::<Vec<_>>());
+    a.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    b1.timeout = Duration::from_secs(2);
+    let mut left = BTreeSet::new();
+    while left.len() < expected.len() {
+        let v = b1.recv_until(|v| v["type"] == "presence" && v["event"] == "leave");
+        left.insert(leave_of(&v));
+    }
+    assert_eq!(left, expected);
+    eprintln!("all leaves {:?} after SIGTERM", signalled.elapsed());
+    assert!(
+        a.wait_exit(Duration::from_secs(6)).is_some(),
+        "node A did not exit"
+    );
+    let v = b1.request(json!({"type": "presence", "channel": ch}));
+    assert_eq!(members(&v), who(&[&b1]), "{v}");
+    for n in 0..4 {
+        assert_eq!(
+            redis.cmd(&["ZCARD", &format!("sb:{{room:x{n}}}:pr")]).int(),
+            0
+        );
+    }
+}

@@ -117,6 +117,21 @@ struct Channel {
     own_joins: Vec<(Bytes, ConnRef)>,
 }
 
+/// A leave Redis has not heard of: the member left while the link was down.
+#[derive(Debug)]
+struct OwedLeave {
+    presence: Vec<u8>,
+    pubsub: Vec<u8>,
+    entry: Bytes,
+    /// The `leave` event, when the channel has presence.
+    event: Option<Vec<u8>>,
+}
+
+/// How long after its link is up a node publishes the leaves it owes:
+/// past the longest reconnection backoff, so that after a Redis restart the
+/// other nodes are subscribed again and hear them.
+const OWED_DELAY: Duration = link::BACKOFF_MAX.saturating_add(Duration::from_millis(500));
+
 /// How long Redis keeps an idle channel's history and presence keys.
 pub const KEY_TTL: Duration = Duration::from_secs(300);
 
@@ -134,6 +149,13 @@ pub struct RedisOwner {
     up: bool,
     /// A reload of the scripts after `NOSCRIPT` is on its way.
     reloading: bool,
+    /// Leaves during an outage, sent when the link is up again: a Redis
+    /// that restarted empty would otherwise never tell the other nodes, and
+    /// one that did not would tell them only a TTL later, by reaping. At
+    /// most one per membership that existed when the link went down.
+    owed: Vec<OwedLeave>,
+    /// When the owed leaves are published.
+    owed_at: Instant,
     links_down: Arc<AtomicUsize>,
 }
 
@@ -217,6 +239,8 @@ impl RedisOwner {
             next_reap: now,
             up: false,
             reloading: false,
+            owed: Vec::new(),
+            owed_at: now,
             links_down,
         }
     }
@@ -485,13 +509,21 @@ impl RedisOwner {
                     pending = Some(tag);
                 }
             }
-            if let Some(event) = event {
-                let _ = self
-                    .link
-                    .command(&[b"PUBLISH", &pubsub, &event], Tag::Ignore);
+            if pending.is_none() {
+                if let Some(event) = &event {
+                    let _ = self
+                        .link
+                        .command(&[b"PUBLISH", &pubsub, event], Tag::Ignore);
+                }
             }
         }
         if let Some(tag) = pending {
+            self.owed.push(OwedLeave {
+                presence: presence_key,
+                pubsub,
+                entry: m.entry,
+                event,
+            });
             self.fail_tag(tag, out);
         }
         self.drop_if_empty(&channel);
@@ -686,13 +718,23 @@ impl RedisOwner {
             self.reap();
             self.next_reap = now + self.ttl() / 6;
         }
+        if self.up && now >= self.owed_at && !self.owed.is_empty() {
+            self.pay_owed();
+        }
         self.link.flush(now, registry);
         self.on_link_events(out);
     }
 
     /// When the owner next needs a tick.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let upkeep = self.up.then(|| self.next_refresh.min(self.next_reap));
+        let upkeep = self.up.then(|| {
+            let t = self.next_refresh.min(self.next_reap);
+            if self.owed.is_empty() {
+                t
+            } else {
+                t.min(self.owed_at)
+            }
+        });
         match (upkeep, self.link.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -748,9 +790,17 @@ impl RedisOwner {
         }
         // Register live members again at once: Redis may have restarted.
         self.refresh();
+        // Out of the member lists at once; the events once the other
+        // nodes are back too.
+        for o in &self.owed {
+            let _ = self
+                .link
+                .command(&[b"ZREM", &o.presence, &o.entry], Tag::Ignore);
+        }
         let now = Instant::now();
         self.next_refresh = now + self.ttl() / 3;
         self.next_reap = now + self.ttl() / 6;
+        self.owed_at = now + OWED_DELAY;
         if !self.up {
             self.up = true;
             self.links_down.fetch_sub(1, Ordering::SeqCst);
@@ -769,6 +819,22 @@ impl RedisOwner {
         }
         for tag in lost {
             self.fail_tag(tag, out);
+        }
+    }
+
+    /// Publishes the leaves of the outage; a link that fails meanwhile
+    /// keeps them owed.
+    fn pay_owed(&mut self) {
+        while let Some(o) = self.owed.pop() {
+            let Some(event) = &o.event else { continue };
+            if self
+                .link
+                .command(&[b"PUBLISH", &o.pubsub, event], Tag::Ignore)
+                .is_err()
+            {
+                self.owed.push(o);
+                return;
+            }
         }
     }
 
