@@ -180,3 +180,91 @@ fn presence_events_cross_nodes() {
     }
     b1.expect_silence(SILENCE);
 }
+
+fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> HttpResponse {
+    http(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn body_json(r: &HttpResponse) -> Value {
+    serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", r.status, r.body_text()))
+}
+
+#[test]
+fn http_api_sees_and_reaches_every_node() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = redis_node("na", &redis, &[]);
+    let b = redis_node("nb", &redis, &[]);
+    let ch = "room:api";
+    let mut a1 = a.connect("user=a1");
+    let mut b1 = b.connect("user=b1");
+    let mut b2 = b.connect("user=b2");
+    for c in [&mut a1, &mut b1, &mut b2] {
+        c.join(ch);
+    }
+    // Published on node A, delivered on both.
+    let r = post(
+        a.addr,
+        "/api/publish",
+        r#"{"channel":"room:api","action":{"k":[1,2]}}"#,
+    );
+    assert_eq!(
+        (r.status, body_json(&r)),
+        (200, json!({})),
+        "{}",
+        r.body_text()
+    );
+    for c in [&mut a1, &mut b1, &mut b2] {
+        let (v, raw) = c.recv_until_raw(|v| v["type"] == "user_action");
+        assert_eq!(
+            v,
+            json!({"type": "user_action", "channel": ch, "user": null, "conn": null, "action": {"k": [1, 2]}})
+        );
+        assert!(raw.contains(r#""action":{"k":[1,2]}"#), "{raw}");
+    }
+    // Presence and channel counts span the nodes, asked on either.
+    let r = b.http_get("/api/presence?channel=room:api");
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let v = body_json(&r);
+    assert_eq!(v["channel"], ch, "{v}");
+    assert_eq!(members(&v), who(&[&a1, &b1, &b2]), "{v}");
+    let r = a.http_get("/api/channels");
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(
+        body_json(&r),
+        json!({"channels": [{"channel": ch, "members": 3}]})
+    );
+}
+
+#[test]
+fn a_largest_action_crosses_nodes_intact() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = redis_node("na", &redis, &[]);
+    let b = redis_node("nb", &redis, &[]);
+    let ch = "room:big";
+    let mut a1 = a.connect("user=a1");
+    let mut b1 = b.connect("user=b1");
+    a1.join(ch);
+    b1.join(ch);
+    // The whole message at the default 64 KiB limit.
+    let envelope = format!(r#"{{"type":"user_action","channel":"{ch}","action":""}}"#);
+    let filler = "x".repeat(64 * 1024 - envelope.len());
+    let text = format!(r#"{{"type":"user_action","channel":"{ch}","action":"{filler}"}}"#);
+    assert_eq!(text.len(), 64 * 1024);
+    a1.send_raw_text(&text);
+    for c in [&mut a1, &mut b1] {
+        let v = c.recv_until(|v| v["type"] == "user_action");
+        assert_eq!(v["action"].as_str().map(str::len), Some(filler.len()));
+    }
+}

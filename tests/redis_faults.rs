@@ -316,3 +316,69 @@ fn drained_node_members_leave_at_once() {
         );
     }
 }
+
+/// Actions in flight when Redis dies are each answered, `ack` or
+/// `unavailable`: none waits forever.
+#[test]
+fn every_action_in_flight_at_a_redis_crash_is_answered() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let a = redis_node("na", &redis, &["--rate", "100000", "--burst", "100000"]);
+    let ch = "room:c";
+    let mut a1 = a.connect("user=a1");
+    a1.join(ch);
+    const N: u64 = 2000;
+    let send = |c: &mut Client, id: u64| {
+        c.send_raw_text(&format!(
+            r#"{{"type":"user_action","id":{id},"channel":"{ch}","action":{id}}}"#
+        ));
+    };
+    for id in 1..=N / 2 {
+        send(&mut a1, id);
+    }
+    let mut answers = std::collections::BTreeMap::new();
+    let first = a1.recv_until(|v| v["id"].is_u64());
+    assert_eq!(first["type"], "ack", "{first}");
+    answers.insert(first["id"].as_u64().unwrap_or_default(), "ack");
+    // Redis holds what comes next (PUBLISH waits out a write pause), so it
+    // is in flight when Redis dies.
+    assert_eq!(
+        redis.cmd(&["CLIENT", "PAUSE", "10000", "WRITE"]).text(),
+        "OK"
+    );
+    for id in N / 2 + 1..=N {
+        send(&mut a1, id);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    redis.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answers.len() < N as usize {
+        match a1.next(deadline) {
+            Next::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
+                if let Some(id) = v["id"].as_u64() {
+                    let kind = match (v["type"].as_str(), v["code"].as_str()) {
+                        (Some("ack"), _) => "ack",
+                        (Some("error"), Some("unavailable")) => "unavailable",
+                        _ => panic!("unexpected answer {v}"),
+                    };
+                    assert!(answers.insert(id, kind).is_none(), "two answers for {id}");
+                }
+            }
+            Next::Timeout => panic!(
+                "{} of {N} answered; first unanswered: {:?}",
+                answers.len(),
+                (1..=N).find(|id| !answers.contains_key(id))
+            ),
+            _ => panic!("the connection ended"),
+        }
+    }
+    let acked = answers.values().filter(|k| **k == "ack").count();
+    eprintln!("{acked} acked, {} unavailable", N as usize - acked);
+    assert!(acked > 0, "{answers:?}");
+    assert!(
+        answers.range(N / 2 + 1..).all(|(_, k)| *k == "unavailable"),
+        "held by Redis when it died, yet acked: {answers:?}"
+    );
+}
