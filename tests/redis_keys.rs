@@ -229,3 +229,24 @@ fn history_offsets_are_shared_by_every_node() {
     );
     assert_eq!(v["offset"], 4, "{v}");
 }
+
+/// `/api/channels` lists its own prefix's channels only, even when the
+/// prefix holds glob characters that would match another one's keys.
+#[test]
+fn channel_list_stays_within_a_glob_like_prefix() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let star = redis_node("ns", &redis, &["--redis-prefix", "a*"]);
+    let plain = redis_node("np", &redis, &["--redis-prefix", "ab"]);
+    let mut s1 = star.connect("user=s1");
+    let mut p1 = plain.connect("user=p1");
+    s1.join("room:star");
+    p1.join("room:plain");
+    for (node, ch) in [(&star, "room:star"), (&plain, "room:plain")] {
+        let r = node.http_get("/api/channels");
+        assert_eq!(r.status, 200, "{}", r.body_text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(v, json!({"channels": [{"channel": ch, "members": 1}]}));
+    }
+}
