@@ -1,111 +1,27 @@
 //! `resp::Session` against a real `redis-server`, driven over a blocking
 //! `TcpStream` the way the mio driver will drive it over a non-blocking one.
 //!
-//! Each test starts its own throwaway server on a free loopback port (no
-//! persistence, its own temporary directory) and kills it by pid when done;
-//! the machine's own Redis is never touched. Without `redis-server` the tests
-//! are skipped with a note, except under `CI=true`, where they fail.
+//! Each test starts its own throwaway server ([`RedisServer`], shared with
+//! the Redis-mode tests) on a free loopback port and kills it by pid when
+//! done; the machine's own Redis is never touched. Without `redis-server`
+//! the tests are skipped with a note, except under `CI=true`, where they
+//! fail.
+
+mod common;
 
 use std::fmt::Debug;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::RedisServer;
 use switchboard::resp::{
     parse_url, Event, HandshakeStep, Push, Session, SessionConfig, SessionError, Subscription,
     Value,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn redis_server_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("redis-server"));
-    std::iter::once(PathBuf::from("/usr/bin/redis-server"))
-        .chain(on_path)
-        .find(|p| p.is_file())
-}
-
-/// A `redis-server` child process, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Redis {
-    /// Starts a server, or returns `None` (after a note) if there is no
-    /// `redis-server` outside CI.
-    fn start(extra: &[&str]) -> Option<Redis> {
-        let Some(binary) = redis_server_binary() else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is required under CI=true (apt-get install redis-server)"
-            );
-            eprintln!("note: redis-server not found, skipping the live Redis test");
-            return None;
-        };
-        // The port is free when probed; a race with another process shows up
-        // as an early exit, so try a few.
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let dir =
-                std::env::temp_dir().join(format!("sb-resp-live-{}-{port}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let child = Command::new(&binary)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .args(extra)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut redis = Redis { child, port, dir };
-            if redis.wait_listening() {
-                return Some(redis);
-            }
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn wait_listening(&mut self) -> bool {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn url(&self, credentials: &str, db: u32) -> String {
-        format!("redis://{credentials}127.0.0.1:{}/{db}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A session and its socket: the driver loop in miniature.
 struct Link<T> {
@@ -187,10 +103,10 @@ fn b(s: &'static [u8]) -> Bytes {
 
 #[test]
 fn pubsub_and_pipelined_commands() {
-    let Some(redis) = Redis::start(&[]) else {
+    let Some(redis) = RedisServer::start() else {
         return;
     };
-    let mut sub: Link<u32> = Link::connect(&redis.url("", 0), Some("sb-live-sub"));
+    let mut sub: Link<u32> = Link::connect(&redis.url_with("", 0), Some("sb-live-sub"));
     // Queued before the handshake completes: sent right after it.
     sub.session
         .subscribe(&[b"sb:live:room", b"sb:live:other"])
@@ -217,7 +133,7 @@ fn pubsub_and_pipelined_commands() {
         ]
     );
 
-    let mut publisher: Link<u32> = Link::connect(&redis.url("", 5), None);
+    let mut publisher: Link<u32> = Link::connect(&redis.url_with("", 5), None);
     assert_eq!(
         publisher.reply(&[b"PUBLISH", b"sb:live:room", b"hello"], 10),
         Value::Int(1)
@@ -317,11 +233,11 @@ fn pubsub_and_pipelined_commands() {
 
 #[test]
 fn authentication_and_handshake_refusals() {
-    let Some(redis) = Redis::start(&["--requirepass", "secret"]) else {
+    let Some(redis) = RedisServer::start_with(&["--requirepass", "secret"]) else {
         return;
     };
 
-    let mut admin: Link<u8> = Link::connect(&redis.url(":secret@", 0), None);
+    let mut admin: Link<u8> = Link::connect(&redis.url_with(":secret@", 0), None);
     assert_eq!(admin.reply(&[b"PING"], 1), Value::Simple(b(b"PONG")));
     // A user allowed one channel only, to see a refused SUBSCRIBE for real.
     let acl: &[&[u8]] = &[
@@ -356,24 +272,28 @@ fn authentication_and_handshake_refusals() {
         other => panic!("{other:?}"),
     };
     starts(
-        failed(redis.url(":wrong@", 0)),
-        HandshakeStep::Hello,
-        b"WRONGPASS",
-    );
-    starts(failed(redis.url("", 0)), HandshakeStep::Hello, b"NOAUTH");
-    starts(
-        failed(redis.url("sbuser:nope@", 0)),
+        failed(redis.url_with(":wrong@", 0)),
         HandshakeStep::Hello,
         b"WRONGPASS",
     );
     starts(
-        failed(redis.url(":secret@", 99_999)),
+        failed(redis.url_with("", 0)),
+        HandshakeStep::Hello,
+        b"NOAUTH",
+    );
+    starts(
+        failed(redis.url_with("sbuser:nope@", 0)),
+        HandshakeStep::Hello,
+        b"WRONGPASS",
+    );
+    starts(
+        failed(redis.url_with(":secret@", 99_999)),
         HandshakeStep::Select,
         b"ERR",
     );
 
     // Percent-encoded password, ACL user, refused then accepted subscriptions.
-    let mut user: Link<u8> = Link::connect(&redis.url("sbuser:p%40ss%3Aw%2Fd@", 0), None);
+    let mut user: Link<u8> = Link::connect(&redis.url_with("sbuser:p%40ss%3Aw%2Fd@", 0), None);
     user.session.subscribe(&[b"sb:denied"]).unwrap();
     user.session.subscribe(&[b"sb:allowed"]).unwrap();
     user.session.command(&[b"PING"], 3).unwrap();

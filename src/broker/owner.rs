@@ -460,6 +460,7 @@ mod tests {
         Owner::new(
             OwnerLimits {
                 config: Arc::new(config),
+                metrics: Arc::default(),
             },
             0x1234_5678,
         )

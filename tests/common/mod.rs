@@ -12,16 +12,21 @@
 //! ready, logs go to stderr, and `welcome.conn` is `<node>-<worker>-<seq hex>`.
 //!
 //! Files: `server.rs` (the child process), `client.rs` (tungstenite),
-//! `raw.rs` (hand-built frames and HTTP); this file holds what they share
+//! `raw.rs` (hand-built frames and HTTP), `redis.rs` (a throwaway
+//! `redis-server` and nodes on it); this file holds what they share
 //! and the helpers that place clients on workers and read `members`.
 #![allow(dead_code)]
 
 mod client;
 mod raw;
+mod redis;
 mod server;
 
 pub use client::*;
 pub use raw::*;
+// Only the Redis-mode tests use these.
+#[allow(unused_imports)]
+pub use redis::*;
 pub use server::*;
 
 use std::collections::BTreeSet;

@@ -19,7 +19,7 @@ use crate::resp::{Event, RedisUrl, SendError, Session};
 /// Backoff before the first retry; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Small enough that subscriptions are back within seconds of Redis.
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A connect or handshake that takes longer than this is abandoned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 

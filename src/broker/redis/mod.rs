@@ -63,6 +63,15 @@ enum Tag {
     ApiChannels {
         to: ConnRef,
     },
+    /// A leave's `ZREM`: its `left` goes out with the reply, so that it
+    /// follows the `joined` of a join still waiting for Redis.
+    Left {
+        channel: Arc<str>,
+        who: ConnRef,
+        frame: Option<Bytes>,
+    },
+    /// The last `SCRIPT LOAD` of a reload after `NOSCRIPT`.
+    ScriptsLoaded,
     /// Replies nobody waits for (presence upkeep, script loads).
     Ignore,
 }
@@ -101,7 +110,29 @@ struct Channel {
     per_worker: Vec<u32>,
     presence: bool,
     history: Option<usize>,
+    /// `join` events this node published whose push has not come back yet,
+    /// with their joiner. Redis 7.2+ sends a connection the push of its own
+    /// `PUBLISH` after the command's reply, older versions before it (both
+    /// are allowed by RESP3), so the joiner may already be registered when
+    /// its own event arrives: it is skipped by name. Empty but for joins in
+    /// flight.
+    own_joins: Vec<(Bytes, ConnRef)>,
 }
+
+/// A leave Redis has not heard of: the member left while the link was down.
+#[derive(Debug)]
+struct OwedLeave {
+    presence: Vec<u8>,
+    pubsub: Vec<u8>,
+    entry: Bytes,
+    /// The `leave` event, when the channel has presence.
+    event: Option<Vec<u8>>,
+}
+
+/// How long after its link is up a node publishes the leaves it owes:
+/// past the longest reconnection backoff, so that after a Redis restart the
+/// other nodes are subscribed again and hear them.
+const OWED_DELAY: Duration = link::BACKOFF_MAX.saturating_add(Duration::from_millis(500));
 
 /// How long Redis keeps an idle channel's history and presence keys: each
 /// publish, join and presence refresh (every presence TTL / 3, while a node
@@ -122,6 +153,15 @@ pub struct RedisOwner {
     up: bool,
     /// Whether the link was ever up, to count reconnects.
     ever_up: bool,
+    /// A reload of the scripts after `NOSCRIPT` is on its way.
+    reloading: bool,
+    /// Leaves during an outage, sent when the link is up again: a Redis
+    /// that restarted empty would otherwise never tell the other nodes, and
+    /// one that did not would tell them only a TTL later, by reaping. At
+    /// most one per membership that existed when the link went down.
+    owed: Vec<OwedLeave>,
+    /// When the owed leaves are published.
+    owed_at: Instant,
     links_down: Arc<AtomicUsize>,
     metrics: Arc<WorkerMetrics>,
 }
@@ -207,6 +247,9 @@ impl RedisOwner {
             next_reap: now,
             up: false,
             ever_up: false,
+            reloading: false,
+            owed: Vec::new(),
+            owed_at: now,
             links_down,
             metrics,
         }
@@ -354,6 +397,7 @@ impl RedisOwner {
                 per_worker: vec![0; workers],
                 presence: presence_on,
                 history,
+                own_joins: Vec::new(),
             }
         });
         if let Some(name) = subscribe {
@@ -377,9 +421,11 @@ impl RedisOwner {
             ch.per_worker[usize::from(who.worker)] += 1;
         }
         let join_event = if newly && ch.presence {
-            presence_event(&channel, "join", &entry)
+            let event = Bytes::from(presence_event(&channel, "join", &entry));
+            ch.own_joins.push((event.clone(), who));
+            event
         } else {
-            Vec::new()
+            Bytes::new()
         };
         let want_members = if ch.presence { "1" } else { "0" };
         let history_n = ch.history.unwrap_or(0).to_string();
@@ -439,43 +485,73 @@ impl RedisOwner {
         out: &mut Outbox,
     ) {
         let frame = reply.then(|| ws::text_frame_with(|b| server::left(b, id, &channel)));
-        out.send(
-            usize::from(who.worker),
-            Msg::Left {
-                channel: channel.clone(),
-                who,
-                frame,
-            },
-        );
+        let left = |channel, frame| Msg::Left {
+            channel,
+            who,
+            frame,
+        };
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return;
+            return out.send(usize::from(who.worker), left(channel, frame));
         };
         let Some(m) = ch.members.remove(&who) else {
-            return;
+            return out.send(usize::from(who.worker), left(channel, frame));
         };
         let w = &mut ch.per_worker[usize::from(who.worker)];
         *w = w.saturating_sub(1);
+        if !ch.own_joins.is_empty() {
+            ch.own_joins.retain(|(_, j)| *j != who);
+        }
         let presence_key = ch.keys.presence.clone();
         let pubsub = ch.keys.pubsub.clone();
         let event = ch
             .presence
             .then(|| presence_event(&channel, "leave", &m.entry));
-        let empty = ch.members.is_empty();
+        let mut pending = Some(Tag::Left {
+            channel: channel.clone(),
+            who,
+            frame,
+        });
         if self.up {
-            let _ = self
-                .link
-                .command(&[b"ZREM", &presence_key, &m.entry], Tag::Ignore);
-            if let Some(event) = event {
-                let _ = self
-                    .link
-                    .command(&[b"PUBLISH", &pubsub, &event], Tag::Ignore);
+            // The `left` rides on the ZREM's reply: a join of this member
+            // still waiting for Redis is answered first, in request order.
+            if let Some(tag) = pending.take() {
+                if let Err((_, tag)) = self.link.command(&[b"ZREM", &presence_key, &m.entry], tag) {
+                    pending = Some(tag);
+                }
+            }
+            if pending.is_none() {
+                if let Some(event) = &event {
+                    let _ = self
+                        .link
+                        .command(&[b"PUBLISH", &pubsub, event], Tag::Ignore);
+                }
             }
         }
-        if empty {
-            let _ = self.link.unsubscribe(&[&pubsub]);
-            self.by_pubsub.remove(&pubsub[..]);
-            self.channels.remove(&channel);
+        if let Some(tag) = pending {
+            self.owed.push(OwedLeave {
+                presence: presence_key,
+                pubsub,
+                entry: m.entry,
+                event,
+            });
+            self.fail_tag(tag, out);
         }
+        self.drop_if_empty(&channel);
+    }
+
+    /// Unsubscribes and forgets a channel without local members.
+    fn drop_if_empty(&mut self, channel: &str) {
+        let Some(ch) = self.channels.get(channel) else {
+            return;
+        };
+        if !ch.members.is_empty() {
+            return;
+        }
+        let pubsub = ch.keys.pubsub.clone();
+        // Down, the subscription is gone with the connection already.
+        let _ = self.link.unsubscribe(&[&pubsub]);
+        self.by_pubsub.remove(&pubsub[..]);
+        self.channels.remove(channel);
     }
 
     fn publish(
@@ -539,7 +615,9 @@ impl RedisOwner {
         }
     }
 
-    /// Answers a request whose command will never be answered.
+    /// Settles a command without (the value of) its reply: a request that
+    /// needed Redis hears `unavailable`; a leave, which happens locally
+    /// anyway, gets its `left`.
     fn fail_tag(&mut self, tag: Tag, out: &mut Outbox) {
         let unavailable = |id| {
             ws::text_frame_with(|b| {
@@ -555,21 +633,15 @@ impl RedisOwner {
                 ..
             } => {
                 if !rejoin {
-                    let mut empty = None;
                     if let Some(ch) = self.channels.get_mut(&channel) {
                         if ch.members.remove(&who).is_some() {
                             let w = &mut ch.per_worker[usize::from(who.worker)];
                             *w = w.saturating_sub(1);
                         }
-                        if ch.members.is_empty() {
-                            empty = Some(ch.keys.pubsub.clone());
-                        }
+                        ch.own_joins.retain(|(_, j)| *j != who);
                     }
-                    if let Some(pubsub) = empty {
-                        let _ = self.link.unsubscribe(&[&pubsub]);
-                        self.by_pubsub.remove(&pubsub[..]);
-                        self.channels.remove(&channel);
-                    }
+                    // A failed first join must not keep the node subscribed.
+                    self.drop_if_empty(&channel);
                 }
                 out.send(
                     usize::from(who.worker),
@@ -611,6 +683,20 @@ impl RedisOwner {
                     answer: Answer::Unavailable,
                 },
             ),
+            // Leaving needs nothing from Redis: it happens locally anyway.
+            Tag::Left {
+                channel,
+                who,
+                frame,
+            } => out.send(
+                usize::from(who.worker),
+                Msg::Left {
+                    channel,
+                    who,
+                    frame,
+                },
+            ),
+            Tag::ScriptsLoaded => self.reloading = false,
             Tag::Ignore => {}
         }
     }
@@ -619,9 +705,11 @@ impl RedisOwner {
     pub fn on_ready(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
         self.link.pump(now, registry);
         self.on_link_events(out);
-        // Coming up queues script loads and subscriptions; sent now, not at
-        // the next tick, or members would miss what is published meanwhile.
-        self.flush(now, registry, out);
+        // What the events queued (the subscriptions and scripts of a link
+        // just up, a reload, an unsubscription) goes out now, not at the
+        // next tick: `/healthz` says 200 from here on.
+        self.link.flush(now, registry);
+        self.on_link_events(out);
     }
 
     /// Writes what handling messages queued.
@@ -641,6 +729,9 @@ impl RedisOwner {
             self.reap();
             self.next_reap = now + self.ttl() / 6;
         }
+        if self.up && now >= self.owed_at && !self.owed.is_empty() {
+            self.pay_owed();
+        }
         self.link.flush(now, registry);
         self.on_link_events(out);
     }
@@ -652,7 +743,14 @@ impl RedisOwner {
 
     /// When the owner next needs a tick.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let upkeep = self.up.then(|| self.next_refresh.min(self.next_reap));
+        let upkeep = self.up.then(|| {
+            let t = self.next_refresh.min(self.next_reap);
+            if self.owed.is_empty() {
+                t
+            } else {
+                t.min(self.owed_at)
+            }
+        });
         match (upkeep, self.link.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -674,12 +772,29 @@ impl RedisOwner {
         }
     }
 
-    fn on_up(&mut self) {
-        for script in scripts::ALL {
-            let _ = self
+    /// Queues `SCRIPT LOAD` of every script, ahead of any `EVALSHA` sent
+    /// after it on this connection.
+    fn load_scripts(&mut self) {
+        self.reloading = true;
+        let last = scripts::ALL.len() - 1;
+        for (i, script) in scripts::ALL.iter().enumerate() {
+            let tag = if i == last {
+                Tag::ScriptsLoaded
+            } else {
+                Tag::Ignore
+            };
+            if self
                 .link
-                .command(&[b"SCRIPT", b"LOAD", script.as_bytes()], Tag::Ignore);
+                .command(&[b"SCRIPT", b"LOAD", script.as_bytes()], tag)
+                .is_err()
+            {
+                self.reloading = false;
+            }
         }
+    }
+
+    fn on_up(&mut self) {
+        self.load_scripts();
         let names: Vec<Vec<u8>> = self
             .channels
             .values()
@@ -691,9 +806,17 @@ impl RedisOwner {
         }
         // Register live members again at once: Redis may have restarted.
         self.refresh();
+        // Out of the member lists at once; the events once the other
+        // nodes are back too.
+        for o in &self.owed {
+            let _ = self
+                .link
+                .command(&[b"ZREM", &o.presence, &o.entry], Tag::Ignore);
+        }
         let now = Instant::now();
         self.next_refresh = now + self.ttl() / 3;
         self.next_reap = now + self.ttl() / 6;
+        self.owed_at = now + OWED_DELAY;
         if !self.up {
             self.up = true;
             self.links_down.fetch_sub(1, Ordering::SeqCst);
@@ -709,8 +832,29 @@ impl RedisOwner {
             self.up = false;
             self.links_down.fetch_add(1, Ordering::SeqCst);
         }
+        self.reloading = false;
+        // Pushes of the old connection never come now.
+        for ch in self.channels.values_mut() {
+            ch.own_joins.clear();
+        }
         for tag in lost {
             self.fail_tag(tag, out);
+        }
+    }
+
+    /// Publishes the leaves of the outage; a link that fails meanwhile
+    /// keeps them owed.
+    fn pay_owed(&mut self) {
+        while let Some(o) = self.owed.pop() {
+            let Some(event) = &o.event else { continue };
+            if self
+                .link
+                .command(&[b"PUBLISH", &o.pubsub, event], Tag::Ignore)
+                .is_err()
+            {
+                self.owed.push(o);
+                return;
+            }
         }
     }
 
@@ -777,10 +921,17 @@ impl RedisOwner {
         let Some(name) = self.by_pubsub.get(&channel) else {
             return;
         };
-        let Some(ch) = self.channels.get(name) else {
+        let Some(ch) = self.channels.get_mut(name) else {
             return;
         };
         let presence = payload.starts_with(br#"{"type":"presence""#);
+        // A joiner never hears its own join (PROTOCOL.md §4).
+        let mut except = None;
+        if !ch.own_joins.is_empty() {
+            if let Some(i) = ch.own_joins.iter().position(|(e, _)| *e == payload) {
+                except = Some(ch.own_joins.swap_remove(i).1);
+            }
+        }
         // Framed once on this node; every local recipient shares it.
         let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
         for (worker, &n) in ch.per_worker.iter().enumerate() {
@@ -790,7 +941,7 @@ impl RedisOwner {
                     Msg::Deliver {
                         channel: name.clone(),
                         frame: frame.clone(),
-                        except: None,
+                        except,
                         presence,
                     },
                 );
@@ -801,13 +952,18 @@ impl RedisOwner {
     fn on_reply(&mut self, tag: Tag, value: Value, out: &mut Outbox) {
         if let Value::Error(e) = &value {
             tracing::warn!(error = %String::from_utf8_lossy(e), "redis error reply");
-            if !matches!(tag, Tag::Ignore) {
-                self.fail_tag(tag, out);
+            // Redis lost the scripts (SCRIPT FLUSH, a failover) with the
+            // link up: load them again, once for a burst of such replies.
+            if e.starts_with(b"NOSCRIPT") && !self.reloading {
+                self.load_scripts();
             }
+            self.fail_tag(tag, out);
             return;
         }
         match tag {
             Tag::Ignore => {}
+            // Their replies carry nothing they need.
+            tag @ (Tag::Left { .. } | Tag::ScriptsLoaded) => self.fail_tag(tag, out),
             Tag::Join {
                 channel,
                 who,
@@ -902,7 +1058,9 @@ impl RedisOwner {
                 out,
             );
         };
-        let presence = self.channels.get(&channel).is_some_and(|c| c.presence);
+        // From the configuration: the channel may be gone already when the
+        // joiner left before this reply.
+        let presence = self.config.presence_on(&channel);
         let history = self.config.history_for(&channel).is_some();
         let members =
             presence.then(|| members_json(parts.first().map(bulk_items).into_iter().flatten()));
@@ -972,3 +1130,7 @@ fn bulk_items(v: &Value) -> impl Iterator<Item = &[u8]> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -92,10 +92,12 @@ return #dead
 "#;
 
 /// ARGV: key prefix, now_ms. Returns a flat list of channel name and live
-/// member count for every channel with members, cluster-wide.
+/// member count for every channel with members, cluster-wide. The prefix
+/// may hold glob characters (`--redis-prefix` is any visible ASCII): they
+/// are escaped, so `a*` does not list the channels of prefix `ab`.
 pub const CHANNELS: &str = r#"
 local out, cursor = {}, '0'
-local pattern = ARGV[1] .. '{*}:pr'
+local pattern = (string.gsub(ARGV[1], '[%*%?%[%]\\]', '\\%0')) .. '{*}:pr'
 repeat
   local r = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
   cursor = r[1]
