@@ -283,46 +283,13 @@ fn content_length(value: &[u8]) -> Result<u64, HttpError> {
 /// (WHATWG URL §5.1): pairs split on `&`, a pair without `=` has an empty
 /// value, `+` is a space, and a `%` not followed by two hex digits stays as
 /// it is. Names are decoded before comparing. `None` when absent or when the
-/// decoded value is not UTF-8 (the `user` and `token` parameters are text).
+/// decoded value is not UTF-8 (the `user` and `token` parameters are text);
+/// the decoding itself is `form_urlencoded`'s.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-        .find(|(n, _)| percent_decode(n).as_deref() == Some(name))
-        .and_then(|(_, v)| percent_decode(v))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&hi), Some(&lo)) => hex(hi).zip(hex(lo)).map(|(h, l)| h << 4 | l),
-            _ => None,
-        };
-        match escaped {
-            Some(decoded) => {
-                out.push(decoded);
-                i += 3;
-            }
-            None => {
-                out.push(if b == b'+' { b' ' } else { b });
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.contains(char::REPLACEMENT_CHARACTER))
 }
 
 #[cfg(test)]

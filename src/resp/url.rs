@@ -189,31 +189,20 @@ fn parse_digits<N: std::str::FromStr>(s: &str) -> Option<N> {
     s.parse().ok()
 }
 
+/// Strict percent-decoding of the user-info: a `%` must start an escape.
 fn percent_decode(s: &str) -> Result<String, UrlError> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hi = bytes.next().and_then(hex_value);
-            let lo = bytes.next().and_then(hex_value);
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                _ => return Err(UrlError::InvalidPercentEncoding),
-            }
-        } else {
-            out.push(b);
-        }
+    let well_formed = s.split('%').skip(1).all(|rest| {
+        rest.as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(UrlError::InvalidPercentEncoding);
     }
-    String::from_utf8(out).map_err(|_| UrlError::InvalidPercentEncoding)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| UrlError::InvalidPercentEncoding)
 }
 
 #[cfg(test)]
