@@ -194,7 +194,7 @@ impl Worker {
         };
         let now = self.now;
         let max = if echo {
-            16 << 20
+            super::ws::ECHO_MAX_MESSAGE
         } else {
             self.config.max_message_bytes
         };

@@ -382,6 +382,11 @@ impl Worker {
     /// Queues `frame` for `key`; a full queue makes it a slow consumer.
     fn send_frame(&mut self, key: usize, frame: Bytes) {
         let limit = self.config.outbound_limit;
+        self.queue_frame(key, frame, limit);
+    }
+
+    /// [`Worker::send_frame`] with an explicit outbound limit.
+    fn queue_frame(&mut self, key: usize, frame: Bytes, limit: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
