@@ -2,50 +2,26 @@
 //! bearer key. Answers that need the broker (presence, channels, the publish
 //! itself) are built by the worker.
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::request::Head;
 use super::response::Response;
+use crate::proto;
 
-/// Longest channel name, in bytes (PROTOCOL.md §7 `invalid_channel`).
-const MAX_CHANNEL: usize = 200;
-
-#[derive(Deserialize)]
-struct Publish {
-    channel: String,
-    /// Kept as the exact bytes sent: §4 passes actions through byte for
-    /// byte, without re-ordering keys or re-formatting numbers.
-    action: Box<RawValue>,
-}
-
-/// Parses a `/api/publish` body `{"channel": "...", "action": <any JSON>}`.
+/// Parses a `/api/publish` body `{"channel": "...", "action": <any JSON>}`
+/// with the rules of a client's `user_action` ([`proto::parse_publish`]), so
+/// that what the API may publish is exactly what a client may: the action
+/// kept as the exact bytes sent (§4 passes actions through byte for byte),
+/// unknown fields ignored, nesting bounded by [`proto::MAX_NESTING`].
 ///
-/// Unknown fields are ignored, as in client requests (§3). Errors, first
-/// match wins as in §7: not JSON, not an object, a missing, duplicated or
-/// ill-typed field → 400 `bad_request`; a channel outside the alphabet →
-/// 400 `invalid_channel`. `"action": null` is a value like any other.
+/// Errors, first match wins as in §7: not JSON, not an object, a missing,
+/// duplicated or ill-typed field, nesting too deep → 400 `bad_request`; a
+/// channel outside the alphabet → 400 `invalid_channel`. `"action": null` is
+/// a value like any other.
 pub fn parse_publish(body: &[u8]) -> Result<(String, Box<RawValue>), Response> {
-    let publish: Publish = serde_json::from_slice(body).map_err(|e| {
-        let message = format!("body must be {{\"channel\": string, \"action\": JSON}}: {e}");
-        Response::api_error(400, "bad_request", &message)
-    })?;
-    if !valid_channel(&publish.channel) {
-        return Err(Response::api_error(
-            400,
-            "invalid_channel",
-            "channel must be 1-200 bytes of A-Z a-z 0-9 _ - : . @ = /",
-        ));
-    }
-    Ok((publish.channel, publish.action))
-}
-
-/// PROTOCOL.md §7: 1-200 bytes of `A-Z a-z 0-9 _ - : . @ = /`.
-fn valid_channel(name: &str) -> bool {
-    (1..=MAX_CHANNEL).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-:.@=/".contains(&b))
+    let publish = proto::parse_publish(body)
+        .map_err(|e| Response::api_error(400, e.code.as_str(), &e.message))?;
+    Ok((publish.channel.into_owned(), publish.action.to_owned()))
 }
 
 /// Checks `Authorization: Bearer <key>` when an API key is configured.
@@ -143,6 +119,30 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn publish_of_a_deeply_nested_action_is_bad_request() {
+        // Regression: the API accepted any depth (serde_json skips a
+        // RawValue without a depth limit), relaying actions that a client's
+        // JSON parser with the usual 128-level limit cannot read.
+        let depth = proto::MAX_NESTING;
+        let body = format!(
+            r#"{{"channel":"a","action":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let err = parse_publish(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            (err.status, error_code(&err).as_str()),
+            (400, "bad_request")
+        );
+        let ok = format!(
+            r#"{{"channel":"a","action":{}{}}}"#,
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        );
+        assert!(parse_publish(ok.as_bytes()).is_ok());
     }
 
     #[test]
