@@ -438,19 +438,23 @@ impl Worker {
         self.resume_input(key);
     }
 
-    /// Serves input that arrived while a response was pending.
-    fn resume_input(&mut self, key: usize) {
+    /// Serves input that arrived while a response was pending or the
+    /// response queue was full, then reads what was left in the kernel.
+    pub(super) fn resume_input(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.inbuf.is_empty() {
-            return;
+        let held = std::mem::take(&mut conn.held);
+        if !conn.inbuf.is_empty() {
+            let mut buf = std::mem::take(&mut conn.inbuf);
+            let used = self.on_data(key, &mut buf);
+            if let Some(conn) = self.conns.get_mut(key) {
+                buf.drain(..used.min(buf.len()));
+                conn.inbuf = buf;
+            }
         }
-        let mut buf = std::mem::take(&mut conn.inbuf);
-        let used = self.on_data(key, &mut buf);
-        if let Some(conn) = self.conns.get_mut(key) {
-            buf.drain(..used.min(buf.len()));
-            conn.inbuf = buf;
+        if held {
+            self.on_readable(key);
         }
     }
 }
