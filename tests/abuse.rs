@@ -490,7 +490,7 @@ fn input_behind_a_pending_api_call_is_held_in_the_kernel() {
         thread::sleep(Duration::from_millis(50));
     }
     let before = s.vm_rss_kib();
-    assert_eq!(redis.command("CLIENT PAUSE 3000 ALL"), "+OK");
+    assert_eq!(redis.command("CLIENT PAUSE 4000 ALL"), "+OK");
     let paused = Instant::now();
 
     let mut stream = TcpStream::connect(s.addr).expect("connect");
@@ -516,7 +516,7 @@ fn input_behind_a_pending_api_call_is_held_in_the_kernel() {
     };
     thread::sleep(Duration::from_millis(1500));
     assert!(
-        paused.elapsed() < Duration::from_millis(2800),
+        paused.elapsed() < Duration::from_millis(3800),
         "measured too late: Redis may have resumed"
     );
     assert_rss_bounded(&s, before, "64 MiB behind a pending API call");
