@@ -621,60 +621,8 @@ fn read_to_eof(raw: &mut Raw, timeout: std::time::Duration) -> Option<Vec<u8>> {
     }
 }
 
-#[test]
-fn a_pipelining_flood_is_closed_not_buffered() {
-    let s = Server::start(&[]);
-    // 8 MiB of small requests in one go, each of which waits on the owners:
-    // far more than the server holds for one connection.
-    let one = request(s.addr, "GET", "/api/channels", &[], "", true);
-    let count = (8 << 20) / one.len();
-    let flood = one.repeat(count);
-    let mut raw = Raw::connect(s.addr);
-    let mut writer = raw.stream.try_clone().expect("clone");
-    let sender = std::thread::spawn(move || {
-        use std::io::Write;
-        // Fails once the server has closed: expected.
-        let _ = writer.write_all(flood.as_bytes());
-    });
-    let got = read_to_eof(&mut raw, 3 * TIMEOUT).expect("the server ends the connection");
-    let answered = String::from_utf8_lossy(&got)
-        .matches("HTTP/1.1 200")
-        .count();
-    assert!(
-        answered < count,
-        "all {count} pipelined requests were buffered and answered"
-    );
-    sender.join().expect("writer thread");
-    // The server is fine.
-    ok_json(&call(s.addr, "GET", "/api/channels", None, ""));
-}
-
-#[test]
-fn a_client_that_never_reads_is_closed() {
-    let s = Server::start(&[]);
-    // Answers served at once (no owner round trip), not read by the client
-    // until it has sent everything: the server stops keeping the connection
-    // alive once too many answers wait, instead of queueing them all.
-    let one = request(s.addr, "GET", "/healthz", &[], "", true);
-    let count = (8 << 20) / one.len();
-    let flood = one.repeat(count);
-    let mut raw = Raw::connect(s.addr);
-    let mut writer = raw.stream.try_clone().expect("clone");
-    let sender = std::thread::spawn(move || {
-        use std::io::Write;
-        let _ = writer.write_all(flood.as_bytes());
-    });
-    sender.join().expect("writer thread");
-    let got = read_to_eof(&mut raw, 3 * TIMEOUT).expect("the server ends the connection");
-    let answered = String::from_utf8_lossy(&got)
-        .matches("HTTP/1.1 200")
-        .count();
-    assert!(
-        answered < count,
-        "all {count} pipelined requests were answered into an unread queue"
-    );
-    assert_eq!(s.http_get("/healthz").status, 200);
-}
+// A client that pipelines faster than it reads is held back, not
+// buffered: tests/abuse.rs (`..._are_held`, `..._held_in_the_kernel`).
 
 /// A throwaway `redis-server` on a free port, killed on drop; `None` (after
 /// a note) when there is none outside CI, as in tests/resp_live.rs.

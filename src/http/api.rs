@@ -107,6 +107,30 @@ mod tests {
     }
 
     #[test]
+    fn publish_of_a_deeply_nested_action_is_bad_request() {
+        // Regression: the API accepted any depth (serde_json skips a
+        // RawValue without a depth limit), relaying actions that a client's
+        // JSON parser with the usual 128-level limit cannot read.
+        let depth = proto::MAX_NESTING;
+        let body = format!(
+            r#"{{"channel":"a","action":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let err = parse_publish(body.as_bytes()).unwrap_err();
+        assert_eq!(
+            (err.status, error_code(&err).as_str()),
+            (400, "bad_request")
+        );
+        let ok = format!(
+            r#"{{"channel":"a","action":{}{}}}"#,
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        );
+        assert!(parse_publish(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn publish_invalid_channel() {
         let long = "a".repeat(201);
         for channel in ["", "a b", "doc#1", "é", "a\\u0000", long.as_str()] {

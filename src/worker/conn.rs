@@ -47,6 +47,10 @@ pub struct Conn {
     pub counted: bool,
     /// An API request waiting for owners to answer; input waits behind it.
     pub api_pending: Option<super::http::PendingApi>,
+    /// HTTP input waits (an API answer is pending, or responses fill the
+    /// queue): requests stay unparsed and, past one read buffer, unread
+    /// until `Worker::resume_input`.
+    pub held: bool,
 }
 
 impl Conn {
@@ -60,6 +64,7 @@ impl Conn {
             dirty: false,
             counted: false,
             api_pending: None,
+            held: false,
         }
     }
 

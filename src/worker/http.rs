@@ -14,17 +14,6 @@ use crate::metrics::{self, Gauges, HttpRoute};
 use crate::proto::{self, server};
 use crate::ws::{self, Role};
 
-/// Most bytes of further requests held while an API answer is pending: one
-/// more request of the largest size (head and body). HTTP clients pipeline a
-/// handful of small requests at most; one that sends more before reading
-/// answers is closed, so a connection's input buffer stays bounded.
-const MAX_PIPELINED: usize = http::MAX_HEAD + http::MAX_BODY as usize;
-
-/// Most bytes of answers queued for a keep-alive client that does not read
-/// them. Past it the next answer says `Connection: close` and is the last,
-/// which bounds the output queue the way 4008 does for WebSockets.
-const MAX_UNREAD: usize = 1 << 20;
-
 /// An API request waiting for owners to answer, with how to send the
 /// answer once they have.
 #[derive(Debug)]
@@ -54,17 +43,8 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return 0;
         };
-        if conn.api_pending.is_some() {
-            if data.len() <= MAX_PIPELINED {
-                return 0;
-            }
-            // Pipelining faster than the answers come: stop serving this
-            // client rather than buffer without bound. The pending answer is
-            // dropped when it arrives.
-            conn.api_pending = None;
-            self.close_after_response(key);
-            return data.len();
-        }
+        // `Worker::on_data` holds input while an answer is pending.
+        debug_assert!(conn.api_pending.is_none());
         let (head, head_len) = match http::parse_head(data) {
             Ok(None) => return 0,
             Ok(Some(parsed)) => parsed,
@@ -148,14 +128,13 @@ impl Worker {
         resp
     }
 
-    /// Queues a response; closes after it unless kept alive, or unless the
-    /// client has left [`MAX_UNREAD`] bytes of earlier answers unread.
+    /// Queues a response; closes after it unless kept alive. A client that
+    /// leaves answers unread is held back by `Worker::on_data`, not here.
     fn respond(&mut self, key: usize, resp: Response, keep_alive: bool, head_only: bool) {
         let deadline = self.now + self.config.handshake_timeout;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let keep_alive = keep_alive && conn.out.queued_bytes() <= MAX_UNREAD;
         let bytes = resp.encode(keep_alive, head_only);
         conn.out.push_unbounded(bytes.into());
         if keep_alive {
@@ -239,7 +218,7 @@ impl Worker {
         };
         let now = self.now;
         let max = if echo {
-            16 << 20
+            super::ws::ECHO_MAX_MESSAGE
         } else {
             self.config.max_message_bytes
         };
@@ -458,19 +437,23 @@ impl Worker {
         self.resume_input(key);
     }
 
-    /// Serves input that arrived while a response was pending.
-    fn resume_input(&mut self, key: usize) {
+    /// Serves input that arrived while a response was pending or the
+    /// response queue was full, then reads what was left in the kernel.
+    pub(super) fn resume_input(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.inbuf.is_empty() {
-            return;
+        let held = std::mem::take(&mut conn.held);
+        if !conn.inbuf.is_empty() {
+            let mut buf = std::mem::take(&mut conn.inbuf);
+            let used = self.on_data(key, &mut buf);
+            if let Some(conn) = self.conns.get_mut(key) {
+                buf.drain(..used.min(buf.len()));
+                conn.inbuf = buf;
+            }
         }
-        let mut buf = std::mem::take(&mut conn.inbuf);
-        let used = self.on_data(key, &mut buf);
-        if let Some(conn) = self.conns.get_mut(key) {
-            buf.drain(..used.min(buf.len()));
-            conn.inbuf = buf;
+        if held {
+            self.on_readable(key);
         }
     }
 }

@@ -239,6 +239,11 @@ impl Worker {
                 }
             }
             if local.is_empty() {
+                // Flushing can release held HTTP input, whose requests may
+                // queue more messages.
+                if self.flush_dirty() {
+                    continue;
+                }
                 break;
             }
             for msg in local.drain(..) {
@@ -253,7 +258,6 @@ impl Worker {
                 *q = local;
             }
         }
-        self.flush_dirty();
     }
 
     fn drain_queue(&mut self) {
@@ -305,8 +309,17 @@ impl Worker {
     }
 
     fn on_readable(&mut self, key: usize) {
+        if self.scratch.is_empty() {
+            // Already reading (a nested call): an empty buffer would read as EOF.
+            return;
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(conn) = self.conns.get_mut(key) {
+            if conn.held && conn.inbuf.len() >= SCRATCH {
+                // Held HTTP input: leave the rest in the kernel, so TCP
+                // pushes back, until `resume_input` reads again.
+                break;
+            }
             match conn.read(&mut scratch) {
                 Ok(0) => {
                     self.drop_conn(key);
@@ -357,12 +370,23 @@ impl Worker {
 
     /// Runs input through the connection's phase; returns the bytes used.
     fn on_data(&mut self, key: usize, data: &mut [u8]) -> usize {
+        let limit = self.config.outbound_limit;
         let mut pos = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return data.len();
             };
             match conn.phase {
+                // Pipelined requests wait while an API answer is pending or
+                // the client leaves `--outbound-limit` bytes of responses
+                // unread: a few bytes of request must not queue kilobytes of
+                // response without bound.
+                Phase::Http { .. }
+                    if conn.api_pending.is_some() || conn.out.queued_bytes() >= limit =>
+                {
+                    conn.held = true;
+                    return pos;
+                }
                 Phase::Http { .. } => match self.on_http(key, &data[pos..]) {
                     0 => return pos,
                     used => pos += used,
@@ -401,6 +425,11 @@ impl Worker {
     /// Queues `frame` for `key`; a full queue makes it a slow consumer.
     fn send_frame(&mut self, key: usize, frame: Bytes) {
         let limit = self.config.outbound_limit;
+        self.queue_frame(key, frame, limit);
+    }
+
+    /// [`Worker::send_frame`] with an explicit outbound limit.
+    fn queue_frame(&mut self, key: usize, frame: Bytes, limit: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -414,7 +443,11 @@ impl Worker {
         self.mark_dirty(key);
     }
 
-    fn flush_dirty(&mut self) {
+    /// Writes every connection that got frames; returns whether held HTTP
+    /// input was released (and may have queued more).
+    fn flush_dirty(&mut self) -> bool {
+        let limit = self.config.outbound_limit;
+        let mut release = Vec::new();
         let mut dirty = std::mem::take(&mut self.dirty);
         for key in dirty.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -428,6 +461,9 @@ impl Worker {
                     continue;
                 }
             }
+            if conn.held && conn.api_pending.is_none() && conn.out.queued_bytes() < limit {
+                release.push(key);
+            }
             if let Phase::Closing { shut, .. } = &mut conn.phase {
                 if conn.out.is_empty() && !*shut {
                     *shut = true;
@@ -436,6 +472,10 @@ impl Worker {
             }
         }
         self.dirty = dirty;
+        for &key in &release {
+            self.resume_input(key);
+        }
+        !release.is_empty()
     }
 
     /// Starts the close of a connection: leave every channel, queue the

@@ -12,6 +12,9 @@ use crate::metrics::MsgType;
 use crate::proto::{self, server, ErrorCode, Request};
 use crate::ws::{self, Message, OpCode, Role};
 
+/// The message limit of `/echo`: Autobahn's 9.* cases send up to 16 MiB.
+pub(super) const ECHO_MAX_MESSAGE: usize = 16 << 20;
+
 impl Worker {
     /// Decodes and handles every whole frame in `data`; returns the bytes
     /// used. The decoder is lent out of the connection for the duration so
@@ -63,8 +66,8 @@ impl Worker {
         wsc.last_recv = now;
         let echo = wsc.echo;
         match msg {
-            Message::Text(t) if echo => self.send_frame(key, ws::server_frame(OpCode::Text, t)),
-            Message::Binary(b) if echo => self.send_frame(key, ws::server_frame(OpCode::Binary, b)),
+            Message::Text(t) if echo => self.echo(key, OpCode::Text, t),
+            Message::Binary(b) if echo => self.echo(key, OpCode::Binary, b),
             Message::Text(t) => self.on_text(key, t),
             Message::Binary(_) => {
                 if self.admit(key, None) {
@@ -84,6 +87,18 @@ impl Worker {
                 self.begin_close(key, code, "", false);
             }
         }
+    }
+
+    /// Sends a message back on `/echo`. The queue must hold one echo of the
+    /// largest message the endpoint accepts, whatever `--outbound-limit`
+    /// says, or the conformance suite's 4-16 MiB cases would end in 4008.
+    fn echo(&mut self, key: usize, op: OpCode, payload: &[u8]) {
+        let limit = self
+            .config
+            .outbound_limit
+            // An unmasked header is at most 10 bytes.
+            .max(ECHO_MAX_MESSAGE + 10);
+        self.queue_frame(key, ws::server_frame(op, payload), limit);
     }
 
     /// Charges one data message; answers `rate_limited` (and closes on the
