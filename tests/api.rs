@@ -602,25 +602,6 @@ fn unavailable_broker_answers_503_json() {
     assert_api_error(&r, 503, "unavailable");
 }
 
-/// Reads whatever the server sends until it ends the connection; `None` if
-/// it is still open at the deadline.
-fn read_to_eof(raw: &mut Raw, timeout: std::time::Duration) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let deadline = std::time::Instant::now() + timeout;
-    let mut all = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let left = left(deadline)?;
-        raw.stream.set_read_timeout(Some(left)).expect("timeout");
-        match raw.stream.read(&mut chunk) {
-            Ok(0) => return Some(all),
-            Ok(n) => all.extend_from_slice(&chunk[..n]),
-            Err(e) if would_block(&e) => {}
-            Err(_) => return Some(all),
-        }
-    }
-}
-
 // A client that pipelines faster than it reads is held back, not
 // buffered: tests/abuse.rs (`..._are_held`, `..._held_in_the_kernel`).
 
