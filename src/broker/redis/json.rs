@@ -1,0 +1,68 @@
+//! The JSON text the Redis broker stores and publishes.
+//!
+//! A presence entry is `"user":…,"conn":…[,"info":…]`: the member list of a
+//! `joined` is built from entries, and so are the `join`/`leave` events, here
+//! and inside the reap script, so the bytes match the embedded broker's.
+
+use bytes::Bytes;
+
+use crate::broker::MemberInfo;
+use crate::resp::Value;
+
+/// `"user":…,"conn":…[,"info":…]`, the same bytes the presence events and
+/// member lists of the embedded broker carry.
+pub(super) fn member_entry(m: &MemberInfo) -> Bytes {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"\"user\":");
+    json_str(&mut out, &m.user);
+    out.extend_from_slice(b",\"conn\":");
+    json_str(&mut out, &m.conn);
+    if let Some(info) = &m.info {
+        out.extend_from_slice(b",\"info\":");
+        out.extend_from_slice(info.get().as_bytes());
+    }
+    out.into()
+}
+
+pub(super) fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+pub(super) fn presence_event(channel: &str, event: &str, entry: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + entry.len());
+    out.extend_from_slice(b"{\"type\":\"presence\",\"channel\":");
+    json_str(&mut out, channel);
+    out.extend_from_slice(b",\"event\":\"");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(entry);
+    out.push(b'}');
+    out
+}
+
+/// `[{entry},{entry}]` from presence entries.
+pub(super) fn members_json<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = vec![b'['];
+    for (i, e) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        out.extend_from_slice(e);
+        out.push(b'}');
+    }
+    out.push(b']');
+    out
+}
+
+pub(super) fn bulk_items(v: &Value) -> impl Iterator<Item = &[u8]> {
+    let items: &[Value] = match v {
+        Value::Array(items) => items,
+        _ => &[],
+    };
+    items.iter().filter_map(|i| match i {
+        Value::Bulk(b) => Some(&b[..]),
+        _ => None,
+    })
+}

@@ -1,0 +1,307 @@
+//! Acting on what Redis answers: replies matched to their requests, pushed
+//! messages framed once and handed to the workers with members, and
+//! `unavailable` for requests that will never be answered.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::json::{bulk_items, members_json};
+use super::{RedisOwner, Tag};
+use crate::broker::{Answer, ConnRef, Msg, Origin, Outbox};
+use crate::proto::{server, ErrorCode};
+use crate::resp::{Push, Value};
+use crate::ws;
+
+impl RedisOwner {
+    /// Settles a command without (the value of) its reply: a request that
+    /// needed Redis hears `unavailable`; a leave, which happens locally
+    /// anyway, gets its `left`.
+    pub(super) fn fail_tag(&mut self, tag: Tag, out: &mut Outbox) {
+        let unavailable = |id| {
+            ws::text_frame_with(|b| {
+                server::error(b, id, ErrorCode::Unavailable, "the broker is unreachable")
+            })
+        };
+        match tag {
+            Tag::Join {
+                channel,
+                who,
+                id,
+                rejoin,
+                ..
+            } => {
+                if !rejoin {
+                    if let Some(ch) = self.channels.get_mut(&channel) {
+                        if ch.members.remove(&who).is_some() {
+                            let w = &mut ch.per_worker[usize::from(who.worker)];
+                            *w = w.saturating_sub(1);
+                        }
+                        ch.own_joins.retain(|(_, j)| *j != who);
+                    }
+                    // A failed first join must not keep the node subscribed.
+                    self.drop_if_empty(&channel);
+                }
+                out.send(
+                    usize::from(who.worker),
+                    Msg::JoinFailed {
+                        channel,
+                        who,
+                        id,
+                        rejoin,
+                    },
+                );
+            }
+            Tag::Publish { origin, id, .. } => match origin {
+                Origin::Client(who, _) => out.send(
+                    usize::from(who.worker),
+                    Msg::Reply {
+                        who,
+                        frame: unavailable(id),
+                    },
+                ),
+                Origin::Api(to) => out.send(
+                    usize::from(to.worker),
+                    Msg::Answer {
+                        to,
+                        answer: Answer::Unavailable,
+                    },
+                ),
+            },
+            Tag::Presence { who, id, .. } => out.send(
+                usize::from(who.worker),
+                Msg::Reply {
+                    who,
+                    frame: unavailable(id),
+                },
+            ),
+            Tag::ApiPresence { to } | Tag::ApiChannels { to } => out.send(
+                usize::from(to.worker),
+                Msg::Answer {
+                    to,
+                    answer: Answer::Unavailable,
+                },
+            ),
+            // Leaving needs nothing from Redis: it happens locally anyway.
+            Tag::Left {
+                channel,
+                who,
+                frame,
+            } => out.send(
+                usize::from(who.worker),
+                Msg::Left {
+                    channel,
+                    who,
+                    frame,
+                },
+            ),
+            Tag::ScriptsLoaded => self.reloading = false,
+            Tag::Ignore => {}
+        }
+    }
+
+    pub(super) fn on_push(&mut self, push: Push, out: &mut Outbox) {
+        let Push::Message { channel, payload } = push else {
+            return;
+        };
+        let Some(name) = self.by_pubsub.get(&channel) else {
+            return;
+        };
+        let Some(ch) = self.channels.get_mut(name) else {
+            return;
+        };
+        let presence = payload.starts_with(br#"{"type":"presence""#);
+        // A joiner never hears its own join (PROTOCOL.md §4).
+        let mut except = None;
+        if !ch.own_joins.is_empty() {
+            if let Some(i) = ch.own_joins.iter().position(|(e, _)| *e == payload) {
+                except = Some(ch.own_joins.swap_remove(i).1);
+            }
+        }
+        // Framed once on this node; every local recipient shares it.
+        let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
+        for (worker, &n) in ch.per_worker.iter().enumerate() {
+            if n > 0 {
+                out.send(
+                    worker,
+                    Msg::Deliver {
+                        channel: name.clone(),
+                        frame: frame.clone(),
+                        except,
+                        presence,
+                    },
+                );
+            }
+        }
+    }
+
+    pub(super) fn on_reply(&mut self, tag: Tag, value: Value, out: &mut Outbox) {
+        if let Value::Error(e) = &value {
+            tracing::warn!(error = %String::from_utf8_lossy(e), "redis error reply");
+            // Redis lost the scripts (SCRIPT FLUSH, a failover) with the
+            // link up: load them again, once for a burst of such replies.
+            if e.starts_with(b"NOSCRIPT") && !self.reloading {
+                self.load_scripts();
+            }
+            self.fail_tag(tag, out);
+            return;
+        }
+        match tag {
+            Tag::Ignore => {}
+            // Their replies carry nothing they need.
+            tag @ (Tag::Left { .. } | Tag::ScriptsLoaded) => self.fail_tag(tag, out),
+            Tag::Join {
+                channel,
+                who,
+                id,
+                since,
+                ..
+            } => self.on_joined(channel, who, id, since, value, out),
+            Tag::Publish {
+                channel,
+                origin,
+                id,
+                history,
+                sent,
+            } => {
+                self.metrics
+                    .broker_rtt
+                    .observe(sent.elapsed().as_nanos() as u64);
+                let offset = match (&value, history) {
+                    (Value::Int(n), true) => Some(*n as u64),
+                    _ => None,
+                };
+                match origin {
+                    Origin::Client(who, _) => {
+                        if let Some(id) = id {
+                            let frame =
+                                ws::text_frame_with(|b| server::ack(b, Some(id), &channel, offset));
+                            out.send(usize::from(who.worker), Msg::Reply { who, frame });
+                        }
+                    }
+                    Origin::Api(to) => out.send(
+                        usize::from(to.worker),
+                        Msg::Answer {
+                            to,
+                            answer: Answer::Published(offset),
+                        },
+                    ),
+                }
+            }
+            Tag::Presence { channel, who, id } => {
+                let list = members_json(bulk_items(&value));
+                let frame =
+                    ws::text_frame_with(|b| server::presence_state_raw(b, id, &channel, &list));
+                out.send(usize::from(who.worker), Msg::Reply { who, frame });
+            }
+            Tag::ApiPresence { to } => out.send(
+                usize::from(to.worker),
+                Msg::Answer {
+                    to,
+                    answer: Answer::Presence(Some(members_json(bulk_items(&value)))),
+                },
+            ),
+            Tag::ApiChannels { to } => {
+                let mut list = Vec::new();
+                if let Value::Array(items) = &value {
+                    for pair in items.chunks(2) {
+                        if let [Value::Bulk(name), Value::Int(n)] = pair {
+                            if let Ok(name) = std::str::from_utf8(name) {
+                                list.push((Arc::from(name), *n as usize));
+                            }
+                        }
+                    }
+                }
+                out.send(
+                    usize::from(to.worker),
+                    Msg::Answer {
+                        to,
+                        answer: Answer::Channels(list),
+                    },
+                );
+            }
+        }
+    }
+
+    pub(super) fn on_joined(
+        &mut self,
+        channel: Arc<str>,
+        who: ConnRef,
+        id: Option<u64>,
+        since: bool,
+        value: Value,
+        out: &mut Outbox,
+    ) {
+        let Value::Array(parts) = value else {
+            return self.fail_tag(
+                Tag::Join {
+                    channel,
+                    who,
+                    id,
+                    since,
+                    rejoin: true,
+                },
+                out,
+            );
+        };
+        // From the configuration: the channel may be gone already when the
+        // joiner left before this reply.
+        let presence = self.config.presence_on(&channel);
+        let history = self.config.history_for(&channel).is_some();
+        let members =
+            presence.then(|| members_json(parts.first().map(bulk_items).into_iter().flatten()));
+        let offset = match parts.get(1) {
+            Some(Value::Int(n)) => *n as u64,
+            _ => 0,
+        };
+        let epoch = match parts.get(2) {
+            Some(Value::Bulk(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        let recovered_flag = match parts.get(3) {
+            Some(Value::Int(n)) => *n,
+            _ => -1,
+        };
+        let replay: Vec<Bytes> = match parts.get(4) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Bulk(b) => Some(ws::text_frame_with(|out| out.extend_from_slice(b))),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let recovered = since.then_some(recovered_flag == 1);
+        if let Some(r) = recovered {
+            self.metrics.recovery(r);
+            self.metrics.replayed(replay.len() as u64);
+        }
+        let hist = history.then_some(server::History {
+            offset,
+            epoch: &epoch,
+        });
+        let replayed = history.then_some(replay.len() as u64);
+        let mut frames = Vec::with_capacity(1 + replay.len());
+        frames.push(ws::text_frame_with(|b| {
+            server::joined_raw(
+                b,
+                id,
+                &channel,
+                members.as_deref(),
+                hist,
+                recovered,
+                replayed,
+            )
+        }));
+        frames.extend(replay);
+        out.send(
+            usize::from(who.worker),
+            Msg::Joined {
+                channel,
+                who,
+                frames,
+            },
+        );
+    }
+}

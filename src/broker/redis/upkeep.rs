@@ -1,0 +1,172 @@
+//! What the link's state changes cost the owner: scripts and subscriptions
+//! when it comes up, answers for lost commands when it goes down, and the
+//! presence upkeep (refresh every TTL/3, reap every TTL/6, leaves owed from
+//! an outage).
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::json::json_str;
+use super::link::LinkEvent;
+use super::{now_ms, scripts, RedisOwner, Tag, KEY_TTL, OWED_DELAY};
+use crate::broker::Outbox;
+use crate::resp::Event;
+
+impl RedisOwner {
+    pub(super) fn on_link_events(&mut self, out: &mut Outbox) {
+        let events = self.link.take_events();
+        for ev in events {
+            match ev {
+                LinkEvent::Up => self.on_up(),
+                LinkEvent::Down(lost) => self.on_down(lost, out),
+                LinkEvent::Session(Event::Reply { tag, value }) => self.on_reply(tag, value, out),
+                LinkEvent::Session(Event::Push(push)) => self.on_push(push, out),
+                LinkEvent::Session(other) => {
+                    tracing::warn!(event = ?other, "unexpected redis event");
+                }
+            }
+        }
+    }
+
+    /// Queues `SCRIPT LOAD` of every script, ahead of any `EVALSHA` sent
+    /// after it on this connection.
+    pub(super) fn load_scripts(&mut self) {
+        self.reloading = true;
+        let last = scripts::ALL.len() - 1;
+        for (i, script) in scripts::ALL.iter().enumerate() {
+            let tag = if i == last {
+                Tag::ScriptsLoaded
+            } else {
+                Tag::Ignore
+            };
+            if self
+                .link
+                .command(&[b"SCRIPT", b"LOAD", script.as_bytes()], tag)
+                .is_err()
+            {
+                self.reloading = false;
+            }
+        }
+    }
+
+    pub(super) fn on_up(&mut self) {
+        self.load_scripts();
+        let names: Vec<Vec<u8>> = self
+            .channels
+            .values()
+            .map(|c| c.keys.pubsub.clone())
+            .collect();
+        for chunk in names.chunks(256) {
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            let _ = self.link.subscribe(&refs);
+        }
+        // Register live members again at once: Redis may have restarted.
+        self.refresh();
+        // Out of the member lists at once; the events once the other
+        // nodes are back too.
+        for o in &self.owed {
+            let _ = self
+                .link
+                .command(&[b"ZREM", &o.presence, &o.entry], Tag::Ignore);
+        }
+        let now = Instant::now();
+        self.next_refresh = now + self.ttl() / 3;
+        self.next_reap = now + self.ttl() / 6;
+        self.owed_at = now + OWED_DELAY;
+        if !self.up {
+            self.up = true;
+            self.links_down.fetch_sub(1, Ordering::SeqCst);
+        }
+        if self.ever_up {
+            self.metrics.redis_reconnect();
+        }
+        self.ever_up = true;
+    }
+
+    pub(super) fn on_down(&mut self, lost: Vec<Tag>, out: &mut Outbox) {
+        if self.up {
+            self.up = false;
+            self.links_down.fetch_add(1, Ordering::SeqCst);
+        }
+        self.reloading = false;
+        // Pushes of the old connection never come now.
+        for ch in self.channels.values_mut() {
+            ch.own_joins.clear();
+        }
+        for tag in lost {
+            self.fail_tag(tag, out);
+        }
+    }
+
+    /// Publishes the leaves of the outage; a link that fails meanwhile
+    /// keeps them owed.
+    pub(super) fn pay_owed(&mut self) {
+        while let Some(o) = self.owed.pop() {
+            let Some(event) = &o.event else { continue };
+            if self
+                .link
+                .command(&[b"PUBLISH", &o.pubsub, event], Tag::Ignore)
+                .is_err()
+            {
+                self.owed.push(o);
+                return;
+            }
+        }
+    }
+
+    /// Re-adds every local member's presence entry with a fresh expiry.
+    pub(super) fn refresh(&mut self) {
+        let expiry = self.expiry_ms().to_string();
+        let ttl = KEY_TTL.as_secs().to_string();
+        for ch in self.channels.values() {
+            if ch.members.is_empty() {
+                continue;
+            }
+            let mut args: Vec<&[u8]> = Vec::with_capacity(2 + 2 * ch.members.len());
+            args.push(b"ZADD");
+            args.push(&ch.keys.presence);
+            for m in ch.members.values() {
+                args.push(expiry.as_bytes());
+                args.push(&m.entry);
+            }
+            let _ = self.link.command(&args, Tag::Ignore);
+            let _ = self
+                .link
+                .command(&[b"EXPIRE", &ch.keys.presence, ttl.as_bytes()], Tag::Ignore);
+            // A channel with members is not idle, however quiet: its history
+            // (and so its epoch) lasts as long as on the embedded broker.
+            if ch.history.is_some() {
+                for key in [&ch.keys.meta, &ch.keys.stream] {
+                    let _ = self
+                        .link
+                        .command(&[b"EXPIRE", key, ttl.as_bytes()], Tag::Ignore);
+                }
+            }
+        }
+    }
+
+    /// Removes expired presence entries of our channels, publishing their
+    /// `leave` events.
+    pub(super) fn reap(&mut self) {
+        let now = now_ms().to_string();
+        let sha = self.shas[2].clone();
+        for (name, ch) in &self.channels {
+            let mut channel_json = Vec::new();
+            json_str(&mut channel_json, name);
+            let presence = if ch.presence { "1" } else { "0" };
+            let _ = self.link.command(
+                &[
+                    b"EVALSHA",
+                    sha.as_bytes(),
+                    b"2",
+                    &ch.keys.presence,
+                    &ch.keys.pubsub,
+                    now.as_bytes(),
+                    &channel_json,
+                    presence.as_bytes(),
+                ],
+                Tag::Ignore,
+            );
+        }
+    }
+}
