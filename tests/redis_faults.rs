@@ -382,3 +382,28 @@ fn every_action_in_flight_at_a_redis_crash_is_answered() {
         "held by Redis when it died, yet acked: {answers:?}"
     );
 }
+
+/// A Redis that hangs without closing its connections (SIGSTOP: no FIN, no
+/// RST, like a host that vanished) is noticed by the keepalive: `/healthz`
+/// 503 within 5 s, and back to 200 once Redis answers again.
+#[test]
+fn a_hung_redis_is_noticed_without_a_closed_socket() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = redis_node("na", &redis, &[]);
+    wait_health(&a, 200, Duration::from_secs(5));
+    let pid = redis.pid().expect("redis pid") as libc::pid_t;
+    // SAFETY: signalling a child process we started; no memory involved.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    let took = wait_health(&a, 503, Duration::from_secs(5));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(took <= Duration::from_secs(5), "503 after {took:?}");
+    wait_health(&a, 200, Duration::from_secs(8));
+    eprintln!(
+        "hung Redis noticed after {took:?} (stopped {:?} ago)",
+        stopped.elapsed()
+    );
+}

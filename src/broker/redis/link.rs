@@ -22,6 +22,12 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A connect or handshake that takes longer than this is abandoned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// An established link that has read nothing for this long is taken for
+/// dead (a Redis host gone without a FIN); the owner pings every
+/// [`KEEPALIVE`], so a live Redis always has something to say.
+const SILENCE_LIMIT: Duration = Duration::from_secs(3);
+/// How often the owner pings an otherwise quiet link.
+pub const KEEPALIVE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 enum State<T> {
@@ -61,6 +67,8 @@ pub struct Link<T> {
     unsent: Option<Bytes>,
     rng: u64,
     events: Vec<LinkEvent<T>>,
+    /// When the socket last gave us bytes.
+    last_rx: Instant,
 }
 
 impl<T> Link<T> {
@@ -76,6 +84,7 @@ impl<T> Link<T> {
             unsent: None,
             rng: seed | 1,
             events: Vec::new(),
+            last_rx: Instant::now(),
         }
     }
 
@@ -110,6 +119,10 @@ impl<T> Link<T> {
                 tracing::warn!(addr = %self.addr, "redis connect timed out");
                 self.fail(now, registry);
             }
+            State::Up { .. } if now.saturating_duration_since(self.last_rx) >= SILENCE_LIMIT => {
+                tracing::warn!(addr = %self.addr, "redis silent; reconnecting");
+                self.fail(now, registry);
+            }
             _ => {}
         }
     }
@@ -136,6 +149,7 @@ impl<T> Link<T> {
                     return self.fail(now, registry);
                 }
                 self.unsent = None;
+                self.last_rx = now;
                 self.state = State::Connecting {
                     stream,
                     session: Session::new(&self.url),
@@ -210,7 +224,10 @@ impl<T> Link<T> {
                     failed = true;
                     break;
                 }
-                Ok(n) => n,
+                Ok(n) => {
+                    self.last_rx = now;
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

@@ -154,6 +154,7 @@ pub struct RedisOwner {
     seed: u64,
     next_refresh: Instant,
     next_reap: Instant,
+    next_ping: Instant,
     up: bool,
     /// Whether the link was ever up, to count reconnects.
     ever_up: bool,
@@ -202,6 +203,7 @@ impl RedisOwner {
             seed: seed | 1,
             next_refresh: now,
             next_reap: now,
+            next_ping: now,
             up: false,
             ever_up: false,
             reloading: false,
@@ -603,6 +605,11 @@ impl RedisOwner {
         if self.up && now >= self.owed_at && !self.owed.is_empty() {
             self.pay_owed();
         }
+        if self.up && now >= self.next_ping {
+            // Keeps a live link talking, so a silent one is a dead one.
+            let _ = self.link.command(&[b"PING"], Tag::Ignore);
+            self.next_ping = now + link::KEEPALIVE;
+        }
         self.link.flush(now, registry);
         self.on_link_events(out);
     }
@@ -615,7 +622,7 @@ impl RedisOwner {
     /// When the owner next needs a tick.
     pub fn next_deadline(&self) -> Option<Instant> {
         let upkeep = self.up.then(|| {
-            let t = self.next_refresh.min(self.next_reap);
+            let t = self.next_refresh.min(self.next_reap).min(self.next_ping);
             if self.owed.is_empty() {
                 t
             } else {
