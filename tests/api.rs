@@ -605,74 +605,15 @@ fn unavailable_broker_answers_503_json() {
 // A client that pipelines faster than it reads is held back, not
 // buffered: tests/abuse.rs (`..._are_held`, `..._held_in_the_kernel`).
 
-/// A throwaway `redis-server` on a free port, killed on drop; `None` (after
-/// a note) when there is none outside CI, as in tests/resp_live.rs.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        use std::process::{Command, Stdio};
-        let Some(bin) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).is_file())
-        else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is required under CI=true"
-            );
-            eprintln!("note: redis-server not found, skipping the Redis-mode API test");
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let redis = Redis { child, port };
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not listen"
-            );
-            // Polling a child's port: nothing to block on.
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Some(redis)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn redis_mode_answers_for_the_whole_cluster() {
-    let Some(redis) = Redis::start() else { return };
-    let url = format!("redis://127.0.0.1:{}", redis.port);
-    let n1 = Server::start_node("n1", &["--redis", &url]);
-    let n2 = Server::start_node("n2", &["--redis", &url]);
-    // The Redis links come up after the ready line; /healthz says when.
-    for node in [&n1, &n2] {
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        while node.http_get("/healthz").status != 200 {
-            assert!(std::time::Instant::now() < deadline, "broker never up");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // The Redis links come up after the ready line; redis_node waits for
+    // /healthz to say they are.
+    let n1 = redis_node("n1", &redis, &[]);
+    let n2 = redis_node("n2", &redis, &[]);
     let mut a = n1.connect("user=alice");
     let mut b = n2.connect("user=bob");
     a.join("c:1");

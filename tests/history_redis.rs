@@ -2,164 +2,28 @@
 //! assigned atomically across nodes, recovery through either node, and a new
 //! epoch when Redis loses its data. The scenarios are `history_cases/`.
 //!
-//! Each test starts its own `redis-server` on a free loopback port (no
-//! persistence, a temporary directory) and kills it by pid; the machine's
-//! own Redis is never touched. Without `redis-server` the tests are skipped
-//! with a note, except under `CI=true`, where they fail.
+//! Each test starts its own `redis-server` ([`RedisServer`]: a free
+//! loopback port, no persistence, killed by pid); the machine's own Redis is
+//! never touched. Without `redis-server` the tests are skipped with a note,
+//! except under `CI=true`, where they fail.
 
 mod common;
 mod history_cases;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use history_cases::*;
 use serde_json::json;
 
-/// A `redis-server` child process, killed on drop.
-struct Redis {
-    binary: PathBuf,
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-fn redis_server_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join("redis-server"));
-    std::iter::once(PathBuf::from("/usr/bin/redis-server"))
-        .chain(on_path)
-        .find(|p| p.is_file())
-}
-
-impl Redis {
-    /// Starts a server on a free port, or returns `None` (after a note)
-    /// when there is no `redis-server` outside CI.
-    fn start() -> Option<Redis> {
-        let Some(binary) = redis_server_binary() else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is required under CI=true (apt-get install redis-server)"
-            );
-            eprintln!("note: redis-server not found, skipping the Redis history test");
-            return None;
-        };
-        // A port free when probed may be taken before redis binds it; that
-        // shows as an early exit, so try a few.
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("probe a free port")
-                .port();
-            let dir =
-                std::env::temp_dir().join(format!("sb-history-{}-{port}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("redis temp dir");
-            let child = spawn(&binary, port, &dir);
-            let mut redis = Redis {
-                binary: binary.clone(),
-                child,
-                port,
-                dir,
-            };
-            if redis.wait_listening() {
-                return Some(redis);
-            }
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server and starts a new one on the same port: with
-    /// `--save ''` and no AOF, every key is gone.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn(&self.binary, self.port, &self.dir);
-        assert!(
-            self.wait_listening(),
-            "redis-server did not restart on {}",
-            self.port
-        );
-    }
-
-    fn wait_listening(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            // Polling a port: nothing to block on until redis listens.
-            thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
-impl Redis {
-    /// Sends one command on a fresh connection and returns its integer
-    /// reply (white-box checks of key expiry).
-    fn int_command(&self, args: &[&str]) -> i64 {
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("read timeout");
-        s.write_all(req.as_bytes()).expect("write to redis");
-        let mut line = String::new();
-        BufReader::new(s)
-            .read_line(&mut line)
-            .expect("read from redis");
-        line.trim_end()
-            .strip_prefix(':')
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{args:?}: not an integer reply: {line:?}"))
-    }
-}
-
-fn spawn(binary: &PathBuf, port: u16, dir: &PathBuf) -> Child {
-    Command::new(binary)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn redis-server")
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Two nodes, `n1` and `n2`, on a fresh Redis (`None`: no redis-server).
-fn cluster() -> Option<(Redis, Cluster)> {
+fn cluster() -> Option<(RedisServer, Cluster)> {
     cluster_with(&[])
 }
 
-fn cluster_with(extra: &[&str]) -> Option<(Redis, Cluster)> {
-    let redis = Redis::start()?;
+fn cluster_with(extra: &[&str]) -> Option<(RedisServer, Cluster)> {
+    let redis = RedisServer::start()?;
     let url = redis.url();
     let mut flags: Vec<&str> = vec!["--redis", &url];
     flags.extend(FLAGS);
@@ -176,21 +40,8 @@ fn cluster_with(extra: &[&str]) -> Option<(Redis, Cluster)> {
 /// Waits until every node answers `/healthz` 200: all its workers' Redis
 /// links are up (the ready line comes before they are).
 fn wait_healthy(cl: &Cluster) {
-    let deadline = Instant::now() + Duration::from_secs(15);
     for node in &cl.nodes {
-        loop {
-            let r = node.http_get("/healthz");
-            if r.status == 200 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node never reached redis: /healthz {}",
-                r.status
-            );
-            // Polling: the node offers no event for "links up".
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_health(node, 200, Duration::from_secs(15));
     }
 }
 
@@ -318,14 +169,14 @@ fn quiet_channel_with_members_keeps_its_history_keys() {
     let keys = [format!("sb:{{{ch}}}:hm"), format!("sb:{{{ch}}}:hs")];
     let full = 300_000;
     for k in &keys {
-        let t = redis.int_command(&["PTTL", k]);
+        let t = redis.cmd(&["PTTL", k]).int();
         assert!(t > 0 && t <= full, "{k}: PTTL {t}");
     }
     // Five refresh periods: without refreshes the keys would be at or
     // below 295 s; with them, at most one period and one tick (2 s) old.
     thread::sleep(Duration::from_secs(5));
     for k in &keys {
-        let t = redis.int_command(&["PTTL", k]);
+        let t = redis.cmd(&["PTTL", k]).int();
         assert!(t > full - 3_000, "{k} was not refreshed: PTTL {t} ms");
     }
 }
