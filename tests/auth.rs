@@ -416,84 +416,14 @@ fn channels_claim_empty_allows_nothing_absent_allows_all() {
     assert_eq!(try_join(&mut star, "anything:1")["type"], "joined");
 }
 
-/// A switchboard child started with extra environment variables, which the
-/// shared harness does not offer. Killed on drop.
-struct EnvServer {
-    addr: std::net::SocketAddr,
-    child: std::process::Child,
-    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-}
-
-impl EnvServer {
-    fn start(env: &[(&str, &str)], args: &[&str]) -> EnvServer {
-        use std::io::{BufRead, BufReader, Read};
-        use std::process::{Command, Stdio};
-        let bin = std::env::var_os("SWITCHBOARD_TEST_BIN")
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_switchboard").into());
-        let mut child = Command::new(bin)
-            .args(["--listen", "127.0.0.1:0", "--threads", "2", "--node", "e1"])
-            .args(args)
-            .envs(env.iter().copied())
-            // Debug logs on, so that a secret printed anywhere would show.
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchboard");
-        let stderr_buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut stderr = child.stderr.take().expect("piped");
-        let sink = std::sync::Arc::clone(&stderr_buf);
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&chunk[..n]);
-            }
-        });
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let mut server = EnvServer {
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            child,
-            stderr: stderr_buf,
-        };
-        loop {
-            let left = left(deadline).expect("no ready line within 10 s");
-            let line = rx.recv_timeout(left).expect("no ready line within 10 s");
-            if let Some(addr) = line.strip_prefix("switchboard listening on ") {
-                server.addr = addr.trim().parse().expect("address in the ready line");
-                return server;
-            }
-        }
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-    }
-}
-
-impl Drop for EnvServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn secret_from_the_environment() {
     let secret = "env-only-s3cret-7f1c";
-    let s = EnvServer::start(&[("SWITCHBOARD_HMAC_SECRET", secret)], &[]);
+    // Debug logs on, so that a secret printed anywhere would show.
+    let s = Server::start_with_env(
+        &[("SWITCHBOARD_HMAC_SECRET", secret), ("RUST_LOG", "debug")],
+        &[],
+    );
     // Authentication is on: no token, or a token under another key, is 401.
     assert_401(s.addr, "user=alice");
     assert_401(s.addr, &format!("token={}", token_for("alice")));
@@ -506,7 +436,7 @@ fn secret_from_the_environment() {
     let c = Client::connect(s.addr, &format!("token={good}"));
     assert_eq!(c.user(), "alice");
     drop(c);
-    let log = s.stderr();
+    let log = s.log_text();
     assert!(
         !log.contains(secret),
         "the secret appears in the log:\n{log}"
@@ -515,7 +445,7 @@ fn secret_from_the_environment() {
 
 #[test]
 fn flag_beats_the_environment() {
-    let s = EnvServer::start(
+    let s = Server::start_with_env(
         &[("SWITCHBOARD_HMAC_SECRET", "from-env")],
         &["--hmac-secret", SECRET],
     );

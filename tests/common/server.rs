@@ -35,6 +35,17 @@ impl Server {
 
     /// As [`Server::start`] with another `--node` id.
     pub fn start_node(node: &str, extra: &[&str]) -> Server {
+        Server::launch(node, &[], extra)
+    }
+
+    /// As [`Server::start`] with environment variables set for the child
+    /// (on top of the test's own), for settings such as
+    /// `SWITCHBOARD_HMAC_SECRET` that are read from the environment.
+    pub fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Server {
+        Server::launch("t1", env, extra)
+    }
+
+    fn launch(node: &str, env: &[(&str, &str)], extra: &[&str]) -> Server {
         // SWITCHBOARD_TEST_BIN runs the suite against another build (e.g. a
         // release binary) without recompiling the tests.
         let bin = std::env::var_os("SWITCHBOARD_TEST_BIN")
@@ -42,6 +53,7 @@ impl Server {
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--threads", "2", "--node", node])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
