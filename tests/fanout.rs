@@ -4,11 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Barrier};
-use std::thread;
-use std::time::Duration;
-
 use common::*;
 use serde_json::json;
 
@@ -158,89 +153,13 @@ const PER_PUBLISHER: u64 = 500;
 const RECEIVERS: usize = 40;
 const CH: &str = "ord:1";
 
-/// Reads user_actions of [`CH`] until `total`, as (conn, seq) pairs.
-fn collect(c: &mut Client, total: usize) -> Vec<(String, u64)> {
-    let mut got = Vec::with_capacity(total);
-    while got.len() < total {
-        let v = c.recv_until(|v| v["type"] == "user_action");
-        assert_eq!(v["channel"], CH, "{v}");
-        let conn = v["conn"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no conn: {v}"))
-            .to_owned();
-        let seq = v["action"]["seq"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no seq: {v}"));
-        got.push((conn, seq));
-    }
-    got
-}
-
 #[test]
 fn one_order_per_channel_and_fifo_per_sender_across_workers() {
     let s = Server::start(&["--rate", "100000", "--burst", "100000"]);
     let [p0, p1] = connect_on_both_workers(&s, "pub", PUBLISHERS_PER_WORKER);
-    let mut publishers: Vec<Client> = p0.into_iter().chain(p1).collect();
-    let mut receivers = connect_spread(&s, "rcv", RECEIVERS);
-    for c in publishers.iter_mut().chain(receivers.iter_mut()) {
-        c.timeout = Duration::from_secs(20);
-        c.join(CH);
-    }
-    let total = publishers.len() * PER_PUBLISHER as usize;
-    let start = Arc::new(Barrier::new(publishers.len()));
-
-    let mut handles = Vec::new();
-    for mut c in receivers {
-        handles.push(thread::spawn(move || {
-            (c.conn().to_owned(), collect(&mut c, total))
-        }));
-    }
-    for mut c in publishers {
-        let start = Arc::clone(&start);
-        handles.push(thread::spawn(move || {
-            start.wait();
-            for seq in 0..PER_PUBLISHER {
-                c.send_json(json!({"type": "user_action", "channel": CH, "action": {"seq": seq}}));
-            }
-            (c.conn().to_owned(), collect(&mut c, total))
-        }));
-    }
-    let results: Vec<(String, Vec<(String, u64)>)> = handles
-        .into_iter()
-        .map(|h| {
-            h.join()
-                .unwrap_or_else(|_| panic!("a client thread panicked (see above)"))
-        })
-        .collect();
-
-    let (ref_conn, reference) = &results[0];
-    for (conn, seq) in &results[1..] {
-        if seq != reference {
-            let at = seq
-                .iter()
-                .zip(reference)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
-            panic!(
-                "{conn} and {ref_conn} saw different orders, first at index {at}: {:?} vs {:?}",
-                seq.get(at),
-                reference.get(at)
-            );
-        }
-    }
-    let mut per_sender: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for (conn, seq) in reference {
-        per_sender.entry(conn.as_str()).or_default().push(*seq);
-    }
-    assert_eq!(
-        per_sender.len(),
-        2 * PUBLISHERS_PER_WORKER,
-        "senders seen: {:?}",
-        per_sender.keys()
-    );
-    let expected: Vec<u64> = (0..PER_PUBLISHER).collect();
-    for (conn, seqs) in per_sender {
-        assert_eq!(seqs, expected, "{conn}'s messages in send order, none lost");
-    }
-    assert!(results.len() >= RECEIVERS + 2 * PUBLISHERS_PER_WORKER);
+    let publishers: Vec<Client> = p0.into_iter().chain(p1).collect();
+    let receivers = connect_spread(&s, "rcv", RECEIVERS);
+    let seen = race_publishers(publishers, receivers, CH, PER_PUBLISHER, |_| {});
+    assert_same_order(&seen, 2 * PUBLISHERS_PER_WORKER, PER_PUBLISHER);
+    assert!(seen.len() >= RECEIVERS + 2 * PUBLISHERS_PER_WORKER);
 }
