@@ -45,6 +45,11 @@ fn call(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: &st
     http(addr, &request(addr, method, path, &fields, body, false))
 }
 
+/// `GET PATH` on its own connection, without a key.
+fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    call(addr, "GET", path, None, "")
+}
+
 fn publish(addr: SocketAddr, key: Option<&str>, body: &str) -> HttpResponse {
     call(addr, "POST", "/api/publish", key, body)
 }
@@ -211,71 +216,47 @@ fn publish_bad_request_and_invalid_channel() {
 #[test]
 fn presence_lists_members_and_answers_empty_channels() {
     let s = Server::start(&[]);
-    let r = call(s.addr, "GET", "/api/presence?channel=empty:1", None, "");
+    let r = get(s.addr, "/api/presence?channel=empty:1");
     assert_eq!(ok_json(&r), json!({"channel": "empty:1", "members": []}));
 
     let mut a = s.connect("user=alice");
     let mut b = s.connect("user=bob");
     a.join("room:1");
     b.join("room:1");
-    let v = ok_json(&call(
-        s.addr,
-        "GET",
-        "/api/presence?channel=room:1",
-        None,
-        "",
-    ));
+    let v = ok_json(&get(s.addr, "/api/presence?channel=room:1"));
     assert_eq!(v["channel"], "room:1");
     assert_eq!(members(&v), who(&[&a, &b]), "{v}");
 
     b.leave("room:1");
-    let v = ok_json(&call(
-        s.addr,
-        "GET",
-        "/api/presence?channel=room:1",
-        None,
-        "",
-    ));
+    let v = ok_json(&get(s.addr, "/api/presence?channel=room:1"));
     assert_eq!(members(&v), who(&[&a]), "{v}");
 
     // Percent-encoded query values are decoded.
-    let v = ok_json(&call(
-        s.addr,
-        "GET",
-        "/api/presence?channel=room%3A1",
-        None,
-        "",
-    ));
+    let v = ok_json(&get(s.addr, "/api/presence?channel=room%3A1"));
     assert_eq!(v["channel"], "room:1", "{v}");
     assert_eq!(members(&v), who(&[&a]), "{v}");
 
-    let r = call(s.addr, "GET", "/api/presence", None, "");
+    let r = get(s.addr, "/api/presence");
     assert_api_error(&r, 400, "bad_request");
-    let r = call(s.addr, "GET", "/api/presence?channel=a%20b", None, "");
+    let r = get(s.addr, "/api/presence?channel=a%20b");
     assert_api_error(&r, 400, "invalid_channel");
-    let r = call(s.addr, "GET", "/api/presence?channel=", None, "");
+    let r = get(s.addr, "/api/presence?channel=");
     assert_api_error(&r, 400, "invalid_channel");
 }
 
 #[test]
 fn presence_of_a_namespace_without_presence_is_403() {
     let s = Server::start(&["--no-presence", "big"]);
-    let r = call(s.addr, "GET", "/api/presence?channel=big:1", None, "");
+    let r = get(s.addr, "/api/presence?channel=big:1");
     assert_api_error(&r, 403, "forbidden");
-    ok_json(&call(
-        s.addr,
-        "GET",
-        "/api/presence?channel=small:1",
-        None,
-        "",
-    ));
+    ok_json(&get(s.addr, "/api/presence?channel=small:1"));
 }
 
 #[test]
 fn channels_lists_channels_with_members_counting_connections() {
     let s = Server::start(&[]);
     assert_eq!(
-        ok_json(&call(s.addr, "GET", "/api/channels", None, "")),
+        ok_json(&get(s.addr, "/api/channels")),
         json!({"channels": []})
     );
     // Spread over both workers so that every owner's answer is summed; the
@@ -291,7 +272,7 @@ fn channels_lists_channels_with_members_counting_connections() {
     all[1].join("gone:1");
     all[1].leave("gone:1");
 
-    let v = ok_json(&call(s.addr, "GET", "/api/channels", None, ""));
+    let v = ok_json(&get(s.addr, "/api/channels"));
     let mut list: Vec<(String, u64)> = v["channels"]
         .as_array()
         .unwrap_or_else(|| panic!("no channels array: {v}"))
@@ -315,7 +296,7 @@ fn channels_lists_channels_with_members_counting_connections() {
     drop(all.remove(0));
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
-        let v = ok_json(&call(s.addr, "GET", "/api/channels", None, ""));
+        let v = ok_json(&get(s.addr, "/api/channels"));
         let quiet = v["channels"]
             .as_array()
             .expect("channels")
@@ -335,7 +316,7 @@ fn channels_lists_channels_with_members_counting_connections() {
 #[test]
 fn api_key_off_lets_every_request_in() {
     let s = Server::start(&[]);
-    ok_json(&call(s.addr, "GET", "/api/channels", None, ""));
+    ok_json(&get(s.addr, "/api/channels"));
     // A key sent to a server without one is not an error either.
     ok_json(&call(s.addr, "GET", "/api/channels", Some("whatever"), ""));
     ok_json(&publish(s.addr, None, r#"{"channel":"a","action":1}"#));
@@ -401,7 +382,7 @@ fn api_key_on_guards_every_route() {
 fn unknown_api_routes_are_404_json() {
     let s = Server::start(&[]);
     for path in ["/api/nope", "/api/publish/", "/api/", "/api"] {
-        assert_api_error(&call(s.addr, "GET", path, None, ""), 404, "not_found");
+        assert_api_error(&get(s.addr, path), 404, "not_found");
     }
     assert_api_error(
         &call(s.addr, "POST", "/api/nope", None, "{}"),
@@ -634,15 +615,9 @@ fn redis_mode_answers_for_the_whole_cluster() {
     );
 
     for node in [&n1, &n2] {
-        let v = ok_json(&call(
-            node.addr,
-            "GET",
-            "/api/presence?channel=c:1",
-            None,
-            "",
-        ));
+        let v = ok_json(&get(node.addr, "/api/presence?channel=c:1"));
         assert_eq!(members(&v), who(&[&a, &b]), "{v}");
-        let v = ok_json(&call(node.addr, "GET", "/api/channels", None, ""));
+        let v = ok_json(&get(node.addr, "/api/channels"));
         assert_eq!(
             v,
             json!({"channels": [{"channel": "c:1", "members": 2}, {"channel": "c:2", "members": 1}]}),
