@@ -66,14 +66,7 @@ fn auth_server() -> Server {
 /// connection.
 #[track_caller]
 fn assert_401(addr: std::net::SocketAddr, query: &str) -> String {
-    let mut raw = Raw::connect(addr);
-    let path = if query.is_empty() {
-        "/ws".to_owned()
-    } else {
-        format!("/ws?{query}")
-    };
-    raw.send(upgrade_request(addr, &path, &[]).as_bytes());
-    let resp = raw.read_response();
+    let (mut raw, resp) = Raw::upgrade(addr, query);
     assert_eq!(resp.status, 401, "{query:.120}: {resp:?}");
     assert!(
         resp.header("sec-websocket-accept").is_none(),

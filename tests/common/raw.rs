@@ -162,9 +162,10 @@ impl Raw {
         }
     }
 
-    /// A completed upgrade to `/ws?QUERY` (101 and the right accept key
-    /// asserted) with the `welcome` frame read.
-    pub fn ws(addr: SocketAddr, query: &str) -> Raw {
+    /// Sends an upgrade request for `/ws?QUERY` (`/ws` when the query is
+    /// empty) and reads the answer, whatever it is.
+    #[track_caller]
+    pub fn upgrade(addr: SocketAddr, query: &str) -> (Raw, HttpResponse) {
         let mut raw = Raw::connect(addr);
         let path = if query.is_empty() {
             "/ws".to_owned()
@@ -173,6 +174,13 @@ impl Raw {
         };
         raw.send(upgrade_request(addr, &path, &[]).as_bytes());
         let resp = raw.read_response();
+        (raw, resp)
+    }
+
+    /// A completed upgrade to `/ws?QUERY` (101 and the right accept key
+    /// asserted) with the `welcome` frame read.
+    pub fn ws(addr: SocketAddr, query: &str) -> Raw {
+        let (mut raw, resp) = Raw::upgrade(addr, query);
         assert_eq!(resp.status, 101, "upgrade refused: {resp:?}");
         assert_eq!(
             resp.header("sec-websocket-accept"),
