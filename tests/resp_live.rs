@@ -267,30 +267,18 @@ fn authentication_and_handshake_refusals() {
             other => panic!("{other:?}"),
         }
     };
-    let starts = |err: SessionError, step: HandshakeStep, prefix: &[u8]| match err {
-        SessionError::Handshake { step: s, error } if s == step && error.starts_with(prefix) => {}
-        other => panic!("{other:?}"),
-    };
-    starts(
-        failed(redis.url_with(":wrong@", 0)),
-        HandshakeStep::Hello,
-        b"WRONGPASS",
-    );
-    starts(
-        failed(redis.url_with("", 0)),
-        HandshakeStep::Hello,
-        b"NOAUTH",
-    );
-    starts(
-        failed(redis.url_with("sbuser:nope@", 0)),
-        HandshakeStep::Hello,
-        b"WRONGPASS",
-    );
-    starts(
-        failed(redis.url_with(":secret@", 99_999)),
-        HandshakeStep::Select,
-        b"ERR",
-    );
+    for (credentials, db, step, prefix) in [
+        (":wrong@", 0, HandshakeStep::Hello, &b"WRONGPASS"[..]),
+        ("", 0, HandshakeStep::Hello, b"NOAUTH"),
+        ("sbuser:nope@", 0, HandshakeStep::Hello, b"WRONGPASS"),
+        (":secret@", 99_999, HandshakeStep::Select, b"ERR"),
+    ] {
+        match failed(redis.url_with(credentials, db)) {
+            SessionError::Handshake { step: s, error }
+                if s == step && error.starts_with(prefix) => {}
+            other => panic!("{credentials}/{db}: {other:?}"),
+        }
+    }
 
     // Percent-encoded password, ACL user, refused then accepted subscriptions.
     let mut user: Link<u8> = Link::connect(&redis.url_with("sbuser:p%40ss%3Aw%2Fd@", 0), None);
