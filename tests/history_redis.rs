@@ -37,6 +37,13 @@ fn cluster_with(extra: &[&str]) -> Option<(RedisServer, Cluster)> {
     Some((redis, cl))
 }
 
+/// Runs a shared scenario on [`cluster`]; skipped without redis-server.
+fn run(scenario: impl FnOnce(&Cluster)) {
+    if let Some((_redis, cl)) = cluster() {
+        scenario(&cl);
+    }
+}
+
 /// Waits until every node answers `/healthz` 200: all its workers' Redis
 /// links are up (the ready line comes before they are).
 fn wait_healthy(cl: &Cluster) {
@@ -47,60 +54,39 @@ fn wait_healthy(cl: &Cluster) {
 
 #[test]
 fn offsets_are_consecutive_and_only_on_history_channels_redis() {
-    let Some((_redis, cl)) = cluster() else {
-        return;
-    };
-    offsets_are_consecutive_and_only_on_history_channels(&cl);
+    run(offsets_are_consecutive_and_only_on_history_channels);
 }
 
 #[test]
 fn drop_and_recover_while_publishing_redis() {
-    let Some((_redis, cl)) = cluster() else {
-        return;
-    };
-    drop_and_recover_while_publishing(&cl, true);
+    run(|cl| drop_and_recover_while_publishing(cl, true));
 }
 
 /// The subscriber comes back every other time on the node where it is the
 /// channel's only member: the node subscribes during the join.
 #[test]
 fn drop_and_recover_alone_on_a_node_redis() {
-    let Some((_redis, cl)) = cluster() else {
-        return;
-    };
-    drop_and_recover_while_publishing(&cl, false);
+    run(|cl| drop_and_recover_while_publishing(cl, false));
 }
 
 #[test]
 fn not_recovered_for_wrong_epoch_ahead_or_no_history_redis() {
-    let Some((_redis, cl)) = cluster() else {
-        return;
-    };
-    not_recovered_for_wrong_epoch_ahead_or_no_history(&cl);
+    run(not_recovered_for_wrong_epoch_ahead_or_no_history);
 }
 
 #[test]
 fn not_recovered_once_events_left_the_history_redis() {
-    let Some((_redis, cl)) = cluster() else {
-        return;
-    };
-    not_recovered_once_events_left_the_history(&cl);
+    run(not_recovered_once_events_left_the_history);
 }
 
 #[test]
 fn history_survives_the_last_member_redis() {
-    let Some((_redis, cl)) = cluster() else {
-        return;
-    };
-    history_survives_the_last_member(&cl);
+    run(history_survives_the_last_member);
 }
 
 #[test]
 fn ill_typed_since_is_bad_request_redis() {
-    let Some((_redis, cl)) = cluster() else {
-        return;
-    };
-    ill_typed_since_is_bad_request(&cl);
+    run(ill_typed_since_is_bad_request);
 }
 
 /// A Redis restart loses the history: the channel gets a new epoch and
