@@ -6,27 +6,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-
-/// Polls `PUBSUB NUMSUB` until it reads `want`.
-#[track_caller]
-fn wait_numsub(redis: &RedisServer, channel: &str, want: i64) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let n = redis.numsub(channel);
-        if n == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "NUMSUB {channel} stayed {n}, expected {want}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn prefix_names_every_key_and_channel() {
@@ -150,11 +133,11 @@ fn one_subscription_and_one_delivery_per_node() {
     }
     assert_eq!(redis.numsub(pubsub), 2);
     on_a[3].leave(ch);
-    wait_numsub(&redis, pubsub, 1);
+    redis.wait_numsub(pubsub, 1);
     for c in on_b.iter_mut() {
         drop(std::mem::replace(c, nodes[1].connect("user=later")));
     }
-    wait_numsub(&redis, pubsub, 0);
+    redis.wait_numsub(pubsub, 0);
     assert_eq!(redis.cmd(&["ZCARD", "sb:{fan:1}:pr"]).int(), 0);
 }
 

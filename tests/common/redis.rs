@@ -352,6 +352,24 @@ impl RedisServer {
         }
     }
 
+    /// Polls [`RedisServer::numsub`] until it reads `want`, for
+    /// [`TIMEOUT`] at most.
+    #[track_caller]
+    pub fn wait_numsub(&self, channel: &str, want: i64) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let n = self.numsub(channel);
+            if n == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "NUMSUB {channel} stayed {n}, expected {want}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Redis's client list, one line per connection.
     pub fn client_list(&self) -> Vec<String> {
         self.cmd(&["CLIENT", "LIST"])
