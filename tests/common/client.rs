@@ -207,9 +207,7 @@ impl Client {
 
     #[track_caller]
     pub fn recv_json(&mut self) -> Value {
-        let text = self.recv_text();
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("server sent invalid JSON ({e}): {text}"))
+        parse_json(&self.recv_text())
     }
 
     /// Reads until a message matches `pred`; returns it with the raw text.
@@ -221,8 +219,7 @@ impl Client {
         loop {
             match self.next(deadline) {
                 Next::Text(t) => {
-                    let v: Value = serde_json::from_str(&t)
-                        .unwrap_or_else(|e| panic!("server sent invalid JSON ({e}): {t}"));
+                    let v = parse_json(&t);
                     if pred(&v) {
                         return (v, t);
                     }
@@ -253,8 +250,7 @@ impl Client {
         loop {
             match self.next(deadline) {
                 Next::Text(t) => {
-                    let v: Value = serde_json::from_str(&t)
-                        .unwrap_or_else(|e| panic!("server sent invalid JSON ({e}): {t}"));
+                    let v = parse_json(&t);
                     let done = pred(&v);
                     seen.push(v);
                     if done {
@@ -277,22 +273,26 @@ impl Client {
         self.recv_until(|v| v["id"].as_u64() == Some(id))
     }
 
-    /// Sends `req` with a fresh id and returns the reply with that id.
-    #[track_caller]
-    pub fn request(&mut self, mut req: Value) -> Value {
+    /// Sends `req` with a fresh id, which it returns.
+    fn send_with_id(&mut self, mut req: Value) -> u64 {
         let id = self.fresh_id();
         req["id"] = json!(id);
         self.send_json(req);
+        id
+    }
+
+    /// Sends `req` with a fresh id and returns the reply with that id.
+    #[track_caller]
+    pub fn request(&mut self, req: Value) -> Value {
+        let id = self.send_with_id(req);
         self.recv_reply(id)
     }
 
     /// As [`Client::request`], also returning the messages read before the
     /// reply (for asserting what did *not* arrive).
     #[track_caller]
-    pub fn request_noting(&mut self, mut req: Value) -> (Value, Vec<Value>) {
-        let id = self.fresh_id();
-        req["id"] = json!(id);
-        self.send_json(req);
+    pub fn request_noting(&mut self, req: Value) -> (Value, Vec<Value>) {
+        let id = self.send_with_id(req);
         let mut seen = self.recv_all_until(|v| v["id"].as_u64() == Some(id));
         let reply = seen.pop().expect("recv_all_until returns the match last");
         (reply, seen)
@@ -364,6 +364,12 @@ impl Client {
             None => "client (no welcome yet)".into(),
         }
     }
+}
+
+/// A server message as JSON; panics (showing it) when it is not.
+#[track_caller]
+fn parse_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("server sent invalid JSON ({e}): {text}"))
 }
 
 /// At most 300 characters of `s`, for failure messages.
