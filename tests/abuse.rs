@@ -21,9 +21,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -123,10 +121,8 @@ fn echo_endpoint_refuses_a_2_pow_63_frame_but_echoes_past_the_outbound_limit() {
 /// Sends an upgrade for `/ws?user=NAME` on a fresh connection; returns the
 /// status and the connection (open, for a 101).
 fn try_upgrade(s: &Server, name: &str) -> (u16, Raw) {
-    let mut raw = Raw::connect(s.addr);
-    raw.send(upgrade_request(s.addr, &format!("/ws?user={name}"), &[]).as_bytes());
-    let status = raw.read_response().status;
-    (status, raw)
+    let (raw, resp) = Raw::upgrade(s.addr, &format!("user={name}"));
+    (resp.status, raw)
 }
 
 #[test]
@@ -397,100 +393,18 @@ fn pipelined_requests_whose_responses_are_not_read_are_held() {
         .expect("the requests were all sent");
 }
 
-/// A `redis-server` child process on a free port, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Redis {
-    /// `None` (after a note) without `redis-server`, except under CI.
-    fn start() -> Option<Redis> {
-        let Some(binary) = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-        else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is required under CI=true"
-            );
-            eprintln!("note: redis-server not found, skipping");
-            return None;
-        };
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let dir = std::env::temp_dir().join(format!("sb-abuse-{}-{port}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("redis dir");
-            let child = Command::new(&binary)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn redis-server");
-            let mut redis = Redis { child, port, dir };
-            let deadline = Instant::now() + TIMEOUT;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = redis.child.try_wait() {
-                    break; // the port was taken meanwhile: try another
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(redis);
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("redis-server did not start");
-    }
-
-    /// Runs one inline command and returns the first line of its reply.
-    fn command(&self, line: &str) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis connect");
-        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-        stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("redis write");
-        let mut reply = Vec::new();
-        let mut byte = [0u8; 1];
-        while !reply.ends_with(b"\r\n") {
-            stream.read_exact(&mut byte).expect("redis reply");
-            reply.push(byte[0]);
-        }
-        String::from_utf8_lossy(&reply).trim_end().to_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn input_behind_a_pending_api_call_is_held_in_the_kernel() {
     // Regression: while an API call waited for its answer, everything the
     // client sent behind it was read into the connection's buffer, without
     // limit. A paused Redis keeps `/api/channels` waiting for seconds.
-    let Some(redis) = Redis::start() else { return };
-    let url = format!("redis://127.0.0.1:{}", redis.port);
-    let s = Server::start(&["--redis", &url]);
-    let deadline = Instant::now() + TIMEOUT;
-    while s.http_get("/healthz").status != 200 {
-        assert!(Instant::now() < deadline, "the Redis link did not come up");
-        thread::sleep(Duration::from_millis(50));
-    }
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // Waits for /healthz 200: the Redis link is up.
+    let s = redis_node("t1", &redis, &[]);
     let before = s.vm_rss_kib();
-    assert_eq!(redis.command("CLIENT PAUSE 4000 ALL"), "+OK");
+    assert_eq!(redis.cmd(&["CLIENT", "PAUSE", "4000", "ALL"]).text(), "OK");
     let paused = Instant::now();
 
     let mut stream = TcpStream::connect(s.addr).expect("connect");
