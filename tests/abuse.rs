@@ -440,7 +440,13 @@ fn input_behind_a_pending_api_call_is_held_in_the_kernel() {
     let mut got = Vec::new();
     let _ = stream.read_to_end(&mut got);
     let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 200 "), "{text:.300}");
+    // 200 once Redis resumes, or 503 if the link's keepalive gave the
+    // paused Redis up first (a link silent for 3 s is taken for dead):
+    // either way the held input was never read into memory.
+    assert!(
+        text.starts_with("HTTP/1.1 200 ") || text.starts_with("HTTP/1.1 503 "),
+        "{text:.300}"
+    );
     assert!(text.contains("HTTP/1.1 431 "), "{text:.600}");
     let _ = writer.join();
 }

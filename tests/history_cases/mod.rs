@@ -74,7 +74,9 @@ pub fn publish(c: &mut Client, channel: &str, action: Value) -> Option<u64> {
 /// The next message, which must be a `user_action` of `channel`.
 #[track_caller]
 pub fn next_action(c: &mut Client, channel: &str) -> Value {
-    let v = c.recv_json();
+    // Presence events (a member who dropped earlier in the test leaving)
+    // may come between actions; only actions carry offsets.
+    let v = c.recv_until(|v| v["type"] != "presence");
     assert_eq!(v["type"], "user_action", "expected a user_action: {v}");
     assert_eq!(v["channel"], channel, "{v}");
     v
