@@ -38,7 +38,7 @@ use crate::broker::redis::RedisOwner;
 use crate::broker::{self, ConnRef, Msg, Outbox, Owner, OwnerLimits};
 use crate::config::Config;
 use crate::metrics::{DeliveredType, WorkerMetrics};
-use crate::registry::{Handle, Registry};
+use crate::registry::{Fanout, Handle, Registry};
 use conn::{Conn, Phase};
 
 const WAKER: Token = Token(0);
@@ -113,6 +113,8 @@ pub struct Worker {
     broker: Broker,
     outbox: Outbox,
     dirty: Vec<usize>,
+    /// Slow consumers found by a delivery, kept for its capacity.
+    slow: Vec<usize>,
     scratch: Vec<u8>,
     next_serial: u32,
     next_conn_seq: u64,
@@ -163,6 +165,7 @@ impl Worker {
             registry: Registry::default(),
             outbox: Outbox::new(workers),
             dirty: Vec::new(),
+            slow: Vec::new(),
             scratch: vec![0; SCRATCH],
             next_serial: 1,
             next_conn_seq: 1,
@@ -612,31 +615,29 @@ impl Worker {
 
     /// Queues one shared frame for every local member of `channel`.
     fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnRef>) -> u64 {
-        let limit = self.config.outbound_limit;
-        let except = except.filter(|e| usize::from(e.worker) == self.index);
-        let mut slow = Vec::new();
-        let mut queued = 0;
-        for &h in self.registry.members(channel) {
-            if except.is_some_and(|e| e.key == h.key && e.serial == h.serial) {
-                continue;
-            }
-            let key = h.key as usize;
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == h.serial) else {
-                continue;
-            };
-            if conn.queue(frame.clone(), limit).is_err() {
-                slow.push(key);
-                continue;
-            }
-            queued += 1;
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(key);
-            }
-        }
-        for key in slow {
+        let except = except
+            .filter(|e| usize::from(e.worker) == self.index)
+            .map(|e| Handle {
+                key: e.key,
+                serial: e.serial,
+            });
+        let mut fanout = Fanout {
+            dirty: std::mem::take(&mut self.dirty),
+            slow: std::mem::take(&mut self.slow),
+        };
+        let queued = self.registry.deliver(
+            channel,
+            frame,
+            except,
+            self.config.outbound_limit,
+            &mut self.conns,
+            &mut fanout,
+        );
+        self.dirty = fanout.dirty;
+        for key in fanout.slow.drain(..) {
             self.begin_close(key, 4008, "slow consumer", true);
         }
+        self.slow = fanout.slow;
         queued
     }
 
