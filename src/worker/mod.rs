@@ -53,6 +53,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// fit in one read.
 const SCRATCH: usize = 64 * 1024 + 64;
 
+/// Emptied batches (this worker's own, and those other workers sent) kept
+/// to carry the next ones: traffic between workers flows both ways, so in a
+/// steady state no turn allocates a batch.
+const SPARE_BATCHES: usize = 8;
+/// A batch grown past this (a burst) is freed rather than kept.
+const SPARE_BATCH_CAPACITY: usize = 4096;
+
 fn token_of(key: usize) -> Token {
     Token(key + FIRST_CONN)
 }
@@ -115,6 +122,8 @@ pub struct Worker {
     dirty: Vec<usize>,
     /// Slow consumers found by a delivery, kept for its capacity.
     slow: Vec<usize>,
+    /// See [`SPARE_BATCHES`].
+    spare: Vec<Vec<Msg>>,
     scratch: Vec<u8>,
     next_serial: u32,
     next_conn_seq: u64,
@@ -166,6 +175,7 @@ impl Worker {
             outbox: Outbox::new(workers),
             dirty: Vec::new(),
             slow: Vec::new(),
+            spare: Vec::new(),
             scratch: vec![0; SCRATCH],
             next_serial: 1,
             next_conn_seq: 1,
@@ -179,8 +189,11 @@ impl Worker {
     /// Runs until drained.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // The end of the last turn: one clock read serves both its loop-time
+        // metric and the next poll's timeout.
+        let mut turn_end = Instant::now();
         loop {
-            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            let timeout = self.next_tick.saturating_duration_since(turn_end);
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -218,7 +231,8 @@ impl Worker {
                 Broker::Redis(r) => r.channel_count(),
             };
             self.shared.owned_channels[self.index].store(owned, Ordering::Relaxed);
-            let spent = self.now.elapsed().as_nanos() as u64;
+            turn_end = Instant::now();
+            let spent = turn_end.saturating_duration_since(self.now).as_nanos() as u64;
             self.metrics.loop_time.observe(spent);
             if self.draining && self.conns.is_empty() {
                 return Ok(());
@@ -229,42 +243,49 @@ impl Worker {
     /// Drains the outbox and flushes dirty connections until nothing is left.
     fn pump(&mut self) {
         loop {
-            let mut local = std::mem::take(self.outbox.queue_mut(self.index));
             for w in 0..self.outbox.workers() {
-                if w == self.index {
+                if w == self.index || self.outbox.queue_mut(w).is_empty() {
                     continue;
                 }
-                let batch = std::mem::take(self.outbox.queue_mut(w));
-                if batch.is_empty() {
-                    continue;
-                }
+                let fresh = self.spare.pop().unwrap_or_default();
+                let batch = std::mem::replace(self.outbox.queue_mut(w), fresh);
                 if self.shared.senders[w].send(batch).is_ok() {
                     let _ = self.shared.wakers[w].wake();
                 }
             }
-            if local.is_empty() {
+            if self.outbox.queue_mut(self.index).is_empty() {
                 break;
             }
+            // Owners handling these queue more for this worker: they go to
+            // a fresh batch, handled in the next round.
+            let fresh = self.spare.pop().unwrap_or_default();
+            let mut local = std::mem::replace(self.outbox.queue_mut(self.index), fresh);
             for msg in local.drain(..) {
                 self.dispatch(msg);
             }
             if let Broker::Redis(r) = &mut self.broker {
                 r.flush(self.now, self.poll.registry(), &mut self.outbox);
             }
-            // Hand the allocation back for the next turn.
-            let q = self.outbox.queue_mut(self.index);
-            if q.is_empty() {
-                *q = local;
-            }
+            self.keep_spare(local);
         }
         self.flush_dirty();
     }
 
+    /// Keeps an emptied batch for reuse (see [`SPARE_BATCHES`]).
+    fn keep_spare(&mut self, batch: Vec<Msg>) {
+        debug_assert!(batch.is_empty());
+        let cap = batch.capacity();
+        if cap > 0 && cap <= SPARE_BATCH_CAPACITY && self.spare.len() < SPARE_BATCHES {
+            self.spare.push(batch);
+        }
+    }
+
     fn drain_queue(&mut self) {
-        while let Ok(batch) = self.receiver.try_recv() {
-            for msg in batch {
+        while let Ok(mut batch) = self.receiver.try_recv() {
+            for msg in batch.drain(..) {
                 self.dispatch(msg);
             }
+            self.keep_spare(batch);
         }
         if let Broker::Redis(r) = &mut self.broker {
             r.flush(self.now, self.poll.registry(), &mut self.outbox);
