@@ -4,9 +4,20 @@
 //! Pure and small on purpose: the delivery loop walks a `Vec` of slab
 //! handles, the cheapest thing to iterate, and membership changes (rare next
 //! to deliveries) pay a linear scan.
+//!
+//! [`Registry::deliver`] is that loop. It is generic over what a connection
+//! is ([`Recipient`]), so the worker runs it over its sockets and the benches
+//! over in-memory connections: one channel lookup per message, then per
+//! member a slab index, a serial check and a reference-count increment, with
+//! no allocation once the queues have their capacity.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use bytes::Bytes;
+use slab::Slab;
+
+use crate::conn::{Outbound, Overflow};
 
 /// A slab key with the serial of the connection it was given to, so a stale
 /// entry for a reused slot is recognised and skipped.
@@ -14,6 +25,25 @@ use std::sync::Arc;
 pub struct Handle {
     pub key: u32,
     pub serial: u32,
+}
+
+/// What the delivery loop needs of a connection.
+pub trait Recipient {
+    /// The serial the connection's slab slot was given with.
+    fn serial(&self) -> u32;
+    fn outbound(&mut self) -> &mut Outbound;
+    /// Flags the connection for the end-of-turn flush; true when it was not
+    /// flagged yet (the caller then lists it once).
+    fn mark_dirty(&mut self) -> bool;
+}
+
+/// What one delivery did, besides queueing.
+#[derive(Debug, Default)]
+pub struct Fanout {
+    /// Connections queued to, each listed once per flush.
+    pub dirty: Vec<usize>,
+    /// Connections whose queue was full: slow consumers to close (4008).
+    pub slow: Vec<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +85,40 @@ impl Registry {
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }
+
+    /// Queues `frame` for every live member of `channel` but `except`, each
+    /// under `limit` bytes; returns how many were queued. Newly flagged
+    /// connections go to `out.dirty`, the full ones to `out.slow` (nothing
+    /// was queued for them).
+    pub fn deliver<R: Recipient>(
+        &self,
+        channel: &str,
+        frame: &Bytes,
+        except: Option<Handle>,
+        limit: usize,
+        conns: &mut Slab<R>,
+        out: &mut Fanout,
+    ) -> u64 {
+        let mut queued = 0;
+        for &h in self.members(channel) {
+            if except == Some(h) {
+                continue;
+            }
+            let key = h.key as usize;
+            let Some(conn) = conns.get_mut(key).filter(|c| c.serial() == h.serial) else {
+                continue;
+            };
+            if let Err(Overflow { .. }) = conn.outbound().push(frame.clone(), limit) {
+                out.slow.push(key);
+                continue;
+            }
+            queued += 1;
+            if conn.mark_dirty() {
+                out.dirty.push(key);
+            }
+        }
+        queued
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +142,63 @@ mod tests {
         assert!(r.remove("doc:1", h(2)));
         assert_eq!(r.channel_count(), 0);
         assert!(r.members("doc:1").is_empty());
+    }
+
+    #[derive(Default)]
+    struct Mock {
+        serial: u32,
+        out: Outbound,
+        dirty: bool,
+    }
+
+    impl Recipient for Mock {
+        fn serial(&self) -> u32 {
+            self.serial
+        }
+        fn outbound(&mut self) -> &mut Outbound {
+            &mut self.out
+        }
+        fn mark_dirty(&mut self) -> bool {
+            !std::mem::replace(&mut self.dirty, true)
+        }
+    }
+
+    #[test]
+    fn deliver_skips_except_stale_and_full_and_lists_each_once() {
+        let mut conns = Slab::new();
+        let c: Arc<str> = "c".into();
+        let mut r = Registry::default();
+        for serial in 1..=4 {
+            let key = conns.insert(Mock {
+                serial,
+                ..Mock::default()
+            }) as u32;
+            r.add(&c, Handle { key, serial });
+        }
+        // A handle whose slot was reused by another connection.
+        r.add(&c, Handle { key: 3, serial: 99 });
+        conns[2]
+            .out
+            .push(Bytes::from_static(b"0123456789"), 100)
+            .unwrap();
+        let frame = Bytes::from_static(b"frame");
+        let mut out = Fanout::default();
+        let except = Some(Handle { key: 0, serial: 1 });
+        assert_eq!(r.deliver("c", &frame, except, 12, &mut conns, &mut out), 2);
+        assert_eq!(out.dirty, [1, 3]);
+        assert_eq!(out.slow, [2]);
+        assert!(conns[0].out.is_empty(), "the sender was skipped");
+        assert_eq!(conns[2].out.queued_bytes(), 10, "nothing queued when full");
+        // Already flagged: queued again but not listed twice.
+        out.dirty.clear();
+        out.slow.clear();
+        assert_eq!(r.deliver("c", &frame, None, 100, &mut conns, &mut out), 4);
+        assert_eq!(out.dirty, [0, 2]);
+        assert_eq!(conns[1].out.queued_bytes(), 10);
+        assert_eq!(
+            r.deliver("nobody", &frame, None, 100, &mut conns, &mut out),
+            0
+        );
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! 4008). Writing is vectored: [`Outbound::io_slices`] lends the front frames
 //! to one `writev`, and [`Outbound::advance`] drops what the kernel took, so
 //! every frame queued in one loop turn leaves in one system call.
+//! [`Outbound::write_to`] is that loop over any [`Write`], so the worker's
+//! sockets and the benches' in-memory writers run the same code.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes};
 
@@ -74,6 +76,45 @@ impl Outbound {
             n += 1;
         }
         n
+    }
+
+    /// Writes queued frames to `w` until the queue is empty or `w` is full;
+    /// returns the bytes written.
+    ///
+    /// # Draining readiness
+    ///
+    /// The loop stops at `WouldBlock`, and also at a short write: for a
+    /// stream socket, fewer bytes taken than offered means the send buffer
+    /// is full and the kernel has armed the next writable edge (epoll(7),
+    /// "edge-triggered"), so the call that would only return `EAGAIN` is
+    /// skipped. A single frame goes out with `write`, several with one
+    /// `writev` of up to [`MAX_IOV`] frames.
+    pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {
+        let mut total = 0;
+        while let Some(front) = self.frames.front() {
+            let (offered, result) = if self.frames.len() == 1 {
+                (front.len(), w.write(front))
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let n = self.io_slices(&mut slices);
+                let offered = slices[..n].iter().map(|s| s.len()).sum();
+                (offered, w.write_vectored(&slices[..n]))
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    total += written;
+                    self.advance(written);
+                    if written < offered {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
     }
 
     /// Drops the first `written` bytes, as reported by the kernel.
@@ -174,6 +215,121 @@ mod tests {
         q.advance(3);
         q.truncate_unstarted();
         assert!(q.is_empty());
+    }
+
+    /// Takes up to `budget` bytes per call, then answers `WouldBlock`;
+    /// records how many buffers each call was offered.
+    struct Mock {
+        budget: usize,
+        taken: Vec<u8>,
+        calls: Vec<usize>,
+        interrupt_first: bool,
+    }
+
+    impl Mock {
+        fn new(budget: usize) -> Self {
+            Mock {
+                budget,
+                taken: Vec::new(),
+                calls: Vec::new(),
+                interrupt_first: false,
+            }
+        }
+    }
+
+    impl Write for Mock {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls.push(bufs.len());
+            if std::mem::take(&mut self.interrupt_first) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.budget);
+                self.taken.extend_from_slice(&b[..take]);
+                self.budget -= take;
+                n += take;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn write_to_sends_a_turn_of_frames_in_one_call() {
+        let mut q = Outbound::default();
+        for i in 0..5 {
+            q.push(frame(3, i), 100).unwrap();
+        }
+        let mut w = Mock::new(1000);
+        assert_eq!(q.write_to(&mut w).unwrap(), 15);
+        assert_eq!(w.calls, [5], "one writev, no call after the queue emptied");
+        assert!(q.is_empty());
+        assert_eq!(w.taken, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
+    }
+
+    #[test]
+    fn write_to_stops_at_a_short_write_without_another_call() {
+        let mut q = Outbound::default();
+        q.push(frame(4, 1), 100).unwrap();
+        q.push(frame(4, 2), 100).unwrap();
+        let mut w = Mock::new(6);
+        assert_eq!(q.write_to(&mut w).unwrap(), 6);
+        assert_eq!(w.calls.len(), 1);
+        assert_eq!(q.queued_bytes(), 2);
+        // The rest goes out whole on the next writable edge.
+        w.budget = 100;
+        assert_eq!(q.write_to(&mut w).unwrap(), 2);
+        assert_eq!(w.taken, [1, 1, 1, 1, 2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn write_to_stops_at_would_block_and_retries_interrupted() {
+        let mut q = Outbound::default();
+        q.push(frame(4, 1), 100).unwrap();
+        let mut w = Mock::new(0);
+        assert_eq!(q.write_to(&mut w).unwrap(), 0);
+        assert_eq!(q.queued_bytes(), 4);
+        let mut w = Mock::new(100);
+        w.interrupt_first = true;
+        assert_eq!(q.write_to(&mut w).unwrap(), 4);
+        assert_eq!(w.calls, [1, 1]);
+    }
+
+    #[test]
+    fn write_to_carries_at_most_max_iov_frames_per_call() {
+        let mut q = Outbound::default();
+        for _ in 0..MAX_IOV + 3 {
+            q.push(frame(1, 9), 1000).unwrap();
+        }
+        let mut w = Mock::new(1000);
+        assert_eq!(q.write_to(&mut w).unwrap(), MAX_IOV + 3);
+        assert_eq!(w.calls, [MAX_IOV, 3]);
+    }
+
+    #[test]
+    fn write_to_reports_a_zero_write() {
+        struct Zero;
+        impl Write for Zero {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut q = Outbound::default();
+        q.push(frame(1, 1), 10).unwrap();
+        let e = q.write_to(&mut Zero).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
     }
 
     #[test]

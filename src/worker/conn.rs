@@ -1,6 +1,6 @@
 //! A socket and what the worker keeps beside it.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -86,25 +86,24 @@ impl Conn {
     /// Writes queued frames until the queue is empty or the socket is full;
     /// returns the bytes written.
     pub fn flush(&mut self) -> io::Result<usize> {
-        let mut total = 0;
-        while !self.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); crate::conn::outbound::MAX_IOV];
-            let n = self.out.io_slices(&mut slices);
-            match self.stream.write_vectored(&slices[..n]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => {
-                    total += written;
-                    self.out.advance(written);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(total)
+        self.out.write_to(&mut self.stream)
     }
 
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.stream.read(buf)
+    }
+}
+
+impl crate::registry::Recipient for Conn {
+    fn serial(&self) -> u32 {
+        self.serial
+    }
+
+    fn outbound(&mut self) -> &mut Outbound {
+        &mut self.out
+    }
+
+    fn mark_dirty(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
     }
 }

@@ -453,7 +453,7 @@ impl Worker {
             }
         }
         if held {
-            self.on_readable(key);
+            self.on_readable(key, false);
         }
     }
 }

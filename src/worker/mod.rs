@@ -38,7 +38,7 @@ use crate::broker::redis::RedisOwner;
 use crate::broker::{self, ConnRef, Msg, Outbox, Owner, OwnerLimits};
 use crate::config::Config;
 use crate::metrics::{DeliveredType, WorkerMetrics};
-use crate::registry::{Handle, Registry};
+use crate::registry::{Fanout, Handle, Registry};
 use conn::{Conn, Phase};
 
 const WAKER: Token = Token(0);
@@ -52,6 +52,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// The per-worker read buffer: a full default-sized message and its header
 /// fit in one read.
 const SCRATCH: usize = 64 * 1024 + 64;
+
+/// Emptied batches (this worker's own, and those other workers sent) kept
+/// to carry the next ones: traffic between workers flows both ways, so in a
+/// steady state no turn allocates a batch.
+const SPARE_BATCHES: usize = 8;
+/// A batch grown past this (a burst) is freed rather than kept.
+const SPARE_BATCH_CAPACITY: usize = 4096;
 
 fn token_of(key: usize) -> Token {
     Token(key + FIRST_CONN)
@@ -113,6 +120,10 @@ pub struct Worker {
     broker: Broker,
     outbox: Outbox,
     dirty: Vec<usize>,
+    /// Slow consumers found by a delivery, kept for its capacity.
+    slow: Vec<usize>,
+    /// See [`SPARE_BATCHES`].
+    spare: Vec<Vec<Msg>>,
     scratch: Vec<u8>,
     next_serial: u32,
     next_conn_seq: u64,
@@ -163,6 +174,8 @@ impl Worker {
             registry: Registry::default(),
             outbox: Outbox::new(workers),
             dirty: Vec::new(),
+            slow: Vec::new(),
+            spare: Vec::new(),
             scratch: vec![0; SCRATCH],
             next_serial: 1,
             next_conn_seq: 1,
@@ -176,8 +189,11 @@ impl Worker {
     /// Runs until drained.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // The end of the last turn: one clock read serves both its loop-time
+        // metric and the next poll's timeout.
+        let mut turn_end = Instant::now();
         loop {
-            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            let timeout = self.next_tick.saturating_duration_since(turn_end);
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -195,8 +211,9 @@ impl Worker {
                     }
                     token => {
                         let Some(key) = key_of(token) else { continue };
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(key);
+                        let closed = event.is_read_closed() || event.is_error();
+                        if event.is_readable() || closed {
+                            self.on_readable(key, closed);
                         }
                         if event.is_writable() {
                             self.mark_dirty(key);
@@ -214,7 +231,8 @@ impl Worker {
                 Broker::Redis(r) => r.channel_count(),
             };
             self.shared.owned_channels[self.index].store(owned, Ordering::Relaxed);
-            let spent = self.now.elapsed().as_nanos() as u64;
+            turn_end = Instant::now();
+            let spent = turn_end.saturating_duration_since(self.now).as_nanos() as u64;
             self.metrics.loop_time.observe(spent);
             if self.draining && self.conns.is_empty() {
                 return Ok(());
@@ -225,20 +243,17 @@ impl Worker {
     /// Drains the outbox and flushes dirty connections until nothing is left.
     fn pump(&mut self) {
         loop {
-            let mut local = std::mem::take(self.outbox.queue_mut(self.index));
             for w in 0..self.outbox.workers() {
-                if w == self.index {
+                if w == self.index || self.outbox.queue_mut(w).is_empty() {
                     continue;
                 }
-                let batch = std::mem::take(self.outbox.queue_mut(w));
-                if batch.is_empty() {
-                    continue;
-                }
+                let fresh = self.spare.pop().unwrap_or_default();
+                let batch = std::mem::replace(self.outbox.queue_mut(w), fresh);
                 if self.shared.senders[w].send(batch).is_ok() {
                     let _ = self.shared.wakers[w].wake();
                 }
             }
-            if local.is_empty() {
+            if self.outbox.queue_mut(self.index).is_empty() {
                 // Flushing can release held HTTP input, whose requests may
                 // queue more messages.
                 if self.flush_dirty() {
@@ -246,25 +261,35 @@ impl Worker {
                 }
                 break;
             }
+            // Owners handling these queue more for this worker: they go to
+            // a fresh batch, handled in the next round.
+            let fresh = self.spare.pop().unwrap_or_default();
+            let mut local = std::mem::replace(self.outbox.queue_mut(self.index), fresh);
             for msg in local.drain(..) {
                 self.dispatch(msg);
             }
             if let Broker::Redis(r) = &mut self.broker {
                 r.flush(self.now, self.poll.registry(), &mut self.outbox);
             }
-            // Hand the allocation back for the next turn.
-            let q = self.outbox.queue_mut(self.index);
-            if q.is_empty() {
-                *q = local;
-            }
+            self.keep_spare(local);
+        }
+    }
+
+    /// Keeps an emptied batch for reuse (see [`SPARE_BATCHES`]).
+    fn keep_spare(&mut self, batch: Vec<Msg>) {
+        debug_assert!(batch.is_empty());
+        let cap = batch.capacity();
+        if cap > 0 && cap <= SPARE_BATCH_CAPACITY && self.spare.len() < SPARE_BATCHES {
+            self.spare.push(batch);
         }
     }
 
     fn drain_queue(&mut self) {
-        while let Ok(batch) = self.receiver.try_recv() {
-            for msg in batch {
+        while let Ok(mut batch) = self.receiver.try_recv() {
+            for msg in batch.drain(..) {
                 self.dispatch(msg);
             }
+            self.keep_spare(batch);
         }
         if let Broker::Redis(r) = &mut self.broker {
             r.flush(self.now, self.poll.registry(), &mut self.outbox);
@@ -308,7 +333,19 @@ impl Worker {
         ));
     }
 
-    fn on_readable(&mut self, key: usize) {
+    /// Reads until the socket is drained. `closed`: the event said the peer
+    /// hung up or the socket failed, so reading goes on to the 0 or the
+    /// error that makes the connection go away.
+    ///
+    /// # Draining readiness
+    ///
+    /// A read that fills less than the buffer drained a stream socket, and
+    /// data arriving later raises a new edge (epoll(7), "edge-triggered"), so
+    /// the loop stops there instead of paying one more `recv` for its
+    /// `EAGAIN`: in chatty traffic that is one system call per client
+    /// message. A hang-up arriving after the event was reported raises its
+    /// own edge too.
+    fn on_readable(&mut self, key: usize, closed: bool) {
         if self.scratch.is_empty() {
             // Already reading (a nested call): an empty buffer would read as EOF.
             return;
@@ -327,7 +364,10 @@ impl Worker {
                 }
                 Ok(n) => {
                     self.metrics.bytes_in(n as u64);
-                    self.on_bytes(key, &mut scratch, n)
+                    self.on_bytes(key, &mut scratch, n);
+                    if n < scratch.len() && !closed {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -652,31 +692,29 @@ impl Worker {
 
     /// Queues one shared frame for every local member of `channel`.
     fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnRef>) -> u64 {
-        let limit = self.config.outbound_limit;
-        let except = except.filter(|e| usize::from(e.worker) == self.index);
-        let mut slow = Vec::new();
-        let mut queued = 0;
-        for &h in self.registry.members(channel) {
-            if except.is_some_and(|e| e.key == h.key && e.serial == h.serial) {
-                continue;
-            }
-            let key = h.key as usize;
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == h.serial) else {
-                continue;
-            };
-            if conn.queue(frame.clone(), limit).is_err() {
-                slow.push(key);
-                continue;
-            }
-            queued += 1;
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(key);
-            }
-        }
-        for key in slow {
+        let except = except
+            .filter(|e| usize::from(e.worker) == self.index)
+            .map(|e| Handle {
+                key: e.key,
+                serial: e.serial,
+            });
+        let mut fanout = Fanout {
+            dirty: std::mem::take(&mut self.dirty),
+            slow: std::mem::take(&mut self.slow),
+        };
+        let queued = self.registry.deliver(
+            channel,
+            frame,
+            except,
+            self.config.outbound_limit,
+            &mut self.conns,
+            &mut fanout,
+        );
+        self.dirty = fanout.dirty;
+        for key in fanout.slow.drain(..) {
             self.begin_close(key, 4008, "slow consumer", true);
         }
+        self.slow = fanout.slow;
         queued
     }
 

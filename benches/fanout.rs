@@ -1,0 +1,163 @@
+//! Fan-out of one broadcast to 10 000 connections on one worker, over
+//! in-memory sockets that take a bounded number of bytes per flush and then
+//! answer `WouldBlock` (`support/room.rs`): the registry lookup, a
+//! reference-counted frame queued per member, and each member's vectored
+//! write. The kernel's share of a real write (about 5 µs on loopback, see
+//! `perf/floor`) is not here; this is everything switchboard adds to it.
+//!
+//! Before the timed runs it prints the heap allocations per recipient on the
+//! broadcast path, counted by a global allocator (the target is 0 once the
+//! first message has given every queue its capacity); `tests/fanout_allocs.rs`
+//! asserts the same figure.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput};
+use switchboard::ws::text_frame_with;
+
+#[path = "support/alloc.rs"]
+mod alloc;
+#[path = "support/room.rs"]
+mod room;
+
+use room::{action, Broker, Room};
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+const MEMBERS: usize = 10_000;
+/// What a loopback socket takes in one call here, comfortably more than a
+/// turn's frames.
+const SOCKET_ROOM: usize = 64 * 1024;
+
+fn frame() -> Bytes {
+    let a = action();
+    text_frame_with(|v| {
+        v.extend_from_slice(br#"{"type":"user_action","channel":"doc:bench","data":"#);
+        v.extend_from_slice(&a);
+        v.push(b'}');
+    })
+}
+
+/// Allocations per recipient over `messages` broadcasts after one warm-up,
+/// for the direct path and for the path through the owner.
+fn report_allocations() {
+    let messages = 20;
+    let f = frame();
+    let mut room = Room::new(MEMBERS, SOCKET_ROOM, true);
+    room.deliver("doc:bench", &f, None);
+    room.flush();
+    let (delivered, allocs) = alloc::counting(|| {
+        let mut n = 0;
+        for _ in 0..messages {
+            n += room.deliver("doc:bench", &f, None);
+            room.flush();
+        }
+        n
+    });
+    println!(
+        "allocations: deliver+write: {allocs} over {delivered} deliveries = {:.6} per recipient",
+        allocs as f64 / delivered as f64
+    );
+
+    let mut room = Room::new(MEMBERS, SOCKET_ROOM, false);
+    let mut broker = Broker::new();
+    broker.join_all(&mut room);
+    let a = action();
+    broker.publish(&mut room, 0, &a);
+    room.flush();
+    let (delivered, allocs) = alloc::counting(|| {
+        let mut n = 0;
+        for _ in 0..messages {
+            n += broker.publish(&mut room, 0, &a);
+            room.flush();
+        }
+        n
+    });
+    println!(
+        "allocations: publish through the owner+deliver+write: {allocs} over {messages} messages \
+         ({:.1} per message), {delivered} deliveries = {:.6} per recipient",
+        allocs as f64 / messages as f64,
+        allocs as f64 / delivered as f64
+    );
+}
+
+fn fanout(c: &mut Criterion) {
+    let f = frame();
+    let mut g = c.benchmark_group("fanout");
+    g.throughput(Throughput::Elements(MEMBERS as u64));
+    // One frame per member per turn: one `write` each (the fanout scenario).
+    let mut room = Room::new(MEMBERS, SOCKET_ROOM, true);
+    g.bench_function(BenchmarkId::new("deliver_write", MEMBERS), |b| {
+        b.iter(|| {
+            let n = room.deliver("doc:bench", black_box(&f), None);
+            black_box(room.flush());
+            n
+        })
+    });
+    // The two halves, each timed alone (the other runs untimed, so the
+    // queues empty between iterations).
+    let mut room = Room::new(MEMBERS, SOCKET_ROOM, true);
+    g.bench_function(BenchmarkId::new("deliver_only", MEMBERS), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                black_box(room.deliver("doc:bench", black_box(&f), None));
+                spent += start.elapsed();
+                room.flush();
+            }
+            spent
+        })
+    });
+    let mut room = Room::new(MEMBERS, SOCKET_ROOM, true);
+    g.bench_function(BenchmarkId::new("write_only", MEMBERS), |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                room.deliver("doc:bench", &f, None);
+                let start = Instant::now();
+                black_box(room.flush());
+                spent += start.elapsed();
+            }
+            spent
+        })
+    });
+    // Four broadcasts in one turn: each member's four frames leave in one
+    // `writev` (the bigroom scenario under load).
+    let mut room = Room::new(MEMBERS, SOCKET_ROOM, true);
+    g.throughput(Throughput::Elements(4 * MEMBERS as u64));
+    g.bench_function(BenchmarkId::new("deliver4_writev", MEMBERS), |b| {
+        b.iter(|| {
+            for _ in 0..4 {
+                room.deliver("doc:bench", black_box(&f), None);
+            }
+            black_box(room.flush())
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("fanout_owner");
+    g.throughput(Throughput::Elements(MEMBERS as u64));
+    let mut room = Room::new(MEMBERS, SOCKET_ROOM, false);
+    let mut broker = Broker::new();
+    broker.join_all(&mut room);
+    let a = action();
+    g.bench_function(BenchmarkId::new("publish_deliver_write", MEMBERS), |b| {
+        b.iter(|| {
+            let n = broker.publish(&mut room, 0, black_box(&a));
+            black_box(room.flush());
+            n
+        })
+    });
+    g.finish();
+}
+
+fn main() {
+    report_allocations();
+    let mut c = Criterion::default().configure_from_args();
+    fanout(&mut c);
+    c.final_summary();
+}
