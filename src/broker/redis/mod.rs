@@ -331,16 +331,17 @@ impl RedisOwner {
         out: &mut Outbox,
     ) {
         if !self.up {
-            out.send(
-                usize::from(who.worker),
-                Msg::JoinFailed {
+            let since = since.is_some();
+            return self.fail_tag(
+                Tag::Join {
                     channel,
                     who,
                     id,
+                    since,
                     rejoin,
                 },
+                out,
             );
-            return;
         }
         let workers = self.config.threads;
         let prefix = self.config.redis_prefix.clone();
