@@ -110,8 +110,15 @@ pub enum Msg {
         who: ConnRef,
         frame: Option<Bytes>,
     },
-    /// To the connection's worker: one frame for one connection.
-    Reply { who: ConnRef, frame: Bytes },
+    /// To the connection's worker: one frame for one connection. `owed`:
+    /// the reply to a request the worker counted as owed (see
+    /// `conn::Replies`): every `Presence`, and every client `Publish` with
+    /// an `id`. An `unavailable` for a `Publish` without one is not owed.
+    Reply {
+        who: ConnRef,
+        frame: Bytes,
+        owed: bool,
+    },
     /// To every worker with members: one frame for each local member of
     /// `channel`, except `except`.
     Deliver {

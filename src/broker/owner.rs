@@ -315,7 +315,14 @@ impl Owner {
                 if let Some(id) = id {
                     let frame =
                         ws::text_frame_with(|buf| server::ack(buf, Some(id), channel, offset));
-                    out.send(usize::from(who.worker), Msg::Reply { who, frame });
+                    out.send(
+                        usize::from(who.worker),
+                        Msg::Reply {
+                            who,
+                            frame,
+                            owed: true,
+                        },
+                    );
                 }
             }
             Origin::Api(to) => out.send(
@@ -344,7 +351,14 @@ impl Owner {
             }
             None => ws::text_frame_with(|buf| server::presence_state(buf, id, channel, &[])),
         };
-        out.send(usize::from(who.worker), Msg::Reply { who, frame });
+        out.send(
+            usize::from(who.worker),
+            Msg::Reply {
+                who,
+                frame,
+                owed: true,
+            },
+        );
     }
 
     fn query(&self, q: Query) -> Answer {

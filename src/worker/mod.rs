@@ -37,6 +37,7 @@ use slab::Slab;
 use crate::broker::redis::RedisOwner;
 use crate::broker::{self, ConnRef, Msg, Outbox, Owner, OwnerLimits};
 use crate::config::Config;
+use crate::conn::CloseNow;
 use crate::metrics::{DeliveredType, WorkerMetrics};
 use crate::registry::{Fanout, Handle, Registry};
 use conn::{Conn, Phase};
@@ -518,30 +519,79 @@ impl Worker {
         !release.is_empty()
     }
 
-    /// Starts the close of a connection: leave every channel, queue the
-    /// close frame (dropping unsent frames first when `drop_queue`, for a
-    /// slow consumer), and give the peer [`CLOSE_GRACE`] to hang up.
+    /// Decides the close of a connection: leave every channel, then queue
+    /// the close frame (dropping unsent frames first when `drop_queue`, for
+    /// a slow consumer) once every reply owed for earlier requests has gone
+    /// out (PROTOCOL.md §8; see `conn::Replies`), and give the peer
+    /// [`CLOSE_GRACE`] to hang up. Input is ignored from here on.
+    ///
+    /// Every close of a WebSocket comes here, so every close code keeps
+    /// the rule. A queue that overflows while the close waits ends the
+    /// wait: the outbound bound wins over the owed replies.
     fn begin_close(&mut self, key: usize, code: u16, reason: &str, drop_queue: bool) {
         self.leave_all(key);
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let frame = match &mut conn.phase {
+            Phase::Closing { .. } => return,
+            Phase::Http { .. } => Bytes::new(),
+            Phase::Ws(ws) => {
+                let replies = &mut ws.session.replies;
+                if drop_queue {
+                    conn.out.truncate_unstarted();
+                    replies.drop_parked();
+                }
+                match replies.request_close(crate::ws::close_frame(code, reason), now) {
+                    CloseNow::Yes(frame) => frame,
+                    CloseNow::Waits => return,
+                    CloseNow::AlreadyClosing if drop_queue => match replies.abandon() {
+                        Some(frame) => frame,
+                        None => return,
+                    },
+                    CloseNow::AlreadyClosing => return,
+                }
+            }
+        };
+        self.close_with(key, frame);
+    }
+
+    /// Queues the last frame (a close frame, or nothing) and moves to
+    /// [`Phase::Closing`].
+    fn close_with(&mut self, key: usize, frame: Bytes) {
         let deadline = self.now + CLOSE_GRACE;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.is_closing() {
-            return;
-        }
-        if drop_queue {
-            conn.out.truncate_unstarted();
-        }
-        if matches!(conn.phase, Phase::Ws(_)) {
-            conn.out
-                .push_unbounded(crate::ws::close_frame(code, reason));
-        }
+        conn.out.push_unbounded(frame);
         conn.phase = Phase::Closing {
             deadline,
             shut: false,
         };
         self.mark_dirty(key);
+    }
+
+    /// A close waiting for owed replies goes out once they have, or once
+    /// its wait is over (then with what is still parked, within the bound).
+    fn close_if_settled(&mut self, key: usize) {
+        let now = self.now;
+        let limit = self.config.outbound_limit;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Ws(ws) = &mut conn.phase else {
+            return;
+        };
+        let Some(frame) = ws.session.replies.poll_close(now) else {
+            return;
+        };
+        for parked in ws.session.replies.take_parked() {
+            if conn.out.push(parked, limit).is_err() {
+                break;
+            }
+        }
+        self.close_with(key, frame);
     }
 
     /// Ends an HTTP exchange after its response: half-close once written.
@@ -619,33 +669,38 @@ impl Worker {
                         ws.session.channels.remove(&channel);
                     }
                 }
-                self.reply_error(
-                    who.key as usize,
-                    id,
-                    crate::proto::ErrorCode::Unavailable,
-                    "the broker is unreachable",
-                );
+                let code = crate::proto::ErrorCode::Unavailable;
+                self.metrics.error(code.as_str());
+                let frame = crate::ws::text_frame_with(|b| {
+                    crate::proto::server::error(b, id, code, "the broker is unreachable")
+                });
+                self.send_owed(who.key as usize, [frame]);
             }
             Msg::Joined {
                 channel,
                 who,
                 frames,
             } => {
-                if self.conn_for(who).is_none() {
+                let Some(conn) = self.conn_for(who) else {
                     return;
+                };
+                // A connection whose close is decided has left every
+                // channel: it gets its `joined`, but no more events.
+                if conn
+                    .ws_mut()
+                    .is_some_and(|ws| !ws.session.replies.closing())
+                {
+                    self.registry.add(
+                        &channel,
+                        Handle {
+                            key: who.key,
+                            serial: who.serial,
+                        },
+                    );
                 }
-                self.registry.add(
-                    &channel,
-                    Handle {
-                        key: who.key,
-                        serial: who.serial,
-                    },
-                );
                 self.metrics
                     .delivered(DeliveredType::Reply, frames.len() as u64);
-                for f in frames {
-                    self.send_frame(who.key as usize, f);
-                }
+                self.send_owed(who.key as usize, frames);
             }
             Msg::Left {
                 channel,
@@ -661,14 +716,18 @@ impl Worker {
                 );
                 if let Some(f) = frame {
                     if self.conn_for(who).is_some() {
-                        self.send_frame(who.key as usize, f);
+                        self.send_owed(who.key as usize, [f]);
                     }
                 }
             }
-            Msg::Reply { who, frame } => {
+            Msg::Reply { who, frame, owed } => {
                 if self.conn_for(who).is_some() {
                     self.metrics.delivered(DeliveredType::Reply, 1);
-                    self.send_frame(who.key as usize, frame);
+                    if owed {
+                        self.send_owed(who.key as usize, [frame]);
+                    } else {
+                        self.send_frame(who.key as usize, frame);
+                    }
                 }
             }
             Msg::Deliver {
@@ -757,11 +816,22 @@ impl Worker {
         let mut expired = Vec::new();
         let mut silent = Vec::new();
         let mut ping = Vec::new();
+        let mut waited = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             match &mut conn.phase {
                 Phase::Http { deadline } | Phase::Closing { deadline, .. } => {
                     if now >= *deadline {
                         expired.push(key);
+                    }
+                }
+                Phase::Ws(ws) if ws.session.replies.closing() => {
+                    if ws
+                        .session
+                        .replies
+                        .close_deadline()
+                        .is_some_and(|t| now >= t)
+                    {
+                        waited.push(key);
                     }
                 }
                 Phase::Ws(ws) => {
@@ -776,6 +846,9 @@ impl Worker {
         }
         for key in expired {
             self.drop_conn(key);
+        }
+        for key in waited {
+            self.close_if_settled(key);
         }
         for key in silent {
             self.begin_close(key, 1001, "heartbeat timeout", false);

@@ -58,6 +58,7 @@ impl RedisOwner {
                     Msg::Reply {
                         who,
                         frame: unavailable(id),
+                        owed: id.is_some(),
                     },
                 ),
                 Origin::Api(to) => out.send(
@@ -73,6 +74,7 @@ impl RedisOwner {
                 Msg::Reply {
                     who,
                     frame: unavailable(id),
+                    owed: true,
                 },
             ),
             Tag::ApiPresence { to } | Tag::ApiChannels { to } => out.send(
@@ -176,7 +178,14 @@ impl RedisOwner {
                         if let Some(id) = id {
                             let frame =
                                 ws::text_frame_with(|b| server::ack(b, Some(id), &channel, offset));
-                            out.send(usize::from(who.worker), Msg::Reply { who, frame });
+                            out.send(
+                                usize::from(who.worker),
+                                Msg::Reply {
+                                    who,
+                                    frame,
+                                    owed: true,
+                                },
+                            );
                         }
                     }
                     Origin::Api(to) => out.send(
@@ -192,7 +201,14 @@ impl RedisOwner {
                 let list = members_json(bulk_items(&value));
                 let frame =
                     ws::text_frame_with(|b| server::presence_state_raw(b, id, &channel, &list));
-                out.send(usize::from(who.worker), Msg::Reply { who, frame });
+                out.send(
+                    usize::from(who.worker),
+                    Msg::Reply {
+                        who,
+                        frame,
+                        owed: true,
+                    },
+                );
             }
             Tag::ApiPresence { to } => out.send(
                 usize::from(to.worker),
