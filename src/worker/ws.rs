@@ -87,6 +87,9 @@ impl Worker {
             }
             Message::Ping(p) => self.send_frame(key, ws::server_frame(OpCode::Pong, p)),
             Message::Pong(_) => {}
+            // The decoder returns these only where permessage-deflate was
+            // negotiated, which needs `--compression`.
+            Message::Deflated { .. } => self.begin_close(key, 1002, "", false),
             Message::Close(frame) => {
                 // RFC 6455 §5.5.1: answer with a close frame, echoing the code.
                 let code = frame.map_or(1000, |f| f.code);
