@@ -118,6 +118,8 @@ label_enum! {
         TooBig => "1009",
         SlowConsumer => "4008",
         RateLimited => "4009",
+        /// The token expired without a successful `refresh`.
+        TokenExpired => "4010",
         Other => "other",
     }
 }
@@ -152,6 +154,7 @@ impl CloseKind {
             1009 => CloseKind::TooBig,
             4008 => CloseKind::SlowConsumer,
             4009 => CloseKind::RateLimited,
+            4010 => CloseKind::TokenExpired,
             _ => CloseKind::Other,
         }
     }
@@ -160,7 +163,7 @@ impl CloseKind {
 /// The error codes of PROTOCOL.md §7 in rendering order, then `other` for
 /// anything else. Strings rather than `proto::ErrorCode` keep this module
 /// free of the protocol types.
-pub const ERROR_CODES: [&str; 9] = [
+pub const ERROR_CODES: [&str; 10] = [
     "bad_request",
     "unknown_type",
     "invalid_channel",
@@ -169,6 +172,7 @@ pub const ERROR_CODES: [&str; 9] = [
     "too_many_channels",
     "rate_limited",
     "unavailable",
+    "unauthorized",
     "other",
 ];
 
@@ -183,7 +187,8 @@ pub fn error_index(code: &str) -> usize {
         "too_many_channels" => 5,
         "rate_limited" => 6,
         "unavailable" => 7,
-        _ => 8,
+        "unauthorized" => 8,
+        _ => 9,
     }
 }
 

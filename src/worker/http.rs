@@ -181,7 +181,7 @@ impl Worker {
             user,
             info,
             channels: allowed,
-            exp: _,
+            exp,
         } = match self.identify(head, &conn_id) {
             Ok(identity) => identity,
             Err(resp) => return self.respond(key, resp, false, false),
@@ -235,9 +235,12 @@ impl Worker {
         if !echo {
             conn.out.push_unbounded(welcome);
         }
+        let mut session = Session::new(member, allowed, rate, now);
+        session.token =
+            auth::session::TokenLife::new(exp, self.config.jwt_leeway_s, auth::unix_now(), now);
         conn.phase = Phase::Ws(Box::new(WsConn {
             decoder: ws::Decoder::new(Role::Server, max),
-            session: Session::new(member, allowed, rate, now),
+            session,
             echo,
             last_recv: now,
             next_ping: now + self.config.heartbeat,

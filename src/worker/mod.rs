@@ -21,6 +21,7 @@
 
 mod conn;
 mod http;
+mod token;
 mod ws;
 
 use std::io;
@@ -687,10 +688,10 @@ impl Worker {
                 frame,
             } => {
                 self.registry.remove(&channel, who.handle());
-                if let Some(f) = frame {
-                    if self.conn_for(who).is_some() {
-                        self.send_owed(who.key(), [f]);
-                    }
+                match frame {
+                    Some(f) if self.conn_for(who).is_some() => self.send_owed(who.key(), [f]),
+                    Some(_) => {}
+                    None => self.on_unreplied_left(&channel, who),
                 }
             }
             ToWorker::Reply { who, frame, owed } => {
@@ -787,6 +788,7 @@ impl Worker {
         let mut silent = Vec::new();
         let mut ping = Vec::new();
         let mut waited = Vec::new();
+        let mut token_expired = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             match &mut conn.phase {
                 Phase::Http { deadline } | Phase::Closing { deadline, .. } => {
@@ -805,7 +807,9 @@ impl Worker {
                     }
                 }
                 Phase::Ws(ws) => {
-                    if now.saturating_duration_since(ws.last_recv) >= silent_after {
+                    if ws.session.token.expired(now) {
+                        token_expired.push(key);
+                    } else if now.saturating_duration_since(ws.last_recv) >= silent_after {
                         silent.push(key);
                     } else if now >= ws.next_ping {
                         ws.next_ping = now + hb;
@@ -822,6 +826,9 @@ impl Worker {
         }
         for key in silent {
             self.begin_close(key, 1001, "heartbeat timeout", false);
+        }
+        for key in token_expired {
+            self.expire_token(key);
         }
         for key in ping {
             let frame = self.ping_frame.clone();

@@ -145,6 +145,7 @@ impl Worker {
             Ok(Request::Action { .. }) => MsgType::Action,
             Ok(Request::Presence { .. }) => MsgType::Presence,
             Ok(Request::Ping) => MsgType::Ping,
+            Ok(Request::Refresh { .. }) => MsgType::Refresh,
             Err(_) => MsgType::Invalid,
         });
         if !self.admit(key, env.id) {
@@ -157,6 +158,9 @@ impl Worker {
     }
 
     fn on_request(&mut self, key: usize, id: Option<u64>, req: Request<'_>) {
+        if let Request::Refresh { token } = &req {
+            return self.on_refresh(key, id, token);
+        }
         let Some(who) = self.conn_id(key) else {
             return;
         };
@@ -168,6 +172,8 @@ impl Worker {
         };
         let session = &mut wsc.session;
         let result: Result<(), (ErrorCode, &str)> = match req {
+            // Handled above.
+            Request::Refresh { .. } => return,
             Request::Ping => {
                 let frame = ws::text_frame_with(|b| server::pong(b, id));
                 self.send_local_reply(key, frame);
@@ -294,7 +300,7 @@ impl Worker {
     /// Sends a reply made on this worker; while owners still owe earlier
     /// replies it waits behind them (see `conn::Replies`). What waits counts
     /// against the outbound limit like what is queued.
-    fn send_local_reply(&mut self, key: usize, frame: Bytes) {
+    pub(super) fn send_local_reply(&mut self, key: usize, frame: Bytes) {
         let limit = self.config.outbound_limit;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
