@@ -230,3 +230,38 @@ fn refresh_narrowing_channels_leaves_them_on_every_node() {
     let mut alice = n1.connect(&format!("token={}", token("alice", 600)));
     narrowing(&mut alice, &mut watcher);
 }
+
+/// §8: the 4010 close waits for the replies owed. Redis is stopped
+/// (SIGSTOP) with requests in it, the token expires meanwhile, and every
+/// request is still answered (`unavailable`, once the link is declared
+/// dead) before the close frame.
+#[test]
+fn the_4010_close_comes_after_the_replies_owed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let s = redis_node(
+        "expiry",
+        &redis,
+        &["--hmac-secret", SECRET, "--jwt-leeway-s", "0"],
+    );
+    let mut c = s.connect(&format!("token={}", token("alice", 2)));
+    c.join("doc:1");
+    let pid = redis.pid().expect("redis pid") as libc::pid_t;
+    // SAFETY: signalling a child process we started; no memory involved.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    for id in 1..=5u64 {
+        c.send_json(json!({"type": "user_action", "channel": "doc:1", "id": id, "action": id}));
+    }
+    c.timeout = Duration::from_secs(12);
+    let texts = c.expect_close(4010);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let replies: Vec<Value> = texts
+        .iter()
+        .map(|t| serde_json::from_str::<Value>(t).expect("json"))
+        .filter(|v| v.get("id").is_some())
+        .collect();
+    let ids: Vec<u64> = replies.iter().filter_map(|v| v["id"].as_u64()).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5], "{replies:?}");
+}
