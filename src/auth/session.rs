@@ -75,14 +75,6 @@ impl TokenLife {
             None => false,
         }
     }
-
-    /// Forgets a pending forbidden leave because the client joined the
-    /// channel again before the owner confirmed it (a join of a channel the
-    /// new token allows again cannot happen, but a later refresh may widen
-    /// `channels` back).
-    pub fn cancel_forbidden_leave(&mut self, channel: &str) {
-        self.leaving.retain(|c| **c != *channel);
-    }
 }
 
 /// `exp` + leeway as an `Instant`, given that `now_unix` is `now`.
@@ -203,8 +195,5 @@ mod tests {
         life.start_forbidden_leave("a".into());
         assert!(life.finish_forbidden_leave("a"));
         assert!(!life.finish_forbidden_leave("a"));
-        life.start_forbidden_leave("b".into());
-        life.cancel_forbidden_leave("b");
-        assert!(!life.finish_forbidden_leave("b"));
     }
 }

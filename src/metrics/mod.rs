@@ -90,6 +90,7 @@ label_enum! {
         Action => "user_action",
         Presence => "presence",
         Ping => "ping",
+        Refresh => "refresh",
         /// A message that failed to parse (answered `bad_request` or
         /// `unknown_type`).
         Invalid => "invalid",
@@ -387,7 +388,7 @@ mod tests {
         assert_eq!(m.received[MsgType::Join as usize].get(), 0);
         assert_eq!(m.delivered[DeliveredType::Presence as usize].get(), 10_000);
         assert_eq!(m.errors[3].get(), 1);
-        assert_eq!(m.errors[8].get(), 1);
+        assert_eq!(m.errors[ERROR_CODES.len() - 1].get(), 1);
         assert_eq!(m.closes[CloseKind::SlowConsumer as usize].get(), 1);
         assert_eq!(m.closes[CloseKind::Other as usize].get(), 1);
         assert_eq!(m.recoveries[0].get(), 1);
