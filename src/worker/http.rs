@@ -122,7 +122,10 @@ impl Worker {
             draining: self.shared.draining.load(Ordering::Relaxed),
             broker_up: self.broker_up(),
         };
-        let body = metrics::render(&self.shared.metrics, &gauges);
+        let mut body = metrics::render(&self.shared.metrics, &gauges);
+        if let Some(jwks) = self.shared.auth.as_ref().and_then(|a| a.jwks()) {
+            body.push_str(&metrics::render_jwks(&jwks.gauges()));
+        }
         let mut resp = Response::text(200, body);
         resp.content_type = metrics::CONTENT_TYPE;
         resp
@@ -178,6 +181,7 @@ impl Worker {
             user,
             info,
             channels: allowed,
+            exp: _,
         } = match self.identify(head, &conn_id) {
             Ok(identity) => identity,
             Err(resp) => return self.respond(key, resp, false, false),
@@ -248,12 +252,9 @@ impl Worker {
     /// debug log only, so that a client probing with forged tokens learns
     /// nothing about which check failed.
     fn identify(&self, head: &Head, conn_id: &str) -> Result<Identity, Response> {
-        if let Some(secret) = &self.config.hmac_secret {
+        if let Some(auth) = &self.shared.auth {
             let token = http::query_param(&head.query, "token").unwrap_or_default();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            return auth::verify(&token, secret.as_bytes(), now).map_err(|e| {
+            return auth.verify(&token, auth::unix_now()).map_err(|e| {
                 tracing::debug!(reason = %e, "token refused");
                 Response::text(401, "a valid token is required")
             });
@@ -273,6 +274,7 @@ impl Worker {
             user,
             info: None,
             channels: None,
+            exp: 0,
         })
     }
 

@@ -71,6 +71,8 @@ pub struct Shared {
     pub metrics: Vec<Arc<WorkerMetrics>>,
     /// Channels with members that each worker owns, refreshed every tick.
     pub owned_channels: Vec<AtomicUsize>,
+    /// Token verification (PROTOCOL.md §6); `None`: authentication off.
+    pub auth: Option<crate::auth::Authenticator>,
 }
 
 /// What a worker is built from, before its thread starts.
