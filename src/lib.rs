@@ -10,7 +10,7 @@
 //! | [`http`] | pure | HTTP/1.1 request heads, the WebSocket upgrade, responses, the demo page |
 //! | [`proto`] | pure | the JSON messages of PROTOCOL.md, channel names, error codes |
 //! | [`resp`] | pure | RESP3 commands and replies for the Redis link |
-//! | [`auth`] | pure | HS256 JWT verification and channel permissions |
+//! | [`auth`] | pure + one thread | JWT verification (HS256, RS/PS/ES/EdDSA, JWKS by `kid`), claim rules, channel permissions; the JWKS fetch thread |
 //! | [`config`] | pure | every setting, from flags, environment and TOML |
 //! | [`registry`] | pure | which connections are in which channel |
 //! | [`id`] | pure | one connection id, and its slab key, poll token and registry handle |

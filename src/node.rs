@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 
@@ -25,12 +26,19 @@ pub struct Node {
     pub metrics: Vec<Arc<WorkerMetrics>>,
     /// Channels with members that each worker owns, refreshed every tick.
     pub owned_channels: Vec<AtomicUsize>,
+    /// Token verification (PROTOCOL.md §6); `None`: authentication off.
+    pub auth: Option<Authenticator>,
 }
 
 impl Node {
     /// A node of `workers` workers; in Redis mode every link starts down
     /// until its handshake.
-    pub fn new(config: Arc<Config>, workers: usize, redis: bool) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        workers: usize,
+        redis: bool,
+        auth: Option<Authenticator>,
+    ) -> Self {
         Node {
             config,
             draining: AtomicBool::new(false),
@@ -40,6 +48,7 @@ impl Node {
                 .map(|_| Arc::new(WorkerMetrics::new()))
                 .collect(),
             owned_channels: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            auth,
         }
     }
 

@@ -38,6 +38,9 @@ fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 impl Server {
     /// Binds every worker's listener and starts the workers.
     pub fn start(config: Config) -> io::Result<Server> {
+        // First, so that a bad key source stops the start before any port
+        // is bound.
+        let auth = crate::auth::Authenticator::start(&config).map_err(io::Error::other)?;
         let config = Arc::new(config);
         let n = config.threads.max(1);
         let redis_addr = match config.redis_url() {
@@ -68,7 +71,7 @@ impl Server {
             receivers.push(rx);
         }
         let shared = Arc::new(Shared {
-            node: Node::new(config.clone(), n, redis_addr.is_some()),
+            node: Node::new(config.clone(), n, redis_addr.is_some(), auth),
             senders,
             wakers,
         });

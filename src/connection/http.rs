@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::ws::Ws;
 use super::{Connection, Cx, Phase};
-use crate::auth::{self, Identity};
+use crate::auth::Identity;
 use crate::broker::{Answer, MemberInfo, Origin, Query, ToOwner};
 use crate::http::{self, Head, Method, Response, Route, UpgradeError};
 use crate::metrics::{self, Gauges, HttpRoute};
@@ -148,6 +148,7 @@ impl Connection {
             user,
             info,
             channels: allowed,
+            exp: _,
         } = match identify(head, &conn_id, cx) {
             Ok(identity) => identity,
             Err(resp) => return self.respond(resp, false, false, cx),
@@ -353,7 +354,10 @@ fn metrics_response(node: &Node) -> Response {
         draining: node.draining(),
         broker_up: node.broker_up(),
     };
-    let body = metrics::render(&node.metrics, &gauges);
+    let mut body = metrics::render(&node.metrics, &gauges);
+    if let Some(jwks) = node.auth.as_ref().and_then(|a| a.jwks()) {
+        body.push_str(&metrics::render_jwks(&jwks.gauges()));
+    }
     let mut resp = Response::text(200, body);
     resp.content_type = metrics::CONTENT_TYPE;
     resp
@@ -366,9 +370,9 @@ fn metrics_response(node: &Node) -> Response {
 /// log only, so that a client probing with forged tokens learns nothing
 /// about which check failed.
 fn identify(head: &Head, conn_id: &str, cx: &Cx<'_>) -> Result<Identity, Response> {
-    if let Some(secret) = &cx.node.config.hmac_secret {
+    if let Some(auth) = &cx.node.auth {
         let token = http::query_param(&head.query, "token").unwrap_or_default();
-        return auth::verify(&token, secret.as_bytes(), cx.unix_secs).map_err(|e| {
+        return auth.verify(&token, cx.unix_secs).map_err(|e| {
             tracing::debug!(reason = %e, "token refused");
             Response::text(401, "a valid token is required")
         });
@@ -388,6 +392,7 @@ fn identify(head: &Head, conn_id: &str, cx: &Cx<'_>) -> Result<Identity, Respons
         user,
         info: None,
         channels: None,
+        exp: 0,
     })
 }
 

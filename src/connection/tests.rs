@@ -33,7 +33,7 @@ impl Harness {
             ..config
         };
         Harness {
-            node: Node::new(Arc::new(config), 1, false),
+            node: Node::new(Arc::new(config), 1, false, None),
             metrics: WorkerMetrics::new(),
             out: Outbox::new(1),
             seq: 1,

@@ -383,6 +383,9 @@ impl WsState {
             }
             Message::Ping(p) => self.send(out, ws::server_frame(OpCode::Pong, p), cx),
             Message::Pong(_) => {}
+            // The decoder returns these only where permessage-deflate was
+            // negotiated, which needs `--compression`.
+            Message::Deflated { .. } => self.close_with(1002, "", false),
             Message::Close(frame) => {
                 // RFC 6455 §5.5.1: answer with a close frame, echoing the code.
                 self.close_with(frame.map_or(1000, |f| f.code), "", false);

@@ -33,6 +33,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 
+use crate::auth::unix_now;
 use crate::broker::redis::RedisOwner;
 use crate::broker::{ConnId, Msg, Outbox, Owner, OwnerLimits, ToWorker};
 use crate::conn::Outbound;
@@ -150,12 +151,6 @@ macro_rules! cx {
     };
 }
 
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Worker {
     pub fn new(parts: Parts, shared: Arc<Shared>) -> io::Result<Self> {
         let mut listener = parts.listener;
@@ -206,7 +201,7 @@ impl Worker {
             conn_seq: 1,
             draining: false,
             now,
-            unix_secs: unix_secs(),
+            unix_secs: unix_now(),
             next_tick: now,
         })
     }
@@ -225,6 +220,8 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.now = Instant::now();
+            // Token times (PROTOCOL.md §6) are wall-clock seconds.
+            self.unix_secs = unix_now();
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.drain_queue(),
@@ -601,7 +598,6 @@ impl Worker {
         let hb = self.shared.node.config.heartbeat;
         let interval = (hb / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         self.next_tick = self.now + interval;
-        self.unix_secs = unix_secs();
         match &mut self.broker {
             Broker::Embedded(owner) => owner.sweep(self.now),
             Broker::Redis(r) => {
