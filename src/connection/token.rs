@@ -28,6 +28,13 @@ use crate::ws;
 /// The reason of a 4010 close frame.
 pub(super) const EXPIRED_REASON: &str = "token expired";
 
+/// A refresh that passed: the `refreshed` frame, and the joined channels
+/// the new token no longer allows.
+pub(super) struct Refreshed {
+    pub frame: Bytes,
+    pub gone: Vec<Arc<str>>,
+}
+
 /// Starts the token life of a new WebSocket whose token has `exp` (0: no
 /// token).
 pub(super) fn start(session: &mut Session, exp: u64, cx: &Cx<'_>) {
@@ -43,7 +50,7 @@ pub(super) fn refresh(
     id: Option<u64>,
     token: &str,
     cx: &Cx<'_>,
-) -> Result<(Bytes, Vec<Arc<str>>), (ErrorCode, &'static str)> {
+) -> Result<Refreshed, (ErrorCode, &'static str)> {
     let verified = cx.node.auth.as_ref().map(|a| a.verify(token, cx.unix_secs));
     let new = session::refresh(&session.member.user, verified).map_err(|e| match e {
         RefreshError::AuthOff => (
@@ -80,7 +87,7 @@ pub(super) fn refresh(
         session.channels.remove(channel);
     }
     let frame = ws::text_frame_with(|b| server::refreshed(b, id, new.exp));
-    Ok((frame, gone))
+    Ok(Refreshed { frame, gone })
 }
 
 /// Leaves `gone` for connection `who`: the owners are told, and each

@@ -490,9 +490,9 @@ impl WsState {
                 Ok(())
             }
             Request::Refresh { token } => {
-                let (frame, gone) = super::token::refresh(session, id, &token, cx)?;
-                self.local_reply(out, frame, cx);
-                super::token::leave_forbidden(&mut self.session, who, gone, cx);
+                let done = super::token::refresh(session, id, &token, cx)?;
+                self.local_reply(out, done.frame, cx);
+                super::token::leave_forbidden(&mut self.session, who, done.gone, cx);
                 Ok(())
             }
             Request::Join { channel, since } => {
