@@ -122,11 +122,7 @@ impl Room {
         let (tx, _rx) = crossbeam_channel::unbounded();
         let node = Node::new(config.clone(), 1, false, None);
         let metrics = node.metrics[0].clone();
-        let shared = Arc::new(Shared {
-            node,
-            senders: vec![tx],
-            wakers: vec![Arc::new(waker)],
-        });
+        let shared = Arc::new(Shared::new(node, vec![tx], vec![Arc::new(waker)]));
         let owner = Owner::new(OwnerLimits { config, metrics }, 7);
         let mut r = Room {
             driver: Driver::new(0, shared, Broker::Embedded(owner)),

@@ -70,6 +70,8 @@ struct Entry<S> {
     conn: Connection,
     /// Already on the list of connections to flush.
     dirty: bool,
+    /// Already on the list of connections whose reads wait.
+    deferred: bool,
 }
 
 impl<S> Recipient for Entry<S> {
@@ -100,6 +102,8 @@ pub struct Driver<S> {
     slow: Vec<usize>,
     /// Connections whose held input was released: read them again.
     to_read: Vec<usize>,
+    /// Connections whose reads wait for another worker's queue to drain.
+    deferred: Vec<usize>,
     /// Connections with a timer due, kept for its capacity.
     due: Vec<usize>,
     /// See [`SPARE_BATCHES`].
@@ -143,6 +147,7 @@ impl<S: Socket> Driver<S> {
             dirty: Vec::new(),
             slow: Vec::new(),
             to_read: Vec::new(),
+            deferred: Vec::new(),
             due: Vec::new(),
             spare: Vec::new(),
             scratch: vec![0; SCRATCH],
@@ -177,6 +182,7 @@ impl<S: Socket> Driver<S> {
             stream,
             conn,
             dirty: false,
+            deferred: false,
         })
     }
 
@@ -208,10 +214,33 @@ impl<S: Socket> Driver<S> {
 
     /// Handles a batch another worker sent.
     pub fn receive(&mut self, mut batch: Vec<Msg>) {
+        let n = batch.len();
         for msg in batch.drain(..) {
             self.dispatch(msg);
         }
+        self.shared.handled(self.index, n);
         self.keep_spare(batch);
+    }
+
+    /// Whether reads wait for another worker's queue to drain.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Reads the connections whose reads waited, once no queue is over
+    /// its bound.
+    pub fn resume_deferred(&mut self) {
+        if self.deferred.is_empty() || self.shared.congested(self.index) {
+            return;
+        }
+        for key in std::mem::take(&mut self.deferred) {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.deferred = false;
+                // The readiness edge was spent: read to `WouldBlock` (or
+                // to the EOF of a peer that hung up meanwhile).
+                self.read(key, true);
+            }
+        }
     }
 
     /// After messages were handled outside [`Driver::pump`]: lets the Redis
@@ -234,9 +263,7 @@ impl<S: Socket> Driver<S> {
                 }
                 let fresh = self.spare.pop().unwrap_or_default();
                 let batch = std::mem::replace(self.outbox.queue_mut(w), fresh);
-                if self.shared.senders[w].send(batch).is_ok() {
-                    let _ = self.shared.wakers[w].wake();
-                }
+                self.shared.send(w, batch);
             }
             if self.outbox.queue_mut(self.index).is_empty() {
                 self.flush_dirty();
@@ -286,6 +313,14 @@ impl<S: Socket> Driver<S> {
                 return;
             };
             if !entry.conn.wants_input() {
+                break;
+            }
+            if self.shared.congested(self.index) {
+                // Another worker's queue is at its bound: leave the input
+                // in the kernel (TCP pushes back) and read it later.
+                if !std::mem::replace(&mut entry.deferred, true) {
+                    self.deferred.push(key);
+                }
                 break;
             }
             match entry.stream.read(&mut self.scratch) {
@@ -536,5 +571,98 @@ impl<S: Socket> Driver<S> {
         due.clear();
         self.due = due;
         next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::OwnerLimits;
+    use crate::config::Config;
+    use crate::node::Node;
+    use crate::worker::QUEUE_BOUND;
+
+    /// Reads what the test put in, then `WouldBlock`; keeps what is written.
+    #[derive(Debug, Default)]
+    struct Mem {
+        input: Vec<u8>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Mem {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input.drain(..n);
+            Ok(n)
+        }
+    }
+
+    impl Write for Mem {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Socket for Mem {
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn reads_wait_while_another_workers_queue_is_at_its_bound() {
+        let config = Arc::new(Config {
+            threads: 2,
+            ..Config::default()
+        });
+        let poll = mio::Poll::new().expect("poll");
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        // One waker per poll (mio's rule); both workers' slots share it.
+        let waker = Arc::new(mio::Waker::new(poll.registry(), crate::id::WAKER).expect("waker"));
+        for _ in 0..2 {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let wakers = vec![waker.clone(), waker];
+        let node = Node::new(config.clone(), 2, false, None);
+        let metrics = node.metrics[0].clone();
+        let shared = Arc::new(Shared::new(node, senders, wakers));
+        let owner = Owner::new(OwnerLimits { config, metrics }, 1);
+        let mut d = Driver::new(0, shared.clone(), Broker::Embedded(owner));
+        let key = d.insert(Mem {
+            input: b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            output: Vec::new(),
+        });
+        // Worker 1 has not handled a full queue's worth of messages.
+        let full: Vec<Msg> = (0..QUEUE_BOUND)
+            .map(|_| Msg::Worker(ToWorker::Shutdown))
+            .collect();
+        shared.send(1, full);
+        assert!(shared.congested(0) && !shared.congested(1));
+        d.read(key, false);
+        d.pump();
+        assert!(d.has_deferred(), "the read waits");
+        assert!(d.conns[key].stream.output.is_empty());
+        assert!(!d.conns[key].stream.input.is_empty(), "left in the kernel");
+        d.resume_deferred();
+        assert!(d.has_deferred(), "still congested");
+        // Worker 1 drains its queue.
+        let batch = receivers[1].try_recv().expect("the batch");
+        shared.handled(1, batch.len());
+        d.resume_deferred();
+        d.pump();
+        assert!(!d.has_deferred());
+        let out = String::from_utf8_lossy(&d.conns[key].stream.output).into_owned();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     }
 }

@@ -22,8 +22,9 @@
 mod driver;
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
@@ -36,12 +37,61 @@ use crate::node::Node;
 
 pub use driver::{Broker, Driver, Socket};
 
+/// Messages queued for one worker (sent by others, not yet handled) at
+/// which the others stop reading their clients; see [`Shared::congested`].
+pub const QUEUE_BOUND: usize = 4096;
+
 /// State every worker reads: the node's, and the queues between workers.
 #[derive(Debug)]
 pub struct Shared {
     pub node: Node,
-    pub senders: Vec<Sender<Vec<Msg>>>,
-    pub wakers: Vec<Arc<Waker>>,
+    senders: Vec<Sender<Vec<Msg>>>,
+    wakers: Vec<Arc<Waker>>,
+    /// Messages sent to each worker and not yet handled by it.
+    queued: Vec<AtomicUsize>,
+}
+
+impl Shared {
+    pub fn new(node: Node, senders: Vec<Sender<Vec<Msg>>>, wakers: Vec<Arc<Waker>>) -> Self {
+        let queued = senders.iter().map(|_| AtomicUsize::new(0)).collect();
+        Shared {
+            node,
+            senders,
+            wakers,
+            queued,
+        }
+    }
+
+    /// Sends `batch` to worker `to`, counts it in that worker's queue, and
+    /// wakes it.
+    pub fn send(&self, to: usize, batch: Vec<Msg>) {
+        self.queued[to].fetch_add(batch.len(), Ordering::Relaxed);
+        if self.senders[to].send(batch).is_ok() {
+            let _ = self.wakers[to].wake();
+        }
+    }
+
+    /// Worker `at` handled `n` messages of its queue.
+    pub fn handled(&self, at: usize, n: usize) {
+        self.queued[at].fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Whether some other worker's queue holds [`QUEUE_BOUND`] messages or
+    /// more.
+    ///
+    /// # At the bound
+    ///
+    /// A congested worker's peers stop reading their clients (so TCP pushes
+    /// back on them) until its queue drains below the bound. Nothing ever
+    /// waits to send: replies and deliveries still go out, and every worker
+    /// keeps draining its own queue, so no cycle of waits can form. A queue
+    /// passes the bound by at most what one read of each peer produces.
+    pub fn congested(&self, me: usize) -> bool {
+        self.queued
+            .iter()
+            .enumerate()
+            .any(|(w, q)| w != me && q.load(Ordering::Relaxed) >= QUEUE_BOUND)
+    }
 }
 
 /// What a worker is built from, before its thread starts.
@@ -115,7 +165,12 @@ impl Worker {
         // metric and the next poll's timeout.
         let mut turn_end = Instant::now();
         loop {
-            let timeout = self.next_tick.saturating_duration_since(turn_end);
+            let mut timeout = self.next_tick.saturating_duration_since(turn_end);
+            if self.driver.has_deferred() {
+                // Reads wait for another worker's queue to drain; nothing
+                // wakes this one when it has.
+                timeout = timeout.min(Duration::from_millis(1));
+            }
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -140,6 +195,7 @@ impl Worker {
                     }
                 }
             }
+            self.driver.resume_deferred();
             self.driver.pump();
             if now >= self.next_tick {
                 self.next_tick = self.driver.tick();
