@@ -142,6 +142,7 @@ impl Worker {
             Ok(Request::Action { .. }) => MsgType::Action,
             Ok(Request::Presence { .. }) => MsgType::Presence,
             Ok(Request::Ping) => MsgType::Ping,
+            Ok(Request::Refresh { .. }) => MsgType::Refresh,
             Err(_) => MsgType::Invalid,
         });
         if !self.admit(key, env.id) {
@@ -171,6 +172,17 @@ impl Worker {
                 self.send_local_reply(key, frame);
                 return;
             }
+            // §6: with authentication off a refresh is `bad_request`. Token
+            // refresh itself (1.1) is not built yet; until it is, a refresh
+            // changes nothing and says so.
+            Request::Refresh { .. } => Err((
+                ErrorCode::BadRequest,
+                if config.hmac_secret.is_none() {
+                    "refresh needs authentication (--hmac-secret)"
+                } else {
+                    "token refresh is not supported yet"
+                },
+            )),
             Request::Join { channel, since } => {
                 let existing = session.channels.get(&*channel).cloned();
                 if !session.may_join(&channel) {
