@@ -32,6 +32,9 @@
 //!     br#"{"type":"user_action","channel":"doc:42","user":"alice","conn":"n1-7f3a","action":{"x":3, "y":9},"offset":18}"#
 //! );
 //! ```
+//!
+//! Every JSON example of `docs/protocol.md` is parsed by [`parse`] or checked
+//! by [`check_server_message`] in this module's tests (`doc_tests.rs`).
 
 pub mod channel;
 pub mod client;
@@ -39,6 +42,9 @@ pub mod error;
 mod json;
 pub mod server;
 pub mod shape;
+
+#[cfg(test)]
+mod doc_tests;
 
 pub use channel::{namespace, valid_channel, valid_user, MAX_CHANNEL_BYTES, MAX_USER_BYTES};
 pub use client::{parse, parse_publish, Envelope, Publish, Request, Since, MAX_ID, MAX_NESTING};
