@@ -90,6 +90,7 @@ label_enum! {
         Action => "user_action",
         Presence => "presence",
         Ping => "ping",
+        Refresh => "refresh",
         /// A message that failed to parse (answered `bad_request` or
         /// `unknown_type`).
         Invalid => "invalid",
