@@ -336,6 +336,10 @@ mod tests {
         }
         assert_eq!(ERROR_CODES[error_index("too_large")], "other");
         assert_eq!(ERROR_CODES[error_index("")], "other");
+        // Every code a client can receive has a label of its own.
+        for code in crate::proto::ErrorCode::ALL {
+            assert_eq!(ERROR_CODES[error_index(code.as_str())], code.as_str());
+        }
     }
 
     #[test]
@@ -388,7 +392,7 @@ mod tests {
         assert_eq!(m.received[MsgType::Join as usize].get(), 0);
         assert_eq!(m.delivered[DeliveredType::Presence as usize].get(), 10_000);
         assert_eq!(m.errors[3].get(), 1);
-        assert_eq!(m.errors[ERROR_CODES.len() - 1].get(), 1);
+        assert_eq!(m.errors[error_index("other")].get(), 1);
         assert_eq!(m.closes[CloseKind::SlowConsumer as usize].get(), 1);
         assert_eq!(m.closes[CloseKind::Other as usize].get(), 1);
         assert_eq!(m.recoveries[0].get(), 1);
