@@ -6,6 +6,8 @@
 //! buffers and the clients' own, not in the server.
 
 mod common;
+#[path = "../benches/support/node.rs"]
+mod node;
 
 use std::io::Write;
 use std::thread;
@@ -125,4 +127,70 @@ fn a_flood_from_every_worker_is_acked_in_full_with_memory_bounded() {
         growth <= RSS_GROWTH_BOUND_KIB,
         "server RSS grew by {growth} KiB during the flood"
     );
+}
+
+/// The bound itself, on the worker's own driver over an in-memory socket:
+/// while another worker's queue holds `QUEUE_BOUND` messages, a read waits
+/// (the bytes stay in the socket); once that worker has handled them, the
+/// read happens and the request is answered.
+#[test]
+fn reads_wait_while_another_workers_queue_is_at_its_bound() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use switchboard::broker::{Msg, Owner, OwnerLimits, ToWorker};
+    use switchboard::config::Config;
+    use switchboard::node::Node;
+    use switchboard::worker::{Broker, Driver, Shared, QUEUE_BOUND};
+
+    let config = Arc::new(Config {
+        threads: 2,
+        ..Config::default()
+    });
+    let poll = mio::Poll::new().expect("poll");
+    // One waker per poll (mio's rule); both workers' slots share it.
+    let waker = Arc::new(mio::Waker::new(poll.registry(), switchboard::id::WAKER).expect("waker"));
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..2).map(|_| crossbeam_channel::unbounded()).unzip();
+    let node = Node::new(config.clone(), 2, false, None);
+    let metrics = node.metrics[0].clone();
+    let shared = Arc::new(Shared::new(node, senders, vec![waker.clone(), waker]));
+    let owner = Owner::new(OwnerLimits { config, metrics }, 1);
+    let mut d = Driver::new(0, shared.clone(), Broker::Embedded(owner));
+    let input = Rc::new(RefCell::new(
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ));
+    let counters = Rc::new(node::Counters::default());
+    let key = d.insert(node::MemSocket::new(
+        input.clone(),
+        counters.clone(),
+        1 << 16,
+    ));
+
+    // Worker 1 has not handled a full queue's worth of messages yet.
+    let full: Vec<Msg> = (0..QUEUE_BOUND)
+        .map(|_| Msg::Worker(ToWorker::Shutdown))
+        .collect();
+    shared.send(1, full);
+    assert!(shared.congested(0) && !shared.congested(1));
+    d.read(key, false);
+    d.pump();
+    assert!(d.has_deferred(), "the read waits");
+    assert_eq!(counters.taken.get(), 0, "nothing answered");
+    assert!(
+        !input.borrow().is_empty(),
+        "the request stays in the socket"
+    );
+    d.resume_deferred();
+    assert!(d.has_deferred(), "still at the bound");
+
+    // Worker 1 handles its queue.
+    let batch = receivers[1].try_recv().expect("the batch");
+    shared.handled(1, batch.len());
+    d.resume_deferred();
+    d.pump();
+    assert!(!d.has_deferred());
+    assert!(input.borrow().is_empty(), "read");
+    assert!(counters.taken.get() > 0, "answered");
 }

@@ -42,6 +42,17 @@ pub struct MemSocket {
     room: usize,
 }
 
+impl MemSocket {
+    /// A socket that reads from `input` and counts into `counters`.
+    pub fn new(input: Rc<RefCell<Vec<u8>>>, counters: Rc<Counters>, room: usize) -> Self {
+        MemSocket {
+            input,
+            counters,
+            room,
+        }
+    }
+}
+
 impl Read for MemSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut input = self.input.borrow_mut();

@@ -8,7 +8,7 @@ use super::ws::Ws;
 use super::{Connection, Cx, Phase};
 use crate::auth::Identity;
 use crate::broker::{Answer, MemberInfo, Origin, Query, ToOwner};
-use crate::http::{self, Head, Method, Response, Route, UpgradeError};
+use crate::http::{self, Head, Method, Param, Response, Route, UpgradeError};
 use crate::metrics::{self, Gauges, HttpRoute};
 use crate::node::Node;
 use crate::proto::{self, server};
@@ -379,11 +379,11 @@ fn identify(head: &Head, conn_id: &str, cx: &Cx<'_>) -> Result<Identity, Respons
             Response::text(401, "a valid token is required")
         });
     }
-    let user = match http::query_param(&head.query, "user") {
-        Some(user) if proto::valid_user(&user) => user,
-        // Absent; a `user` whose value is not UTF-8 is invalid.
-        None if !has_param(&head.query, "user") => format!("anon-{conn_id}"),
-        _ => {
+    let user = match http::param(&head.query, "user") {
+        Param::Text(user) if proto::valid_user(&user) => user,
+        Param::Absent => format!("anon-{conn_id}"),
+        // Not UTF-8, or outside the alphabet.
+        Param::Text(_) | Param::NotText => {
             return Err(Response::text(
                 400,
                 "invalid user: 1-64 bytes of A-Z a-z 0-9 _ - : . @ = /",
@@ -396,14 +396,6 @@ fn identify(head: &Head, conn_id: &str, cx: &Cx<'_>) -> Result<Identity, Respons
         channels: None,
         exp: 0,
     })
-}
-
-/// Whether `query` has a parameter called `name` (spelled without
-/// escapes), whatever its value.
-fn has_param(query: &str, name: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split_once('=').map_or(pair, |(n, _)| n) == name)
 }
 
 /// `{"channels":[{"channel":..,"members":N},...]}` (§9), sorted by name so
@@ -430,14 +422,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn has_param_matches_names_not_substrings() {
-        assert!(has_param("user=a", "user"));
-        assert!(has_param("x=1&user", "user"));
-        assert!(has_param("token=t&user=", "user"));
+    fn a_parameter_is_found_by_its_decoded_name_only() {
+        let p = |q| http::param(q, "user");
+        assert_eq!(p("user=a"), Param::Text("a".into()));
+        assert_eq!(p("x=1&user"), Param::Text(String::new()));
+        assert_eq!(p("token=t&user="), Param::Text(String::new()));
         // Caught: `contains("user=")` took these for a `user` parameter.
-        assert!(!has_param("xuser=1", "user"));
-        assert!(!has_param("a=user=1", "user"));
-        assert!(!has_param("", "user"));
+        assert_eq!(p("xuser=1"), Param::Absent);
+        assert_eq!(p("a=user=1"), Param::Absent);
+        assert_eq!(p(""), Param::Absent);
+        // Caught: a raw-name check and a decoded-name lookup disagreed, and
+        // this got an `anon-` user instead of 400.
+        assert_eq!(p("us%65r=%FF"), Param::NotText);
+        assert_eq!(p("us%65r=bob"), Param::Text("bob".into()));
     }
 
     #[test]

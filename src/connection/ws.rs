@@ -264,14 +264,14 @@ impl Connection {
 
     /// The owner applied a join: `frames` are the `joined` reply and any
     /// replayed events.
-    pub fn handle_joined(&mut self, frames: Vec<Bytes>, cx: &mut Cx<'_>) {
+    pub(super) fn handle_joined(&mut self, frames: Vec<Bytes>, cx: &mut Cx<'_>) {
         self.owed_reply(frames, cx);
     }
 
     /// The owner applied a leave of `channel`; `frame` is the `left` reply
     /// when the client asked. A leave a `refresh` caused gets its notice
     /// here.
-    pub fn handle_left(&mut self, channel: &str, frame: Option<Bytes>, cx: &mut Cx<'_>) {
+    pub(super) fn handle_left(&mut self, channel: &str, frame: Option<Bytes>, cx: &mut Cx<'_>) {
         let frame = match (frame, &mut self.phase) {
             (Some(frame), _) => frame,
             (None, Phase::Ws(ws)) => {
@@ -287,7 +287,7 @@ impl Connection {
 
     /// The join could not be applied: `unavailable`, and the channel is
     /// forgotten unless it was a re-join.
-    pub fn handle_join_failed(
+    pub(super) fn handle_join_failed(
         &mut self,
         channel: &str,
         id: Option<u64>,
@@ -308,7 +308,7 @@ impl Connection {
 
     /// One frame from an owner; `owed` when it answers a request counted as
     /// owed.
-    pub fn handle_reply(&mut self, frame: Bytes, owed: bool, cx: &mut Cx<'_>) {
+    pub(super) fn handle_reply(&mut self, frame: Bytes, owed: bool, cx: &mut Cx<'_>) {
         if owed {
             return self.owed_reply([frame], cx);
         }

@@ -453,39 +453,10 @@ impl<S: Socket> Driver<S> {
             ToWorker::JoinFailed { who, .. } | ToWorker::Reply { who, .. } => who,
             ToWorker::Answer { to, .. } => to,
         };
-        let (now, unix_secs) = (self.now, self.unix_secs);
         let Some(entry) = self.conns.get_mut(who.key()).filter(|e| e.conn.id() == who) else {
             return;
         };
-        let cx = &mut Cx {
-            now,
-            unix_secs,
-            node: &self.shared.node,
-            metrics: &self.metrics,
-            out: &mut self.outbox,
-            conn_seq: &mut self.conn_seq,
-        };
-        let conn = &mut entry.conn;
-        match msg {
-            ToWorker::Joined { frames, .. } => {
-                cx.metrics
-                    .delivered(DeliveredType::Reply, frames.len() as u64);
-                conn.handle_joined(frames, cx);
-            }
-            ToWorker::Left { channel, frame, .. } => conn.handle_left(&channel, frame, cx),
-            ToWorker::JoinFailed {
-                channel,
-                id,
-                rejoin,
-                ..
-            } => conn.handle_join_failed(&channel, id, rejoin, cx),
-            ToWorker::Reply { frame, owed, .. } => {
-                cx.metrics.delivered(DeliveredType::Reply, 1);
-                conn.handle_reply(frame, owed, cx);
-            }
-            ToWorker::Answer { answer, .. } => conn.handle_answer(answer, cx),
-            ToWorker::Deliver { .. } | ToWorker::Shutdown => {}
-        }
+        entry.conn.handle_owner(msg, &mut cx!(self));
         self.after_call(who.key());
     }
 
@@ -571,98 +542,5 @@ impl<S: Socket> Driver<S> {
         due.clear();
         self.due = due;
         next
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broker::OwnerLimits;
-    use crate::config::Config;
-    use crate::node::Node;
-    use crate::worker::QUEUE_BOUND;
-
-    /// Reads what the test put in, then `WouldBlock`; keeps what is written.
-    #[derive(Debug, Default)]
-    struct Mem {
-        input: Vec<u8>,
-        output: Vec<u8>,
-    }
-
-    impl Read for Mem {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.input.is_empty() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(self.input.len());
-            buf[..n].copy_from_slice(&self.input[..n]);
-            self.input.drain(..n);
-            Ok(n)
-        }
-    }
-
-    impl Write for Mem {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.output.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Socket for Mem {
-        fn shutdown_write(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn reads_wait_while_another_workers_queue_is_at_its_bound() {
-        let config = Arc::new(Config {
-            threads: 2,
-            ..Config::default()
-        });
-        let poll = mio::Poll::new().expect("poll");
-        let mut senders = Vec::new();
-        let mut receivers = Vec::new();
-        // One waker per poll (mio's rule); both workers' slots share it.
-        let waker = Arc::new(mio::Waker::new(poll.registry(), crate::id::WAKER).expect("waker"));
-        for _ in 0..2 {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            senders.push(tx);
-            receivers.push(rx);
-        }
-        let wakers = vec![waker.clone(), waker];
-        let node = Node::new(config.clone(), 2, false, None);
-        let metrics = node.metrics[0].clone();
-        let shared = Arc::new(Shared::new(node, senders, wakers));
-        let owner = Owner::new(OwnerLimits { config, metrics }, 1);
-        let mut d = Driver::new(0, shared.clone(), Broker::Embedded(owner));
-        let key = d.insert(Mem {
-            input: b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-            output: Vec::new(),
-        });
-        // Worker 1 has not handled a full queue's worth of messages.
-        let full: Vec<Msg> = (0..QUEUE_BOUND)
-            .map(|_| Msg::Worker(ToWorker::Shutdown))
-            .collect();
-        shared.send(1, full);
-        assert!(shared.congested(0) && !shared.congested(1));
-        d.read(key, false);
-        d.pump();
-        assert!(d.has_deferred(), "the read waits");
-        assert!(d.conns[key].stream.output.is_empty());
-        assert!(!d.conns[key].stream.input.is_empty(), "left in the kernel");
-        d.resume_deferred();
-        assert!(d.has_deferred(), "still congested");
-        // Worker 1 drains its queue.
-        let batch = receivers[1].try_recv().expect("the batch");
-        shared.handled(1, batch.len());
-        d.resume_deferred();
-        d.pump();
-        assert!(!d.has_deferred());
-        let out = String::from_utf8_lossy(&d.conns[key].stream.output).into_owned();
-        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     }
 }
