@@ -183,7 +183,7 @@ impl Connection {
                 )
             }));
         }
-        self.phase = Phase::Ws(Box::new(Ws::new(self.id, member, allowed, echo, cx)));
+        self.phase = Phase::Ws(Box::new(Ws::new(member, allowed, echo, cx)));
     }
 
     /// §9's API: checks the key, then asks the owners; the response is sent
