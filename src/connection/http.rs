@@ -148,7 +148,7 @@ impl Connection {
             user,
             info,
             channels: allowed,
-            exp: _,
+            exp,
         } = match identify(head, &conn_id, cx) {
             Ok(identity) => identity,
             Err(resp) => return self.respond(resp, false, false, cx),
@@ -183,7 +183,9 @@ impl Connection {
                 )
             }));
         }
-        self.phase = Phase::Ws(Box::new(Ws::new(member, allowed, echo, cx)));
+        let mut ws = Ws::new(member, allowed, echo, cx);
+        ws.start_token_life(exp, cx);
+        self.phase = Phase::Ws(Box::new(ws));
     }
 
     /// §9's API: checks the key, then asks the owners; the response is sent

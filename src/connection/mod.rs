@@ -38,6 +38,7 @@
 //! the message handler, deflate where text frames are built.
 
 mod http;
+mod token;
 mod ws;
 
 #[cfg(test)]
@@ -320,7 +321,7 @@ impl Connection {
                     .delivered(DeliveredType::Reply, frames.len() as u64);
                 self.handle_joined(frames, cx);
             }
-            ToWorker::Left { frame, .. } => self.handle_left(frame, cx),
+            ToWorker::Left { channel, frame, .. } => self.handle_left(&channel, frame, cx),
             ToWorker::JoinFailed {
                 channel,
                 id,

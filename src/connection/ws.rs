@@ -92,6 +92,11 @@ impl Ws {
         }
     }
 
+    /// Sets the expiry deadline of the connection's token (PROTOCOL.md §6).
+    pub(super) fn start_token_life(&mut self, exp: u64, cx: &Cx<'_>) {
+        super::token::start(&mut self.state.session, exp, cx);
+    }
+
     /// Whether a close is decided (then input is ignored).
     pub(super) fn closing(&self) -> bool {
         self.state.session.replies.closing()
@@ -102,7 +107,10 @@ impl Ws {
         let st = &self.state;
         match st.session.replies.close_deadline() {
             Some(t) => t,
-            None => st.next_ping.min(st.last_recv + heartbeat * 3),
+            None => {
+                let next = st.next_ping.min(st.last_recv + heartbeat * 3);
+                st.session.token.deadline().map_or(next, |t| next.min(t))
+            }
         }
     }
 
@@ -241,6 +249,11 @@ impl Connection {
         if st.session.replies.closing() {
             return self.close_if_settled(cx);
         }
+        if st.session.token.expired(cx.now) {
+            tracing::debug!(conn = ?self.id, "token expired");
+            let code = crate::auth::session::CLOSE_TOKEN_EXPIRED;
+            return self.begin_close(code, super::token::EXPIRED_REASON, false, cx);
+        }
         if cx.now.saturating_duration_since(st.last_recv) >= hb * 3 {
             return self.begin_close(1001, "heartbeat timeout", false, cx);
         }
@@ -262,12 +275,21 @@ impl Connection {
         self.owed_reply(frames, cx);
     }
 
-    /// The owner applied a leave; `frame` is the `left` reply when the
-    /// client asked.
-    pub(super) fn handle_left(&mut self, frame: Option<Bytes>, cx: &mut Cx<'_>) {
-        if let Some(frame) = frame {
-            self.owed_reply([frame], cx);
-        }
+    /// The owner applied a leave of `channel`; `frame` is the `left` reply
+    /// when the client asked. A leave a `refresh` caused gets its notice
+    /// here.
+    pub(super) fn handle_left(&mut self, channel: &str, frame: Option<Bytes>, cx: &mut Cx<'_>) {
+        let frame = match (frame, &mut self.phase) {
+            (Some(frame), _) => frame,
+            (None, Phase::Ws(ws)) => {
+                match super::token::confirmed(&mut ws.state.session, channel) {
+                    Some(notice) => notice,
+                    None => return,
+                }
+            }
+            (None, _) => return,
+        };
+        self.owed_reply([frame], cx);
     }
 
     /// The join could not be applied: `unavailable`, and the channel is
@@ -470,17 +492,12 @@ impl WsState {
                 self.local_reply(out, frame, cx);
                 Ok(())
             }
-            // §6: with authentication off a refresh is `bad_request`. Token
-            // refresh itself (1.1) is not built yet; until it is, a refresh
-            // changes nothing and says so.
-            Request::Refresh { .. } => Err((
-                ErrorCode::BadRequest,
-                if cx.node.auth.is_none() {
-                    "refresh needs authentication to be on"
-                } else {
-                    "token refresh is not supported yet"
-                },
-            )),
+            Request::Refresh { token } => {
+                let done = super::token::refresh(session, id, &token, cx)?;
+                self.local_reply(out, done.frame, cx);
+                super::token::leave_forbidden(&mut self.session, who, done.gone, cx);
+                Ok(())
+            }
             Request::Join { channel, since } => {
                 let existing = session.channels.get(&*channel).cloned();
                 if !session.may_join(&channel) {

@@ -119,6 +119,8 @@ label_enum! {
         TooBig => "1009",
         SlowConsumer => "4008",
         RateLimited => "4009",
+        /// The token expired without a successful `refresh`.
+        TokenExpired => "4010",
         Other => "other",
     }
 }
@@ -153,6 +155,7 @@ impl CloseKind {
             1009 => CloseKind::TooBig,
             4008 => CloseKind::SlowConsumer,
             4009 => CloseKind::RateLimited,
+            4010 => CloseKind::TokenExpired,
             _ => CloseKind::Other,
         }
     }
