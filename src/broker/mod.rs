@@ -13,9 +13,11 @@
 //! back, and removes it when `Left` comes back, so a connection receives
 //! exactly the events the owner ordered after its join and before its leave.
 
+mod gap;
 mod owner;
 pub mod redis;
 
+pub use gap::GapWatch;
 pub use owner::{Owner, OwnerLimits};
 
 use std::hash::{Hash, Hasher};
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use crate::metrics::DeliveredType;
 use crate::proto::Since;
 
 /// Where a connection lives. The serial tells a reused slab slot from the
@@ -125,8 +128,9 @@ pub enum Msg {
         channel: Arc<str>,
         frame: Bytes,
         except: Option<ConnRef>,
-        /// A presence event (else a `user_action`), for metrics.
-        presence: bool,
+        /// What the frame is (`user_action`, presence event, `resync`),
+        /// for metrics.
+        kind: DeliveredType,
     },
     /// To an owner: a question from the HTTP API of connection `from`.
     Query { query: Query, from: ConnRef },

@@ -153,6 +153,15 @@ pub fn left(out: &mut Vec<u8>, id: Option<u64>, channel: &str) {
     out.push(b'}');
 }
 
+/// `{"type":"resync","channel":..}` (§5, 1.1): the node saw a gap in the
+/// channel's offsets (or its broker link was down), so the member must join
+/// again with `since` to fill it. Sent to every local member, encoded once.
+pub fn resync(out: &mut Vec<u8>, channel: &str) {
+    out.extend_from_slice(br#"{"type":"resync""#);
+    channel_field(out, channel);
+    out.push(b'}');
+}
+
 /// `{"type":"ack","id":N,"channel":..,"offset":N}` (§3); `offset` only when
 /// the channel keeps history. §3 sends an `ack` only to requests with an
 /// `id`, which is the caller's decision.

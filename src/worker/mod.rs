@@ -734,14 +734,9 @@ impl Worker {
                 channel,
                 frame,
                 except,
-                presence,
+                kind,
             } => {
                 let n = self.deliver(&channel, &frame, except);
-                let kind = if presence {
-                    DeliveredType::Presence
-                } else {
-                    DeliveredType::UserAction
-                };
                 self.metrics.delivered(kind, n);
             }
             Msg::Answer { to, answer } => self.on_answer(to, answer),
