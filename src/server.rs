@@ -11,7 +11,7 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::broker::Msg;
+use crate::broker::{Msg, ToWorker};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::worker::{Parts, Shared, Worker};
@@ -38,6 +38,9 @@ fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 impl Server {
     /// Binds every worker's listener and starts the workers.
     pub fn start(config: Config) -> io::Result<Server> {
+        // First, so that a bad key source stops the start before any port
+        // is bound.
+        let auth = crate::auth::Authenticator::start(&config).map_err(io::Error::other)?;
         let config = Arc::new(config);
         let n = config.threads.max(1);
         let redis_addr = match config.redis_url() {
@@ -77,6 +80,7 @@ impl Server {
             ws_connections: AtomicUsize::new(0),
             metrics: (0..n).map(|_| Arc::new(WorkerMetrics::new())).collect(),
             owned_channels: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            auth,
         });
         let seed = seed();
         let mut threads = Vec::with_capacity(n);
@@ -110,7 +114,7 @@ impl Server {
     pub fn drain(self, drain: Duration) -> bool {
         self.shared.draining.store(true, Ordering::SeqCst);
         for (tx, waker) in self.shared.senders.iter().zip(&self.shared.wakers) {
-            let _ = tx.send(vec![Msg::Shutdown]);
+            let _ = tx.send(vec![Msg::Worker(ToWorker::Shutdown)]);
             let _ = waker.wake();
         }
         let deadline = Instant::now() + drain;

@@ -35,7 +35,7 @@ mod render;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub use histogram::{Histogram, HistogramSnapshot, BROKER_RTT_BOUNDS, BUCKETS, LOOP_TIME_BOUNDS};
-pub use render::{render, Gauges};
+pub use render::{render, render_jwks, Gauges, JwksGauges};
 
 /// The `Content-Type` of a scrape answer (text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

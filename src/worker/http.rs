@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::conn::{Phase, WsConn};
 use super::Worker;
 use crate::auth::{self, Identity};
-use crate::broker::{self, Answer, ConnRef, MemberInfo, Msg, Origin, Query};
+use crate::broker::{Answer, ConnId, MemberInfo, Origin, Query, ToOwner};
 use crate::conn::{Rate, Session};
 use crate::http::{self, Head, Method, Response, Route, UpgradeError};
 use crate::metrics::{self, Gauges, HttpRoute};
@@ -122,7 +122,10 @@ impl Worker {
             draining: self.shared.draining.load(Ordering::Relaxed),
             broker_up: self.broker_up(),
         };
-        let body = metrics::render(&self.shared.metrics, &gauges);
+        let mut body = metrics::render(&self.shared.metrics, &gauges);
+        if let Some(jwks) = self.shared.auth.as_ref().and_then(|a| a.jwks()) {
+            body.push_str(&metrics::render_jwks(&jwks.gauges()));
+        }
         let mut resp = Response::text(200, body);
         resp.content_type = metrics::CONTENT_TYPE;
         resp
@@ -178,6 +181,7 @@ impl Worker {
             user,
             info,
             channels: allowed,
+            exp: _,
         } = match self.identify(head, &conn_id) {
             Ok(identity) => identity,
             Err(resp) => return self.respond(key, resp, false, false),
@@ -248,12 +252,9 @@ impl Worker {
     /// debug log only, so that a client probing with forged tokens learns
     /// nothing about which check failed.
     fn identify(&self, head: &Head, conn_id: &str) -> Result<Identity, Response> {
-        if let Some(secret) = &self.config.hmac_secret {
+        if let Some(auth) = &self.shared.auth {
             let token = http::query_param(&head.query, "token").unwrap_or_default();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            return auth::verify(&token, secret.as_bytes(), now).map_err(|e| {
+            return auth.verify(&token, auth::unix_now()).map_err(|e| {
                 tracing::debug!(reason = %e, "token refused");
                 Response::text(401, "a valid token is required")
             });
@@ -273,6 +274,7 @@ impl Worker {
             user,
             info: None,
             channels: None,
+            exp: 0,
         })
     }
 
@@ -290,7 +292,7 @@ impl Worker {
         if let Err(resp) = http::check_api_key(head, self.config.api_key.as_deref()) {
             return Some(resp);
         }
-        let from = self.conn_ref(key)?;
+        let from = self.conn_id(key)?;
         let workers = self.outbox.workers();
         let wait = match route {
             Route::ApiPublish => {
@@ -306,9 +308,10 @@ impl Worker {
                     ));
                 }
                 let channel: Arc<str> = Arc::from(&*channel);
-                self.outbox.send(
-                    broker::owner_of(&channel, workers),
-                    Msg::Publish {
+                let owner = self.outbox.owner_of(&channel);
+                self.outbox.to_owner(
+                    owner,
+                    ToOwner::Publish {
                         channel,
                         origin: Origin::Api(from),
                         id: None,
@@ -333,9 +336,10 @@ impl Worker {
                     ));
                 }
                 let channel: Arc<str> = channel.into();
-                self.outbox.send(
-                    broker::owner_of(&channel, workers),
-                    Msg::Query {
+                let owner = self.outbox.owner_of(&channel);
+                self.outbox.to_owner(
+                    owner,
+                    ToOwner::Query {
                         query: Query::Presence(channel.clone()),
                         from,
                     },
@@ -351,9 +355,9 @@ impl Worker {
                     (0..workers).collect()
                 };
                 for &w in &asked {
-                    self.outbox.send(
+                    self.outbox.to_owner(
                         w,
-                        Msg::Query {
+                        ToOwner::Query {
                             query: Query::Channels,
                             from,
                         },
@@ -376,8 +380,8 @@ impl Worker {
     }
 
     /// An owner answered an API request of connection `to`.
-    pub(super) fn on_answer(&mut self, to: ConnRef, answer: Answer) {
-        let key = to.key as usize;
+    pub(super) fn on_answer(&mut self, to: ConnId, answer: Answer) {
+        let key = to.key();
         let Some(conn) = self.conn_for(to) else {
             return;
         };

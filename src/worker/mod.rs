@@ -31,22 +31,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 
 use crate::broker::redis::RedisOwner;
-use crate::broker::{self, ConnRef, Msg, Outbox, Owner, OwnerLimits};
+use crate::broker::{ConnId, Msg, Outbox, Owner, OwnerLimits, ToOwner, ToWorker};
 use crate::config::Config;
 use crate::conn::CloseNow;
+use crate::id::{key_of, token_of, LISTENER, REDIS, WAKER};
 use crate::metrics::{DeliveredType, WorkerMetrics};
-use crate::registry::{Fanout, Handle, Registry};
+use crate::registry::{Fanout, Registry};
 use conn::{Conn, Phase};
-
-const WAKER: Token = Token(0);
-const LISTENER: Token = Token(1);
-/// The worker's Redis connection, in Redis mode.
-const REDIS: Token = Token(2);
-const FIRST_CONN: usize = 3;
 
 /// How long a closing connection may take to read our close and hang up.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -60,14 +55,6 @@ const SCRATCH: usize = 64 * 1024 + 64;
 const SPARE_BATCHES: usize = 8;
 /// A batch grown past this (a burst) is freed rather than kept.
 const SPARE_BATCH_CAPACITY: usize = 4096;
-
-fn token_of(key: usize) -> Token {
-    Token(key + FIRST_CONN)
-}
-
-fn key_of(token: Token) -> Option<usize> {
-    token.0.checked_sub(FIRST_CONN)
-}
 
 /// State every worker reads; nothing here is touched per message.
 #[derive(Debug)]
@@ -84,6 +71,8 @@ pub struct Shared {
     pub metrics: Vec<Arc<WorkerMetrics>>,
     /// Channels with members that each worker owns, refreshed every tick.
     pub owned_channels: Vec<AtomicUsize>,
+    /// Token verification (PROTOCOL.md §6); `None`: authentication off.
+    pub auth: Option<crate::auth::Authenticator>,
 }
 
 /// What a worker is built from, before its thread starts.
@@ -439,19 +428,17 @@ impl Worker {
         }
     }
 
-    fn conn_ref(&self, key: usize) -> Option<ConnRef> {
-        self.conns.get(key).map(|c| ConnRef {
-            worker: self.index as u16,
-            key: key as u32,
-            serial: c.serial,
-        })
+    fn conn_id(&self, key: usize) -> Option<ConnId> {
+        self.conns
+            .get(key)
+            .map(|c| ConnId::new(self.index, key, c.serial))
     }
 
     /// The live connection a message is addressed to, if it still exists.
-    fn conn_for(&mut self, who: ConnRef) -> Option<&mut Conn> {
+    fn conn_for(&mut self, who: ConnId) -> Option<&mut Conn> {
         self.conns
-            .get_mut(who.key as usize)
-            .filter(|c| c.serial == who.serial)
+            .get_mut(who.key())
+            .filter(|c| c.serial == who.serial())
     }
 
     fn mark_dirty(&mut self, key: usize) {
@@ -608,21 +595,16 @@ impl Worker {
 
     /// Removes a WebSocket from every channel it is in, telling the owners.
     fn leave_all(&mut self, key: usize) {
-        let Some(me) = self.conn_ref(key) else { return };
-        let workers = self.outbox.workers();
+        let Some(me) = self.conn_id(key) else { return };
         let Some(ws) = self.conns.get_mut(key).and_then(Conn::ws_mut) else {
             return;
         };
-        let handle = Handle {
-            key: me.key,
-            serial: me.serial,
-        };
         for channel in ws.session.channels.drain() {
-            self.registry.remove(&channel, handle);
-            let owner = broker::owner_of(&channel, workers);
-            self.outbox.send(
+            self.registry.remove(&channel, me.handle());
+            let owner = self.outbox.owner_of(&channel);
+            self.outbox.to_owner(
                 owner,
-                Msg::Leave {
+                ToOwner::Leave {
                     channel,
                     who: me,
                     id: None,
@@ -647,15 +629,18 @@ impl Worker {
     /// Handles a message from a worker (this one included).
     fn dispatch(&mut self, msg: Msg) {
         match msg {
-            Msg::Join { .. }
-            | Msg::Leave { .. }
-            | Msg::Publish { .. }
-            | Msg::Presence { .. }
-            | Msg::Query { .. } => match &mut self.broker {
+            Msg::Owner(msg) => match &mut self.broker {
                 Broker::Embedded(owner) => owner.handle(msg, self.now, &mut self.outbox),
                 Broker::Redis(r) => r.handle(msg, &mut self.outbox),
             },
-            Msg::JoinFailed {
+            Msg::Worker(msg) => self.on_worker_msg(msg),
+        }
+    }
+
+    /// Handles an owner's message for this worker's connections.
+    fn on_worker_msg(&mut self, msg: ToWorker) {
+        match msg {
+            ToWorker::JoinFailed {
                 channel,
                 who,
                 id,
@@ -674,9 +659,9 @@ impl Worker {
                 let frame = crate::ws::text_frame_with(|b| {
                     crate::proto::server::error(b, id, code, "the broker is unreachable")
                 });
-                self.send_owed(who.key as usize, [frame]);
+                self.send_owed(who.key(), [frame]);
             }
-            Msg::Joined {
+            ToWorker::Joined {
                 channel,
                 who,
                 frames,
@@ -690,47 +675,35 @@ impl Worker {
                     .ws_mut()
                     .is_some_and(|ws| !ws.session.replies.closing())
                 {
-                    self.registry.add(
-                        &channel,
-                        Handle {
-                            key: who.key,
-                            serial: who.serial,
-                        },
-                    );
+                    self.registry.add(&channel, who.handle());
                 }
                 self.metrics
                     .delivered(DeliveredType::Reply, frames.len() as u64);
-                self.send_owed(who.key as usize, frames);
+                self.send_owed(who.key(), frames);
             }
-            Msg::Left {
+            ToWorker::Left {
                 channel,
                 who,
                 frame,
             } => {
-                self.registry.remove(
-                    &channel,
-                    Handle {
-                        key: who.key,
-                        serial: who.serial,
-                    },
-                );
+                self.registry.remove(&channel, who.handle());
                 if let Some(f) = frame {
                     if self.conn_for(who).is_some() {
-                        self.send_owed(who.key as usize, [f]);
+                        self.send_owed(who.key(), [f]);
                     }
                 }
             }
-            Msg::Reply { who, frame, owed } => {
+            ToWorker::Reply { who, frame, owed } => {
                 if self.conn_for(who).is_some() {
                     self.metrics.delivered(DeliveredType::Reply, 1);
                     if owed {
-                        self.send_owed(who.key as usize, [frame]);
+                        self.send_owed(who.key(), [frame]);
                     } else {
-                        self.send_frame(who.key as usize, frame);
+                        self.send_frame(who.key(), frame);
                     }
                 }
             }
-            Msg::Deliver {
+            ToWorker::Deliver {
                 channel,
                 frame,
                 except,
@@ -739,19 +712,16 @@ impl Worker {
                 let n = self.deliver(&channel, &frame, except);
                 self.metrics.delivered(kind, n);
             }
-            Msg::Answer { to, answer } => self.on_answer(to, answer),
-            Msg::Shutdown => self.start_drain(),
+            ToWorker::Answer { to, answer } => self.on_answer(to, answer),
+            ToWorker::Shutdown => self.start_drain(),
         }
     }
 
     /// Queues one shared frame for every local member of `channel`.
-    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnRef>) -> u64 {
+    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnId>) -> u64 {
         let except = except
-            .filter(|e| usize::from(e.worker) == self.index)
-            .map(|e| Handle {
-                key: e.key,
-                serial: e.serial,
-            });
+            .filter(|e| e.worker() == self.index)
+            .map(ConnId::handle);
         let mut fanout = Fanout {
             dirty: std::mem::take(&mut self.dirty),
             slow: std::mem::take(&mut self.slow),

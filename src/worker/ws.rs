@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::conn::Phase;
 use super::Worker;
-use crate::broker::{self, Msg, Origin};
+use crate::broker::{Origin, ToOwner};
 use crate::conn::{Admission, Rate};
 use crate::metrics::MsgType;
 use crate::proto::{self, server, ErrorCode, Request};
@@ -87,6 +87,9 @@ impl Worker {
             }
             Message::Ping(p) => self.send_frame(key, ws::server_frame(OpCode::Pong, p)),
             Message::Pong(_) => {}
+            // The decoder returns these only where permessage-deflate was
+            // negotiated, which needs `--compression`.
+            Message::Deflated { .. } => self.begin_close(key, 1002, "", false),
             Message::Close(frame) => {
                 // RFC 6455 §5.5.1: answer with a close frame, echoing the code.
                 let code = frame.map_or(1000, |f| f.code);
@@ -154,10 +157,9 @@ impl Worker {
     }
 
     fn on_request(&mut self, key: usize, id: Option<u64>, req: Request<'_>) {
-        let Some(who) = self.conn_ref(key) else {
+        let Some(who) = self.conn_id(key) else {
             return;
         };
-        let workers = self.outbox.workers();
         let max_channels = self.config.max_channels;
         let broker_up = self.broker_up();
         let config = self.config.clone();
@@ -191,9 +193,10 @@ impl Worker {
                     session.channels.insert(channel.clone());
                     session.replies.ask();
                     let member = session.member.clone();
-                    self.outbox.send(
-                        broker::owner_of(&channel, workers),
-                        Msg::Join {
+                    let owner = self.outbox.owner_of(&channel);
+                    self.outbox.to_owner(
+                        owner,
+                        ToOwner::Join {
                             channel,
                             who,
                             member,
@@ -209,9 +212,10 @@ impl Worker {
                 None => Err((ErrorCode::NotJoined, "not joined to this channel")),
                 Some(channel) => {
                     session.replies.ask();
-                    self.outbox.send(
-                        broker::owner_of(&channel, workers),
-                        Msg::Leave {
+                    let owner = self.outbox.owner_of(&channel);
+                    self.outbox.to_owner(
+                        owner,
+                        ToOwner::Leave {
                             channel,
                             who,
                             id,
@@ -238,9 +242,10 @@ impl Worker {
                                 session.replies.ask();
                             }
                             let origin = Origin::Client(who, session.member.clone());
-                            self.outbox.send(
-                                broker::owner_of(&channel, workers),
-                                Msg::Publish {
+                            let owner = self.outbox.owner_of(&channel);
+                            self.outbox.to_owner(
+                                owner,
+                                ToOwner::Publish {
                                     channel,
                                     origin,
                                     id,
@@ -260,10 +265,9 @@ impl Worker {
                         None => Err((ErrorCode::NotJoined, "join the channel first")),
                         Some(channel) => {
                             session.replies.ask();
-                            self.outbox.send(
-                                broker::owner_of(&channel, workers),
-                                Msg::Presence { channel, who, id },
-                            );
+                            let owner = self.outbox.owner_of(&channel);
+                            self.outbox
+                                .to_owner(owner, ToOwner::Presence { channel, who, id });
                             Ok(())
                         }
                     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use super::*;
-use crate::broker::{ConnRef, MemberInfo, Msg, Outbox};
+use crate::broker::{ConnId, MemberInfo, Msg, Outbox, ToOwner, ToWorker};
 use crate::config::Config;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -182,17 +182,13 @@ fn member(user: &str, conn: &str) -> Arc<MemberInfo> {
 
 /// Joins `who` to `room:x` and answers as Redis does, the join event's
 /// push before or after the script's reply; returns what worker 0 got.
-fn join_with_push(push_first: bool) -> (ConnRef, Vec<Msg>) {
+fn join_with_push(push_first: bool) -> (ConnId, Vec<Msg>) {
     let mut s = Scripted::up();
-    let who = ConnRef {
-        worker: 0,
-        key: 1,
-        serial: 1,
-    };
+    let who = ConnId::new(0, 1, 1);
     let m = member("u", "n-0-1");
     let channel: Arc<str> = Arc::from("room:x");
     s.owner.handle(
-        Msg::Join {
+        ToOwner::Join {
             channel: channel.clone(),
             who,
             member: m.clone(),
@@ -224,7 +220,10 @@ fn join_with_push(push_first: bool) -> (ConnRef, Vec<Msg>) {
     s.send(&push(b"message", pubsub, &bulk(&other)));
     let more = s.messages(1);
     assert!(
-        matches!(&more[..], [Msg::Deliver { except: None, .. }]),
+        matches!(
+            &more[..],
+            [Msg::Worker(ToWorker::Deliver { except: None, .. })]
+        ),
         "{more:?}"
     );
     (who, got)
@@ -236,10 +235,10 @@ fn joiner_never_gets_its_own_join_whichever_comes_first() {
         let (who, got) = join_with_push(push_first);
         let joined = got
             .iter()
-            .position(|m| matches!(m, Msg::Joined { who: w, .. } if *w == who));
-        let deliver = got
-            .iter()
-            .position(|m| matches!(m, Msg::Deliver { except: Some(e), .. } if *e == who));
+            .position(|m| matches!(m, Msg::Worker(ToWorker::Joined { who: w, .. }) if *w == who));
+        let deliver = got.iter().position(
+            |m| matches!(m, Msg::Worker(ToWorker::Deliver { except: Some(e), .. }) if *e == who),
+        );
         assert!(
             joined.is_some() && deliver.is_some(),
             "push first: {push_first}: {got:?}"
@@ -251,13 +250,9 @@ fn joiner_never_gets_its_own_join_whichever_comes_first() {
 
 /// A member of a history channel without presence on worker `worker`.
 fn history_join(s: &mut Scripted, key: u32, worker: u16, reply_offset: u64, epoch: &str) {
-    let who = ConnRef {
-        worker,
-        key,
-        serial: 1,
-    };
+    let who = ConnId::new(usize::from(worker), key as usize, 1);
     s.owner.handle(
-        Msg::Join {
+        ToOwner::Join {
             channel: Arc::from("doc:x"),
             who,
             member: member("u", "n-0-1"),
@@ -288,8 +283,8 @@ fn action_push(offset: u64) -> Vec<u8> {
 fn kinds(msgs: &[Msg]) -> Vec<String> {
     msgs.iter()
         .map(|m| match m {
-            Msg::Joined { .. } => "joined".to_owned(),
-            Msg::Deliver { frame, kind, .. } => match kind {
+            Msg::Worker(ToWorker::Joined { .. }) => "joined".to_owned(),
+            Msg::Worker(ToWorker::Deliver { frame, kind, .. }) => match kind {
                 crate::metrics::DeliveredType::Resync => {
                     let text = String::from_utf8_lossy(&frame[2..]).into_owned();
                     assert_eq!(text, r#"{"type":"resync","channel":"doc:x"}"#);
