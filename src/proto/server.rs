@@ -175,7 +175,8 @@ pub fn refreshed(out: &mut Vec<u8>, id: Option<u64>, exp: u64) {
 }
 
 /// `{"type":"resync","channel":..}` (§5, 1.1): the node saw a gap in the
-/// channel's offsets; the client should re-join with `since`.
+/// channel's offsets (or its broker link was down), so the member must join
+/// again with `since` to fill it. Sent to every local member, encoded once.
 pub fn resync(out: &mut Vec<u8>, channel: &str) {
     out.extend_from_slice(br#"{"type":"resync""#);
     channel_field(out, channel);
