@@ -296,6 +296,44 @@ pub fn write_members(out: &mut Vec<u8>, members: &[Member<'_>]) {
     out.push(b']');
 }
 
+/// `{"offset":N}`, or `{}` for a channel without history: the answer of
+/// `POST /api/publish` (§9).
+pub fn api_published(out: &mut Vec<u8>, offset: Option<u64>) {
+    out.push(b'{');
+    if let Some(o) = offset {
+        out.extend_from_slice(br#""offset":"#);
+        write_u64(out, o);
+    }
+    out.push(b'}');
+}
+
+/// `{"channel":..,"members":[..]}`: the answer of `GET /api/presence` (§9),
+/// `members` already a JSON array.
+pub fn api_presence(out: &mut Vec<u8>, channel: &str, members: &[u8]) {
+    out.extend_from_slice(br#"{"channel":"#);
+    write_string(out, channel);
+    out.extend_from_slice(br#","members":"#);
+    out.extend_from_slice(members);
+    out.push(b'}');
+}
+
+/// `{"channels":[{"channel":..,"members":N},..]}`: the answer of
+/// `GET /api/channels` (§9), in the order given.
+pub fn api_channels<'a>(out: &mut Vec<u8>, channels: impl IntoIterator<Item = (&'a str, usize)>) {
+    out.extend_from_slice(br#"{"channels":["#);
+    for (i, (name, members)) in channels.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"channel":"#);
+        write_string(out, name);
+        out.extend_from_slice(br#","members":"#);
+        write_u64(out, members as u64);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+}
+
 fn id_field(out: &mut Vec<u8>, id: Option<u64>) {
     if let Some(id) = id {
         out.extend_from_slice(br#","id":"#);
