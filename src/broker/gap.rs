@@ -33,6 +33,11 @@ impl GapWatch {
     pub fn event(&mut self, offset: u64) -> bool {
         let gap = self.last.is_some_and(|l| offset != l.wrapping_add(1));
         self.last = Some(offset);
+        if gap {
+            // The gap may be a new epoch: the next join answer states it,
+            // and must not count as a second gap for it.
+            self.epoch = None;
+        }
         gap
     }
 
@@ -95,6 +100,15 @@ mod tests {
         assert!(w.position(7, "e2"), "a new epoch at the same offset");
         assert!(!w.position(7, "e2"));
         assert!(w.position(0, "e2"), "the offset went back");
+    }
+
+    #[test]
+    fn a_gap_forgets_the_epoch_it_may_have_changed() {
+        let mut w = GapWatch::default();
+        w.position(5, "e1");
+        assert!(w.event(1), "offsets started again: a new epoch");
+        assert!(!w.position(1, "e2"), "the re-joins' answers: told once");
+        assert!(w.position(1, "e3"), "a further change is a gap again");
     }
 
     #[test]
