@@ -40,6 +40,8 @@ struct Segment {
     start: u64,
     /// Last offset owed, once closed by `recovered:false`.
     end: Option<u64>,
+    /// Opened by a `recovered:false`: what precedes `start` was excused.
+    after_reset: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +108,7 @@ impl Member {
             epoch,
             start: offset + 1,
             end: None,
+            after_reset: recovered == Some(false),
         });
         self.position = Some((epoch, offset));
     }
@@ -160,27 +163,34 @@ pub struct Tally {
 /// Settles every acknowledged action against every member of its channel.
 pub fn verify(members: &[Member], acks: &[Ack]) -> Tally {
     let mut tally = Tally::default();
-    // The epoch an ack really belongs to: where a member applied it.
+    // The epoch an ack really belongs to: where a member applied it. When
+    // no member applied it and another action holds its offset in the
+    // publisher's epoch, the ack belongs to a later epoch nobody applied:
+    // `None` (owed as reset by members that were reset, lost by the others).
+    let mut held: HashMap<(u32, EpochId, u64), StampKey> = HashMap::new();
     let mut true_epoch: HashMap<(u32, StampKey, u64), EpochId> = HashMap::new();
-    let wanted: std::collections::HashSet<(u32, StampKey, u64)> = acks
-        .iter()
-        .map(|a| (a.channel, a.stamp, a.offset))
-        .collect();
     for m in members {
         for ap in &m.applied {
-            let key = (m.channel, ap.stamp, ap.offset);
-            if wanted.contains(&key) {
-                true_epoch.entry(key).or_insert(ap.epoch);
-            }
+            held.entry((m.channel, ap.epoch, ap.offset))
+                .or_insert(ap.stamp);
+            true_epoch
+                .entry((m.channel, ap.stamp, ap.offset))
+                .or_insert(ap.epoch);
         }
     }
-    let mut by_channel: HashMap<u32, Vec<Ack>> = HashMap::new();
+    let mut by_channel: HashMap<u32, Vec<(Ack, bool)>> = HashMap::new();
     for a in acks {
         let mut a = *a;
+        let mut known = true;
         if let Some(&e) = true_epoch.get(&(a.channel, a.stamp, a.offset)) {
             a.epoch = e;
+        } else if held
+            .get(&(a.channel, a.epoch, a.offset))
+            .is_some_and(|s| *s != a.stamp)
+        {
+            known = false;
         }
-        by_channel.entry(a.channel).or_default().push(a);
+        by_channel.entry(a.channel).or_default().push((a, known));
     }
     for m in members {
         tally.reordered += m.reordered;
@@ -195,8 +205,13 @@ pub fn verify(members: &[Member], acks: &[Ack]) -> Tally {
         let Some(channel_acks) = by_channel.get(&m.channel) else {
             continue;
         };
-        for a in channel_acks {
-            match owes(&m.segments, m.resets, a.epoch, a.offset) {
+        for (a, known) in channel_acks {
+            let owed = match known {
+                true => owes(&m.segments, m.resets, a.epoch, a.offset),
+                false if m.resets > 0 => Owes::Reset,
+                false => Owes::Yes,
+            };
+            match owed {
                 Owes::No => {}
                 Owes::Reset => tally.reset += 1,
                 Owes::Yes => {
@@ -228,10 +243,8 @@ fn owes(segments: &[Segment], resets: u64, epoch: EpochId, offset: u64) -> Owes 
             return Owes::Yes;
         }
     }
-    let after_first = segments
-        .iter()
-        .find(|s| s.epoch == epoch)
-        .is_some_and(|s| offset >= s.start);
+    let first = segments.iter().find(|s| s.epoch == epoch);
+    let after_first = first.is_some_and(|s| offset >= s.start || s.after_reset);
     match (in_epoch, after_first) {
         (true, true) => Owes::Reset,
         (true, false) => Owes::No,
@@ -305,6 +318,34 @@ mod tests {
         ];
         let t = verify(&[m], &acks);
         assert_eq!((t.owed, t.delivered, t.lost, t.reset), (2, 2, 0, 1));
+    }
+
+    #[test]
+    fn an_ack_of_a_new_epoch_nobody_applied_is_a_reset_for_the_reset() {
+        let mut m = Member::new(0);
+        m.on_joined(E1, 0, None);
+        m.on_event(1, (0, 1));
+        m.on_joined(E2, 1, Some(false));
+        // (0, 2) was acked at offset 1 of E2 while its publisher still
+        // believed in E1; the member joined E2 after it.
+        let t = verify(&[m.clone()], &[ack(1, 1), ack(1, 2)]);
+        assert_eq!((t.delivered, t.lost, t.reset), (1, 0, 1));
+        // Acked at E2 offset 1 and seen by someone: before m's start in E2,
+        // excused by its reset.
+        let mut other = Member::new(0);
+        other.on_joined(E2, 0, None);
+        other.on_event(1, (0, 2));
+        let t = verify(&[m.clone(), other], &[ack(1, 2)]);
+        assert_eq!((t.delivered, t.lost, t.reset), (1, 0, 1));
+        let mut fresh = Member::new(0);
+        fresh.on_joined(E1, 0, None);
+        fresh.on_event(1, (0, 1));
+        let t = verify(&[fresh], &[ack(1, 1), ack(1, 2)]);
+        assert_eq!(
+            (t.delivered, t.lost),
+            (1, 1),
+            "no reset: it should have had it"
+        );
     }
 
     #[test]
