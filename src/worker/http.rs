@@ -61,7 +61,7 @@ impl Worker {
         let route = http::route(&head, self.config.autobahn_echo);
         self.metrics.http(match route {
             Route::WebSocket | Route::Echo => HttpRoute::Ws,
-            Route::Demo => HttpRoute::Demo,
+            Route::Static(_) => HttpRoute::Demo,
             Route::Healthz => HttpRoute::Healthz,
             Route::Metrics => HttpRoute::Metrics,
             Route::ApiPublish => HttpRoute::ApiPublish,
@@ -87,7 +87,7 @@ impl Worker {
         let keep_alive = http::keep_alive(&head);
         let head_only = head.method == Method::Head;
         let resp = match route {
-            Route::Demo => Some(Response::html(http::DEMO_PAGE)),
+            Route::Static(asset) => Some(asset.response(&head)),
             Route::Healthz => Some(if self.shared.draining.load(Ordering::Relaxed) {
                 Response::text(503, "draining")
             } else if !self.broker_up() {
