@@ -13,6 +13,7 @@
 //! | [`auth`] | pure | HS256 JWT verification and channel permissions |
 //! | [`config`] | pure | every setting, from flags, environment and TOML |
 //! | [`registry`] | pure | which connections are in which channel |
+//! | [`id`] | pure | one connection id, and its slab key, poll token and registry handle |
 //! | [`conn`] | pure | one client connection's state: limits, rate, outbound queue |
 //! | [`worker`] | IO | the per-core mio loop |
 //! | [`broker`] | IO | the embedded broker and the Redis link |
@@ -24,6 +25,7 @@ pub mod broker;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod id;
 pub mod metrics;
 pub mod proto;
 pub mod registry;

@@ -11,7 +11,7 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::broker::Msg;
+use crate::broker::{Msg, ToWorker};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::worker::{Parts, Shared, Worker};
@@ -110,7 +110,7 @@ impl Server {
     pub fn drain(self, drain: Duration) -> bool {
         self.shared.draining.store(true, Ordering::SeqCst);
         for (tx, waker) in self.shared.senders.iter().zip(&self.shared.wakers) {
-            let _ = tx.send(vec![Msg::Shutdown]);
+            let _ = tx.send(vec![Msg::Worker(ToWorker::Shutdown)]);
             let _ = waker.wake();
         }
         let deadline = Instant::now() + drain;

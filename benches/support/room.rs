@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use slab::Slab;
-use switchboard::broker::{ConnRef, MemberInfo, Msg, Origin, Outbox, Owner, OwnerLimits};
+use switchboard::broker::{
+    ConnId, MemberInfo, Msg, Origin, Outbox, Owner, OwnerLimits, ToOwner, ToWorker,
+};
 use switchboard::config::Config;
 use switchboard::conn::Outbound;
 use switchboard::metrics::WorkerMetrics;
@@ -198,12 +200,8 @@ impl Broker {
         }
     }
 
-    fn who(key: usize, serial: u32) -> ConnRef {
-        ConnRef {
-            worker: 0,
-            key: key as u32,
-            serial,
-        }
+    fn who(key: usize, serial: u32) -> ConnId {
+        ConnId::new(0, key, serial)
     }
 
     /// Joins every connection of `room` through the owner and applies the
@@ -212,7 +210,7 @@ impl Broker {
         let conns: Vec<(usize, u32)> = room.conns.iter().map(|(k, c)| (k, c.serial)).collect();
         for (key, serial) in conns {
             self.owner.handle(
-                Msg::Join {
+                ToOwner::Join {
                     channel: room.channel.clone(),
                     who: Self::who(key, serial),
                     member: self.member.clone(),
@@ -235,7 +233,7 @@ impl Broker {
     pub fn publish(&mut self, room: &mut Room, from: usize, action: &[u8]) -> u64 {
         let serial = room.conns[from].serial;
         self.owner.handle(
-            Msg::Publish {
+            ToOwner::Publish {
                 channel: room.channel.clone(),
                 origin: Origin::Client(Self::who(from, serial), self.member.clone()),
                 id: None,
@@ -254,34 +252,27 @@ impl Broker {
         let mut delivered = 0;
         for msg in queue.drain(..) {
             match msg {
-                Msg::Joined {
+                Msg::Worker(ToWorker::Joined {
                     channel,
                     who,
                     frames,
-                } => {
-                    let h = Handle {
-                        key: who.key,
-                        serial: who.serial,
-                    };
-                    room.registry.add(&channel, h);
-                    let conn = &mut room.conns[who.key as usize];
+                }) => {
+                    room.registry.add(&channel, who.handle());
+                    let conn = &mut room.conns[who.key()];
                     for f in frames {
                         conn.out.push(f, LIMIT).expect("joined fits");
                     }
                     if !std::mem::replace(&mut conn.dirty, true) {
-                        room.fanout.dirty.push(who.key as usize);
+                        room.fanout.dirty.push(who.key());
                     }
                 }
-                Msg::Deliver {
+                Msg::Worker(ToWorker::Deliver {
                     channel,
                     frame,
                     except,
                     ..
-                } => {
-                    let except = except.map(|e| Handle {
-                        key: e.key,
-                        serial: e.serial,
-                    });
+                }) => {
+                    let except = except.map(ConnId::handle);
                     delivered += room.deliver(&channel, &frame, except);
                 }
                 other => panic!("unexpected message {other:?}"),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::conn::{Phase, WsConn};
 use super::Worker;
 use crate::auth::{self, Identity};
-use crate::broker::{self, Answer, ConnRef, MemberInfo, Msg, Origin, Query};
+use crate::broker::{Answer, ConnId, MemberInfo, Origin, Query, ToOwner};
 use crate::conn::{Rate, Session};
 use crate::http::{self, Head, Method, Response, Route, UpgradeError};
 use crate::metrics::{self, Gauges, HttpRoute};
@@ -290,7 +290,7 @@ impl Worker {
         if let Err(resp) = http::check_api_key(head, self.config.api_key.as_deref()) {
             return Some(resp);
         }
-        let from = self.conn_ref(key)?;
+        let from = self.conn_id(key)?;
         let workers = self.outbox.workers();
         let wait = match route {
             Route::ApiPublish => {
@@ -306,9 +306,10 @@ impl Worker {
                     ));
                 }
                 let channel: Arc<str> = Arc::from(&*channel);
-                self.outbox.send(
-                    broker::owner_of(&channel, workers),
-                    Msg::Publish {
+                let owner = self.outbox.owner_of(&channel);
+                self.outbox.to_owner(
+                    owner,
+                    ToOwner::Publish {
                         channel,
                         origin: Origin::Api(from),
                         id: None,
@@ -333,9 +334,10 @@ impl Worker {
                     ));
                 }
                 let channel: Arc<str> = channel.into();
-                self.outbox.send(
-                    broker::owner_of(&channel, workers),
-                    Msg::Query {
+                let owner = self.outbox.owner_of(&channel);
+                self.outbox.to_owner(
+                    owner,
+                    ToOwner::Query {
                         query: Query::Presence(channel.clone()),
                         from,
                     },
@@ -351,9 +353,9 @@ impl Worker {
                     (0..workers).collect()
                 };
                 for &w in &asked {
-                    self.outbox.send(
+                    self.outbox.to_owner(
                         w,
-                        Msg::Query {
+                        ToOwner::Query {
                             query: Query::Channels,
                             from,
                         },
@@ -376,8 +378,8 @@ impl Worker {
     }
 
     /// An owner answered an API request of connection `to`.
-    pub(super) fn on_answer(&mut self, to: ConnRef, answer: Answer) {
-        let key = to.key as usize;
+    pub(super) fn on_answer(&mut self, to: ConnId, answer: Answer) {
+        let key = to.key();
         let Some(conn) = self.conn_for(to) else {
             return;
         };

@@ -31,21 +31,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 
 use crate::broker::redis::RedisOwner;
-use crate::broker::{self, ConnRef, Msg, Outbox, Owner, OwnerLimits};
+use crate::broker::{ConnId, Msg, Outbox, Owner, OwnerLimits, ToOwner, ToWorker};
 use crate::config::Config;
+use crate::conn::CloseNow;
+use crate::id::{key_of, token_of, LISTENER, REDIS, WAKER};
 use crate::metrics::{DeliveredType, WorkerMetrics};
-use crate::registry::{Fanout, Handle, Registry};
+use crate::registry::{Fanout, Registry};
 use conn::{Conn, Phase};
-
-const WAKER: Token = Token(0);
-const LISTENER: Token = Token(1);
-/// The worker's Redis connection, in Redis mode.
-const REDIS: Token = Token(2);
-const FIRST_CONN: usize = 3;
 
 /// How long a closing connection may take to read our close and hang up.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -59,14 +55,6 @@ const SCRATCH: usize = 64 * 1024 + 64;
 const SPARE_BATCHES: usize = 8;
 /// A batch grown past this (a burst) is freed rather than kept.
 const SPARE_BATCH_CAPACITY: usize = 4096;
-
-fn token_of(key: usize) -> Token {
-    Token(key + FIRST_CONN)
-}
-
-fn key_of(token: Token) -> Option<usize> {
-    token.0.checked_sub(FIRST_CONN)
-}
 
 /// State every worker reads; nothing here is touched per message.
 #[derive(Debug)]
@@ -438,19 +426,17 @@ impl Worker {
         }
     }
 
-    fn conn_ref(&self, key: usize) -> Option<ConnRef> {
-        self.conns.get(key).map(|c| ConnRef {
-            worker: self.index as u16,
-            key: key as u32,
-            serial: c.serial,
-        })
+    fn conn_id(&self, key: usize) -> Option<ConnId> {
+        self.conns
+            .get(key)
+            .map(|c| ConnId::new(self.index, key, c.serial))
     }
 
     /// The live connection a message is addressed to, if it still exists.
-    fn conn_for(&mut self, who: ConnRef) -> Option<&mut Conn> {
+    fn conn_for(&mut self, who: ConnId) -> Option<&mut Conn> {
         self.conns
-            .get_mut(who.key as usize)
-            .filter(|c| c.serial == who.serial)
+            .get_mut(who.key())
+            .filter(|c| c.serial == who.serial())
     }
 
     fn mark_dirty(&mut self, key: usize) {
@@ -518,30 +504,79 @@ impl Worker {
         !release.is_empty()
     }
 
-    /// Starts the close of a connection: leave every channel, queue the
-    /// close frame (dropping unsent frames first when `drop_queue`, for a
-    /// slow consumer), and give the peer [`CLOSE_GRACE`] to hang up.
+    /// Decides the close of a connection: leave every channel, then queue
+    /// the close frame (dropping unsent frames first when `drop_queue`, for
+    /// a slow consumer) once every reply owed for earlier requests has gone
+    /// out (PROTOCOL.md §8; see `conn::Replies`), and give the peer
+    /// [`CLOSE_GRACE`] to hang up. Input is ignored from here on.
+    ///
+    /// Every close of a WebSocket comes here, so every close code keeps
+    /// the rule. A queue that overflows while the close waits ends the
+    /// wait: the outbound bound wins over the owed replies.
     fn begin_close(&mut self, key: usize, code: u16, reason: &str, drop_queue: bool) {
         self.leave_all(key);
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let frame = match &mut conn.phase {
+            Phase::Closing { .. } => return,
+            Phase::Http { .. } => Bytes::new(),
+            Phase::Ws(ws) => {
+                let replies = &mut ws.session.replies;
+                if drop_queue {
+                    conn.out.truncate_unstarted();
+                    replies.drop_parked();
+                }
+                match replies.request_close(crate::ws::close_frame(code, reason), now) {
+                    CloseNow::Yes(frame) => frame,
+                    CloseNow::Waits => return,
+                    CloseNow::AlreadyClosing if drop_queue => match replies.abandon() {
+                        Some(frame) => frame,
+                        None => return,
+                    },
+                    CloseNow::AlreadyClosing => return,
+                }
+            }
+        };
+        self.close_with(key, frame);
+    }
+
+    /// Queues the last frame (a close frame, or nothing) and moves to
+    /// [`Phase::Closing`].
+    fn close_with(&mut self, key: usize, frame: Bytes) {
         let deadline = self.now + CLOSE_GRACE;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.is_closing() {
-            return;
-        }
-        if drop_queue {
-            conn.out.truncate_unstarted();
-        }
-        if matches!(conn.phase, Phase::Ws(_)) {
-            conn.out
-                .push_unbounded(crate::ws::close_frame(code, reason));
-        }
+        conn.out.push_unbounded(frame);
         conn.phase = Phase::Closing {
             deadline,
             shut: false,
         };
         self.mark_dirty(key);
+    }
+
+    /// A close waiting for owed replies goes out once they have, or once
+    /// its wait is over (then with what is still parked, within the bound).
+    fn close_if_settled(&mut self, key: usize) {
+        let now = self.now;
+        let limit = self.config.outbound_limit;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Phase::Ws(ws) = &mut conn.phase else {
+            return;
+        };
+        let Some(frame) = ws.session.replies.poll_close(now) else {
+            return;
+        };
+        for parked in ws.session.replies.take_parked() {
+            if conn.out.push(parked, limit).is_err() {
+                break;
+            }
+        }
+        self.close_with(key, frame);
     }
 
     /// Ends an HTTP exchange after its response: half-close once written.
@@ -558,21 +593,16 @@ impl Worker {
 
     /// Removes a WebSocket from every channel it is in, telling the owners.
     fn leave_all(&mut self, key: usize) {
-        let Some(me) = self.conn_ref(key) else { return };
-        let workers = self.outbox.workers();
+        let Some(me) = self.conn_id(key) else { return };
         let Some(ws) = self.conns.get_mut(key).and_then(Conn::ws_mut) else {
             return;
         };
-        let handle = Handle {
-            key: me.key,
-            serial: me.serial,
-        };
         for channel in ws.session.channels.drain() {
-            self.registry.remove(&channel, handle);
-            let owner = broker::owner_of(&channel, workers);
-            self.outbox.send(
+            self.registry.remove(&channel, me.handle());
+            let owner = self.outbox.owner_of(&channel);
+            self.outbox.to_owner(
                 owner,
-                Msg::Leave {
+                ToOwner::Leave {
                     channel,
                     who: me,
                     id: None,
@@ -597,15 +627,18 @@ impl Worker {
     /// Handles a message from a worker (this one included).
     fn dispatch(&mut self, msg: Msg) {
         match msg {
-            Msg::Join { .. }
-            | Msg::Leave { .. }
-            | Msg::Publish { .. }
-            | Msg::Presence { .. }
-            | Msg::Query { .. } => match &mut self.broker {
+            Msg::Owner(msg) => match &mut self.broker {
                 Broker::Embedded(owner) => owner.handle(msg, self.now, &mut self.outbox),
                 Broker::Redis(r) => r.handle(msg, &mut self.outbox),
             },
-            Msg::JoinFailed {
+            Msg::Worker(msg) => self.on_worker_msg(msg),
+        }
+    }
+
+    /// Handles an owner's message for this worker's connections.
+    fn on_worker_msg(&mut self, msg: ToWorker) {
+        match msg {
+            ToWorker::JoinFailed {
                 channel,
                 who,
                 id,
@@ -619,59 +652,56 @@ impl Worker {
                         ws.session.channels.remove(&channel);
                     }
                 }
-                self.reply_error(
-                    who.key as usize,
-                    id,
-                    crate::proto::ErrorCode::Unavailable,
-                    "the broker is unreachable",
-                );
+                let code = crate::proto::ErrorCode::Unavailable;
+                self.metrics.error(code.as_str());
+                let frame = crate::ws::text_frame_with(|b| {
+                    crate::proto::server::error(b, id, code, "the broker is unreachable")
+                });
+                self.send_owed(who.key(), [frame]);
             }
-            Msg::Joined {
+            ToWorker::Joined {
                 channel,
                 who,
                 frames,
             } => {
-                if self.conn_for(who).is_none() {
+                let Some(conn) = self.conn_for(who) else {
                     return;
+                };
+                // A connection whose close is decided has left every
+                // channel: it gets its `joined`, but no more events.
+                if conn
+                    .ws_mut()
+                    .is_some_and(|ws| !ws.session.replies.closing())
+                {
+                    self.registry.add(&channel, who.handle());
                 }
-                self.registry.add(
-                    &channel,
-                    Handle {
-                        key: who.key,
-                        serial: who.serial,
-                    },
-                );
                 self.metrics
                     .delivered(DeliveredType::Reply, frames.len() as u64);
-                for f in frames {
-                    self.send_frame(who.key as usize, f);
-                }
+                self.send_owed(who.key(), frames);
             }
-            Msg::Left {
+            ToWorker::Left {
                 channel,
                 who,
                 frame,
             } => {
-                self.registry.remove(
-                    &channel,
-                    Handle {
-                        key: who.key,
-                        serial: who.serial,
-                    },
-                );
+                self.registry.remove(&channel, who.handle());
                 if let Some(f) = frame {
                     if self.conn_for(who).is_some() {
-                        self.send_frame(who.key as usize, f);
+                        self.send_owed(who.key(), [f]);
                     }
                 }
             }
-            Msg::Reply { who, frame } => {
+            ToWorker::Reply { who, frame, owed } => {
                 if self.conn_for(who).is_some() {
                     self.metrics.delivered(DeliveredType::Reply, 1);
-                    self.send_frame(who.key as usize, frame);
+                    if owed {
+                        self.send_owed(who.key(), [frame]);
+                    } else {
+                        self.send_frame(who.key(), frame);
+                    }
                 }
             }
-            Msg::Deliver {
+            ToWorker::Deliver {
                 channel,
                 frame,
                 except,
@@ -685,19 +715,16 @@ impl Worker {
                 };
                 self.metrics.delivered(kind, n);
             }
-            Msg::Answer { to, answer } => self.on_answer(to, answer),
-            Msg::Shutdown => self.start_drain(),
+            ToWorker::Answer { to, answer } => self.on_answer(to, answer),
+            ToWorker::Shutdown => self.start_drain(),
         }
     }
 
     /// Queues one shared frame for every local member of `channel`.
-    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnRef>) -> u64 {
+    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnId>) -> u64 {
         let except = except
-            .filter(|e| usize::from(e.worker) == self.index)
-            .map(|e| Handle {
-                key: e.key,
-                serial: e.serial,
-            });
+            .filter(|e| e.worker() == self.index)
+            .map(ConnId::handle);
         let mut fanout = Fanout {
             dirty: std::mem::take(&mut self.dirty),
             slow: std::mem::take(&mut self.slow),
@@ -757,11 +784,22 @@ impl Worker {
         let mut expired = Vec::new();
         let mut silent = Vec::new();
         let mut ping = Vec::new();
+        let mut waited = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             match &mut conn.phase {
                 Phase::Http { deadline } | Phase::Closing { deadline, .. } => {
                     if now >= *deadline {
                         expired.push(key);
+                    }
+                }
+                Phase::Ws(ws) if ws.session.replies.closing() => {
+                    if ws
+                        .session
+                        .replies
+                        .close_deadline()
+                        .is_some_and(|t| now >= t)
+                    {
+                        waited.push(key);
                     }
                 }
                 Phase::Ws(ws) => {
@@ -776,6 +814,9 @@ impl Worker {
         }
         for key in expired {
             self.drop_conn(key);
+        }
+        for key in waited {
+            self.close_if_settled(key);
         }
         for key in silent {
             self.begin_close(key, 1001, "heartbeat timeout", false);

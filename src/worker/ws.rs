@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::conn::Phase;
 use super::Worker;
-use crate::broker::{self, Msg, Origin};
+use crate::broker::{Origin, ToOwner};
 use crate::conn::{Admission, Rate};
 use crate::metrics::MsgType;
 use crate::proto::{self, server, ErrorCode, Request};
@@ -23,6 +23,10 @@ impl Worker {
         let Some(wsc) = self.conns.get_mut(key).and_then(|c| c.ws_mut()) else {
             return data.len();
         };
+        if wsc.session.replies.closing() {
+            // The close is decided: nothing read after it is processed.
+            return data.len();
+        }
         let mut decoder = std::mem::replace(&mut wsc.decoder, ws::Decoder::new(Role::Server, 0));
         let mut pos = 0;
         loop {
@@ -52,10 +56,12 @@ impl Worker {
         pos
     }
 
+    /// A WebSocket whose close is not decided yet.
     fn is_open_ws(&self, key: usize) -> bool {
-        self.conns
-            .get(key)
-            .is_some_and(|c| matches!(c.phase, Phase::Ws(_)))
+        self.conns.get(key).is_some_and(|c| match &c.phase {
+            Phase::Ws(ws) => !ws.session.replies.closing(),
+            _ => false,
+        })
     }
 
     fn on_message(&mut self, key: usize, msg: Message<'_>) {
@@ -81,6 +87,9 @@ impl Worker {
             }
             Message::Ping(p) => self.send_frame(key, ws::server_frame(OpCode::Pong, p)),
             Message::Pong(_) => {}
+            // The decoder returns these only where permessage-deflate was
+            // negotiated, which needs `--compression`.
+            Message::Deflated { .. } => self.begin_close(key, 1002, "", false),
             Message::Close(frame) => {
                 // RFC 6455 §5.5.1: answer with a close frame, echoing the code.
                 let code = frame.map_or(1000, |f| f.code);
@@ -148,10 +157,9 @@ impl Worker {
     }
 
     fn on_request(&mut self, key: usize, id: Option<u64>, req: Request<'_>) {
-        let Some(who) = self.conn_ref(key) else {
+        let Some(who) = self.conn_id(key) else {
             return;
         };
-        let workers = self.outbox.workers();
         let max_channels = self.config.max_channels;
         let broker_up = self.broker_up();
         let config = self.config.clone();
@@ -162,7 +170,7 @@ impl Worker {
         let result: Result<(), (ErrorCode, &str)> = match req {
             Request::Ping => {
                 let frame = ws::text_frame_with(|b| server::pong(b, id));
-                self.send_frame(key, frame);
+                self.send_local_reply(key, frame);
                 return;
             }
             Request::Join { channel, since } => {
@@ -183,10 +191,12 @@ impl Worker {
                     let rejoin = existing.is_some();
                     let channel: Arc<str> = existing.unwrap_or_else(|| Arc::from(&*channel));
                     session.channels.insert(channel.clone());
+                    session.replies.ask();
                     let member = session.member.clone();
-                    self.outbox.send(
-                        broker::owner_of(&channel, workers),
-                        Msg::Join {
+                    let owner = self.outbox.owner_of(&channel);
+                    self.outbox.to_owner(
+                        owner,
+                        ToOwner::Join {
                             channel,
                             who,
                             member,
@@ -201,9 +211,11 @@ impl Worker {
             Request::Leave { channel } => match session.channels.take(&*channel) {
                 None => Err((ErrorCode::NotJoined, "not joined to this channel")),
                 Some(channel) => {
-                    self.outbox.send(
-                        broker::owner_of(&channel, workers),
-                        Msg::Leave {
+                    session.replies.ask();
+                    let owner = self.outbox.owner_of(&channel);
+                    self.outbox.to_owner(
+                        owner,
+                        ToOwner::Leave {
                             channel,
                             who,
                             id,
@@ -226,10 +238,14 @@ impl Worker {
                             Err((ErrorCode::Unavailable, "the broker is unreachable"))
                         }
                         Some(channel) => {
+                            if id.is_some() {
+                                session.replies.ask();
+                            }
                             let origin = Origin::Client(who, session.member.clone());
-                            self.outbox.send(
-                                broker::owner_of(&channel, workers),
-                                Msg::Publish {
+                            let owner = self.outbox.owner_of(&channel);
+                            self.outbox.to_owner(
+                                owner,
+                                ToOwner::Publish {
                                     channel,
                                     origin,
                                     id,
@@ -248,10 +264,10 @@ impl Worker {
                     match session.channels.get(&*channel).cloned() {
                         None => Err((ErrorCode::NotJoined, "join the channel first")),
                         Some(channel) => {
-                            self.outbox.send(
-                                broker::owner_of(&channel, workers),
-                                Msg::Presence { channel, who, id },
-                            );
+                            session.replies.ask();
+                            let owner = self.outbox.owner_of(&channel);
+                            self.outbox
+                                .to_owner(owner, ToOwner::Presence { channel, who, id });
                             Ok(())
                         }
                     }
@@ -272,7 +288,49 @@ impl Worker {
     ) {
         self.metrics.error(code.as_str());
         let frame = ws::text_frame_with(|b| server::error(b, id, code, message));
-        self.send_frame(key, frame);
+        self.send_local_reply(key, frame);
+    }
+
+    /// Sends a reply made on this worker; while owners still owe earlier
+    /// replies it waits behind them (see `conn::Replies`). What waits counts
+    /// against the outbound limit like what is queued.
+    fn send_local_reply(&mut self, key: usize, frame: Bytes) {
+        let limit = self.config.outbound_limit;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let queued = conn.out.queued_bytes();
+        let Phase::Ws(wsc) = &mut conn.phase else {
+            return self.send_frame(key, frame);
+        };
+        let replies = &mut wsc.session.replies;
+        match replies.local(frame) {
+            Some(frame) => self.send_frame(key, frame),
+            None if queued + replies.parked_bytes() > limit => {
+                self.begin_close(key, 4008, "slow consumer", true);
+            }
+            None => {}
+        }
+    }
+
+    /// Sends the frames of a reply an owner owed, then the local replies
+    /// and the close that waited for it.
+    pub(super) fn send_owed(&mut self, key: usize, frames: impl IntoIterator<Item = Bytes>) {
+        if let Some(wsc) = self.conns.get_mut(key).and_then(|c| c.ws_mut()) {
+            wsc.session.replies.arrived();
+        }
+        for frame in frames {
+            self.send_frame(key, frame);
+        }
+        while let Some(frame) = self
+            .conns
+            .get_mut(key)
+            .and_then(|c| c.ws_mut())
+            .and_then(|wsc| wsc.session.replies.pop_ready())
+        {
+            self.send_frame(key, frame);
+        }
+        self.close_if_settled(key);
     }
 
     pub(super) fn broker_up(&self) -> bool {

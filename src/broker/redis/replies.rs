@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::json::{bulk_items, members_json};
 use super::{RedisOwner, Tag};
-use crate::broker::{Answer, ConnRef, Msg, Origin, Outbox};
+use crate::broker::{Answer, ConnId, Origin, Outbox, ToWorker};
 use crate::proto::{server, ErrorCode};
 use crate::resp::{Push, Value};
 use crate::ws;
@@ -34,7 +34,7 @@ impl RedisOwner {
                 if !rejoin {
                     if let Some(ch) = self.channels.get_mut(&channel) {
                         if ch.members.remove(&who).is_some() {
-                            let w = &mut ch.per_worker[usize::from(who.worker)];
+                            let w = &mut ch.per_worker[who.worker()];
                             *w = w.saturating_sub(1);
                         }
                         ch.own_joins.retain(|(_, j)| *j != who);
@@ -42,9 +42,9 @@ impl RedisOwner {
                     // A failed first join must not keep the node subscribed.
                     self.drop_if_empty(&channel);
                 }
-                out.send(
-                    usize::from(who.worker),
-                    Msg::JoinFailed {
+                out.to_worker(
+                    who.worker(),
+                    ToWorker::JoinFailed {
                         channel,
                         who,
                         id,
@@ -53,31 +53,33 @@ impl RedisOwner {
                 );
             }
             Tag::Publish { origin, id, .. } => match origin {
-                Origin::Client(who, _) => out.send(
-                    usize::from(who.worker),
-                    Msg::Reply {
+                Origin::Client(who, _) => out.to_worker(
+                    who.worker(),
+                    ToWorker::Reply {
                         who,
                         frame: unavailable(id),
+                        owed: id.is_some(),
                     },
                 ),
-                Origin::Api(to) => out.send(
-                    usize::from(to.worker),
-                    Msg::Answer {
+                Origin::Api(to) => out.to_worker(
+                    to.worker(),
+                    ToWorker::Answer {
                         to,
                         answer: Answer::Unavailable,
                     },
                 ),
             },
-            Tag::Presence { who, id, .. } => out.send(
-                usize::from(who.worker),
-                Msg::Reply {
+            Tag::Presence { who, id, .. } => out.to_worker(
+                who.worker(),
+                ToWorker::Reply {
                     who,
                     frame: unavailable(id),
+                    owed: true,
                 },
             ),
-            Tag::ApiPresence { to } | Tag::ApiChannels { to } => out.send(
-                usize::from(to.worker),
-                Msg::Answer {
+            Tag::ApiPresence { to } | Tag::ApiChannels { to } => out.to_worker(
+                to.worker(),
+                ToWorker::Answer {
                     to,
                     answer: Answer::Unavailable,
                 },
@@ -87,9 +89,9 @@ impl RedisOwner {
                 channel,
                 who,
                 frame,
-            } => out.send(
-                usize::from(who.worker),
-                Msg::Left {
+            } => out.to_worker(
+                who.worker(),
+                ToWorker::Left {
                     channel,
                     who,
                     frame,
@@ -122,9 +124,9 @@ impl RedisOwner {
         let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
         for (worker, &n) in ch.per_worker.iter().enumerate() {
             if n > 0 {
-                out.send(
+                out.to_worker(
                     worker,
-                    Msg::Deliver {
+                    ToWorker::Deliver {
                         channel: name.clone(),
                         frame: frame.clone(),
                         except,
@@ -176,12 +178,19 @@ impl RedisOwner {
                         if let Some(id) = id {
                             let frame =
                                 ws::text_frame_with(|b| server::ack(b, Some(id), &channel, offset));
-                            out.send(usize::from(who.worker), Msg::Reply { who, frame });
+                            out.to_worker(
+                                who.worker(),
+                                ToWorker::Reply {
+                                    who,
+                                    frame,
+                                    owed: true,
+                                },
+                            );
                         }
                     }
-                    Origin::Api(to) => out.send(
-                        usize::from(to.worker),
-                        Msg::Answer {
+                    Origin::Api(to) => out.to_worker(
+                        to.worker(),
+                        ToWorker::Answer {
                             to,
                             answer: Answer::Published(offset),
                         },
@@ -192,11 +201,18 @@ impl RedisOwner {
                 let list = members_json(bulk_items(&value));
                 let frame =
                     ws::text_frame_with(|b| server::presence_state_raw(b, id, &channel, &list));
-                out.send(usize::from(who.worker), Msg::Reply { who, frame });
+                out.to_worker(
+                    who.worker(),
+                    ToWorker::Reply {
+                        who,
+                        frame,
+                        owed: true,
+                    },
+                );
             }
-            Tag::ApiPresence { to } => out.send(
-                usize::from(to.worker),
-                Msg::Answer {
+            Tag::ApiPresence { to } => out.to_worker(
+                to.worker(),
+                ToWorker::Answer {
                     to,
                     answer: Answer::Presence(Some(members_json(bulk_items(&value)))),
                 },
@@ -212,9 +228,9 @@ impl RedisOwner {
                         }
                     }
                 }
-                out.send(
-                    usize::from(to.worker),
-                    Msg::Answer {
+                out.to_worker(
+                    to.worker(),
+                    ToWorker::Answer {
                         to,
                         answer: Answer::Channels(list),
                     },
@@ -226,7 +242,7 @@ impl RedisOwner {
     pub(super) fn on_joined(
         &mut self,
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         id: Option<u64>,
         since: bool,
         value: Value,
@@ -295,9 +311,9 @@ impl RedisOwner {
             )
         }));
         frames.extend(replay);
-        out.send(
-            usize::from(who.worker),
-            Msg::Joined {
+        out.to_worker(
+            who.worker(),
+            ToWorker::Joined {
                 channel,
                 who,
                 frames,

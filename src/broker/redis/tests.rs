@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use super::*;
-use crate::broker::{ConnRef, MemberInfo, Msg, Outbox};
+use crate::broker::{ConnId, MemberInfo, Msg, Outbox, ToOwner, ToWorker};
 use crate::config::Config;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -137,17 +137,13 @@ fn member(user: &str, conn: &str) -> Arc<MemberInfo> {
 
 /// Joins `who` to `room:x` and answers as Redis does, the join event's
 /// push before or after the script's reply; returns what worker 0 got.
-fn join_with_push(push_first: bool) -> (ConnRef, Vec<Msg>) {
+fn join_with_push(push_first: bool) -> (ConnId, Vec<Msg>) {
     let mut s = Scripted::up();
-    let who = ConnRef {
-        worker: 0,
-        key: 1,
-        serial: 1,
-    };
+    let who = ConnId::new(0, 1, 1);
     let m = member("u", "n-0-1");
     let channel: Arc<str> = Arc::from("room:x");
     s.owner.handle(
-        Msg::Join {
+        ToOwner::Join {
             channel: channel.clone(),
             who,
             member: m.clone(),
@@ -179,7 +175,10 @@ fn join_with_push(push_first: bool) -> (ConnRef, Vec<Msg>) {
     s.send(&push(b"message", pubsub, &bulk(&other)));
     let more = s.messages(1);
     assert!(
-        matches!(&more[..], [Msg::Deliver { except: None, .. }]),
+        matches!(
+            &more[..],
+            [Msg::Worker(ToWorker::Deliver { except: None, .. })]
+        ),
         "{more:?}"
     );
     (who, got)
@@ -191,10 +190,10 @@ fn joiner_never_gets_its_own_join_whichever_comes_first() {
         let (who, got) = join_with_push(push_first);
         let joined = got
             .iter()
-            .position(|m| matches!(m, Msg::Joined { who: w, .. } if *w == who));
-        let deliver = got
-            .iter()
-            .position(|m| matches!(m, Msg::Deliver { except: Some(e), .. } if *e == who));
+            .position(|m| matches!(m, Msg::Worker(ToWorker::Joined { who: w, .. }) if *w == who));
+        let deliver = got.iter().position(
+            |m| matches!(m, Msg::Worker(ToWorker::Deliver { except: Some(e), .. }) if *e == who),
+        );
         assert!(
             joined.is_some() && deliver.is_some(),
             "push first: {push_first}: {got:?}"
