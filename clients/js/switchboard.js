@@ -143,6 +143,11 @@ export class Channel extends Emitter {
    */
   join() {
     this._wanted = true;
+    if (this.joined && !this._joinInFlight && this._lastJoined) {
+      // Already in: nothing to ask the server (a second join with `since`
+      // would replay for nothing).
+      return Promise.resolve(this._lastJoined);
+    }
     return new Promise((resolve, reject) => {
       const waiter = { resolve, reject, timer: undefined };
       waiter.timer = setTimeout(() => {
@@ -207,6 +212,7 @@ export class Channel extends Emitter {
       return;
     }
     this.joined = true;
+    this._lastJoined = reply;
     this._setMembers(reply.members || []);
     const history = typeof reply.offset === "number" && typeof reply.epoch === "string";
     this._replayLeft = 0;

@@ -73,6 +73,10 @@ test("connects with user and subprotocol, reports states, joins, tracks presence
   assert.equal(joined.type, "joined");
   assert.deepEqual(ch.members, [{ user: "alice", conn: "n1-1" }]);
 
+  const mark = ws.sent.length;
+  assert.equal(await ch.join(), joined, "joining a joined channel asks nothing");
+  assert.equal(ws.sent.length, mark);
+
   const presence = [];
   ch.on("presence", (ev) => presence.push(ev));
   ws.push({ type: "presence", channel: "room:1", event: "join", user: "bob", conn: "n2-1", info: { c: 1 } });
