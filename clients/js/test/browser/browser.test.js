@@ -86,8 +86,12 @@ test("two pages see each other's strokes, cursors and presence; the screenshot i
     await draw(ada, 80, 120);
     await grace.waitForFunction(() => window.board.actions >= 1, null, { polling: POLL });
     await draw(grace, 300, 380);
-    const both = await ada.evaluate(() => window.board.actions);
-    await grace.waitForFunction((n) => window.board.actions === n, both, { polling: POLL });
+    // Once grace's publishes are all acked, a marker published after them
+    // is the channel's last offset, and reaches both pages last.
+    await grace.waitForFunction(() => window.sb._pending.size === 0, null, { polling: POLL });
+    const last = await node.publish(BOARD("two"), { t: "marker" });
+    await ada.waitForFunction((n) => window.board.offsets.at(-1) === n, last, { polling: POLL });
+    await grace.waitForFunction((n) => window.board.offsets.at(-1) === n, last, { polling: POLL });
     const a = await ada.evaluate(() => window.board.offsets);
     const g = await grace.evaluate(() => window.board.offsets);
     assert.deepEqual(a, g, "both pages applied the same actions in the same order");
