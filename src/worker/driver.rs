@@ -433,8 +433,8 @@ impl<S: Socket> Driver<S> {
                 channel,
                 frame,
                 except,
-                presence,
-            } => return self.deliver(&channel, &frame, except, presence),
+                kind,
+            } => return self.deliver(&channel, &frame, except, kind),
             ToWorker::Shutdown => return self.start_drain(),
             ToWorker::Joined {
                 ref channel, who, ..
@@ -461,7 +461,13 @@ impl<S: Socket> Driver<S> {
     }
 
     /// Queues one shared frame for every local member of `channel`.
-    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnId>, presence: bool) {
+    fn deliver(
+        &mut self,
+        channel: &str,
+        frame: &Bytes,
+        except: Option<ConnId>,
+        kind: DeliveredType,
+    ) {
         let except = except
             .filter(|e| e.worker() == self.index)
             .map(ConnId::handle);
@@ -485,11 +491,6 @@ impl<S: Socket> Driver<S> {
             }
         }
         self.slow = fanout.slow;
-        let kind = if presence {
-            DeliveredType::Presence
-        } else {
-            DeliveredType::UserAction
-        };
         self.metrics.delivered(kind, queued);
     }
 
