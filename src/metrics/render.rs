@@ -295,7 +295,7 @@ mod tests {
                 assert!(line.starts_with(&current), "{line} outside {current}");
             }
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 20);
     }
 
     #[test]
