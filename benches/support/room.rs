@@ -20,6 +20,7 @@ use switchboard::config::Config;
 use switchboard::conn::Outbound;
 use switchboard::metrics::WorkerMetrics;
 use switchboard::registry::{Fanout, Handle, Recipient, Registry};
+use switchboard::ws::deflate::{Broadcast, Deflater, WindowBits};
 
 /// The server's default `--outbound-limit`.
 pub const LIMIT: usize = 4 * 1024 * 1024;
@@ -30,6 +31,8 @@ pub struct MockConn {
     pub serial: u32,
     pub out: Outbound,
     pub dirty: bool,
+    /// Negotiated permessage-deflate with this window.
+    pub window: Option<WindowBits>,
 }
 
 impl Recipient for MockConn {
@@ -41,6 +44,9 @@ impl Recipient for MockConn {
     }
     fn mark_dirty(&mut self) -> bool {
         !std::mem::replace(&mut self.dirty, true)
+    }
+    fn deflate(&self) -> Option<WindowBits> {
+        self.window
     }
 }
 
@@ -103,6 +109,8 @@ pub struct Room {
     pub conns: Slab<MockConn>,
     pub fanout: Fanout,
     pub socket: Socket,
+    /// The worker's compressors.
+    pub deflater: Deflater,
 }
 
 impl Room {
@@ -128,11 +136,34 @@ impl Room {
             conns,
             fanout: Fanout::default(),
             socket: Socket::new(room),
+            deflater: Deflater::default(),
         }
+    }
+
+    /// Every `nth` connection (the first included) negotiated
+    /// permessage-deflate with `window`.
+    pub fn compressing(mut self, nth: usize, window: u8) -> Self {
+        for (i, (_, c)) in self.conns.iter_mut().enumerate() {
+            if i % nth == 0 {
+                c.window = Some(WindowBits::new(window));
+            }
+        }
+        self
     }
 
     /// Queues `frame` for every member of `channel` but `except`.
     pub fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<Handle>) -> u64 {
+        self.deliver_broadcast(channel, &Broadcast::from(frame.clone()), except)
+    }
+
+    /// Queues `frame`, or its compressed twin for the members that
+    /// negotiated compression, for every member of `channel` but `except`.
+    pub fn deliver_broadcast(
+        &mut self,
+        channel: &str,
+        frame: &Broadcast,
+        except: Option<Handle>,
+    ) -> u64 {
         let n = self.registry.deliver(
             channel,
             frame,
@@ -140,6 +171,7 @@ impl Room {
             LIMIT,
             &mut self.conns,
             &mut self.fanout,
+            &mut self.deflater,
         );
         assert!(self.fanout.slow.is_empty(), "no queue may fill here");
         n
@@ -179,9 +211,15 @@ impl Broker {
     /// One worker (so every message is local), no presence: the shape of
     /// `perf/compare` runs.
     pub fn new() -> Self {
+        Self::with_compression(false)
+    }
+
+    /// As [`Broker::new`], with `--compression` on or off.
+    pub fn with_compression(compression: bool) -> Self {
         let config = Config {
             threads: 1,
             no_presence: vec!["*".to_owned()],
+            compression,
             ..Config::default()
         };
         let limits = OwnerLimits {
@@ -273,7 +311,7 @@ impl Broker {
                     ..
                 }) => {
                     let except = except.map(ConnId::handle);
-                    delivered += room.deliver(&channel, &frame, except);
+                    delivered += room.deliver_broadcast(&channel, &frame, except);
                 }
                 other => panic!("unexpected message {other:?}"),
             }

@@ -26,6 +26,7 @@ use serde_json::value::RawValue;
 
 pub use crate::id::ConnId;
 use crate::proto::Since;
+use crate::ws::deflate::Broadcast;
 
 /// Who a connection is, as presence and events show it. Built once per
 /// connection and shared by reference with every owner it joins through.
@@ -130,7 +131,9 @@ pub enum ToWorker {
     /// One frame for each local member of `channel`, except `except`.
     Deliver {
         channel: Arc<str>,
-        frame: Bytes,
+        /// Framed once; with compression on, also compressed at most once
+        /// per window size, by the first recipient that needs it.
+        frame: Broadcast,
         except: Option<ConnId>,
         /// A presence event (else a `user_action`), for metrics.
         presence: bool,

@@ -16,6 +16,7 @@ use super::{Answer, ConnId, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker
 use crate::config::Config;
 use crate::proto::{self, server, ErrorCode, Since};
 use crate::ws;
+use crate::ws::deflate::Broadcast;
 
 /// How long a channel with history and no members keeps it, so that clients
 /// who all dropped at once can still recover (docs/protocol-notes.md).
@@ -40,6 +41,9 @@ struct Channel {
     presence: bool,
     history: Option<History>,
     idle_since: Option<Instant>,
+    /// [`Config::compress_from`]: events this long are compressed for
+    /// recipients that negotiated permessage-deflate.
+    compress_from: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -117,6 +121,7 @@ impl Owner {
                     ring: VecDeque::new(),
                 }),
                 idle_since: None,
+                compress_from: config.compress_from(),
             })
     }
 
@@ -425,6 +430,7 @@ fn deliver(
     presence: bool,
     out: &mut Outbox,
 ) {
+    let frame = Broadcast::new(frame, ch.compress_from);
     for (worker, &n) in ch.per_worker.iter().enumerate() {
         let only_except = except.is_some_and(|e| e.worker() == worker) && n == 1;
         if n > 0 && !only_except {

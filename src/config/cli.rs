@@ -93,6 +93,12 @@ pub(crate) struct Args {
     /// Seconds a client has to send its HTTP request head
     #[arg(long, value_name = "S")]
     handshake_timeout_s: Option<String>,
+    /// Accept permessage-deflate offers (RFC 7692)
+    #[arg(long)]
+    compression: bool,
+    /// Messages shorter than this are sent uncompressed
+    #[arg(long, value_name = "N")]
+    compression_min_bytes: Option<String>,
 }
 
 /// The clap command, with each setting's environment variable and default
@@ -149,6 +155,7 @@ impl Args {
             (Setting::MaxConnections, &self.max_connections),
             (Setting::DrainS, &self.drain_s),
             (Setting::HandshakeTimeoutS, &self.handshake_timeout_s),
+            (Setting::CompressionMinBytes, &self.compression_min_bytes),
         ];
         for (key, value) in one {
             if let Some(v) = value {
@@ -170,6 +177,9 @@ impl Args {
         // the environment and the file.
         if self.autobahn_echo {
             layer.set(Setting::AutobahnEcho, Raw::One("true".to_owned()));
+        }
+        if self.compression {
+            layer.set(Setting::Compression, Raw::One("true".to_owned()));
         }
         layer
     }

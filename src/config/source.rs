@@ -32,6 +32,8 @@ pub(crate) enum Setting {
     DrainS,
     AutobahnEcho,
     HandshakeTimeoutS,
+    Compression,
+    CompressionMinBytes,
 }
 
 /// How many values a setting takes.
@@ -47,7 +49,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 22] = [
+    pub(crate) const ALL: [Setting; 24] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -70,6 +72,8 @@ impl Setting {
         Setting::DrainS,
         Setting::AutobahnEcho,
         Setting::HandshakeTimeoutS,
+        Setting::Compression,
+        Setting::CompressionMinBytes,
     ];
 
     /// The flag name without `--`; also the canonical file key.
@@ -97,6 +101,8 @@ impl Setting {
             Setting::DrainS => "drain-s",
             Setting::AutobahnEcho => "autobahn-echo",
             Setting::HandshakeTimeoutS => "handshake-timeout-s",
+            Setting::Compression => "compression",
+            Setting::CompressionMinBytes => "compression-min-bytes",
         }
     }
 
@@ -106,7 +112,7 @@ impl Setting {
             | Setting::NoClientPublish
             | Setting::NoPresence
             | Setting::AllowedOrigin => Shape::Many,
-            Setting::AutobahnEcho => Shape::Switch,
+            Setting::AutobahnEcho | Setting::Compression => Shape::Switch,
             _ => Shape::One,
         }
     }

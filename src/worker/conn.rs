@@ -8,6 +8,7 @@ use mio::net::TcpStream;
 
 use crate::conn::{Outbound, Overflow, Session};
 use crate::ws;
+use crate::ws::deflate::WindowBits;
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -51,6 +52,9 @@ pub struct Conn {
     /// queue): requests stay unparsed and, past one read buffer, unread
     /// until `Worker::resume_input`.
     pub held: bool,
+    /// permessage-deflate was negotiated: the window its compressed frames
+    /// use. The only compression state a connection has.
+    pub deflate: Option<WindowBits>,
 }
 
 impl Conn {
@@ -65,6 +69,7 @@ impl Conn {
             counted: false,
             api_pending: None,
             held: false,
+            deflate: None,
         }
     }
 
@@ -105,5 +110,9 @@ impl crate::registry::Recipient for Conn {
 
     fn mark_dirty(&mut self) -> bool {
         !std::mem::replace(&mut self.dirty, true)
+    }
+
+    fn deflate(&self) -> Option<WindowBits> {
+        self.deflate
     }
 }

@@ -146,7 +146,7 @@ impl Worker {
     }
 
     fn upgrade(&mut self, key: usize, head: &Head, echo: bool) {
-        let up = match http::check_upgrade(head) {
+        let mut up = match http::check_upgrade(head) {
             Ok(up) => up,
             Err(UpgradeError::NotUpgrade) => {
                 return self.respond(
@@ -169,6 +169,11 @@ impl Worker {
                 return self.respond(key, Response::text(400, why), false, false)
             }
         };
+        if self.config.compression {
+            if let Err(UpgradeError::BadRequest(why)) = up.negotiate_deflate(head) {
+                return self.respond(key, Response::text(400, why), false, false);
+            }
+        }
         if !http::origin_allowed(head.origin.as_deref(), &self.config.allowed_origin) {
             return self.respond(key, Response::text(403, "origin not allowed"), false, false);
         }
@@ -231,8 +236,11 @@ impl Worker {
         if !echo {
             conn.out.push_unbounded(welcome);
         }
+        let mut decoder = ws::Decoder::new(Role::Server, max);
+        decoder.set_deflate(up.deflate.is_some());
+        conn.deflate = up.deflate.map(|agreed| agreed.window());
         conn.phase = Phase::Ws(Box::new(WsConn {
-            decoder: ws::Decoder::new(Role::Server, max),
+            decoder,
             session: Session::new(member, allowed, rate, now),
             echo,
             last_recv: now,

@@ -41,6 +41,7 @@ use crate::conn::CloseNow;
 use crate::id::{key_of, token_of, LISTENER, REDIS, WAKER};
 use crate::metrics::{DeliveredType, WorkerMetrics};
 use crate::registry::{Fanout, Registry};
+use crate::ws::deflate::{Broadcast, Deflater, Inflater};
 use conn::{Conn, Phase};
 
 /// How long a closing connection may take to read our close and hang up.
@@ -113,6 +114,10 @@ pub struct Worker {
     /// See [`SPARE_BATCHES`].
     spare: Vec<Vec<Msg>>,
     scratch: Vec<u8>,
+    /// permessage-deflate for every connection of this worker: compressors
+    /// made on first use, reset per message (no connection owns one).
+    deflater: Deflater,
+    inflater: Inflater,
     next_serial: u32,
     next_conn_seq: u64,
     ping_frame: Bytes,
@@ -165,6 +170,8 @@ impl Worker {
             slow: Vec::new(),
             spare: Vec::new(),
             scratch: vec![0; SCRATCH],
+            deflater: Deflater::default(),
+            inflater: Inflater::default(),
             next_serial: 1,
             next_conn_seq: 1,
             ping_frame: crate::ws::server_frame(crate::ws::OpCode::Ping, b""),
@@ -721,7 +728,7 @@ impl Worker {
     }
 
     /// Queues one shared frame for every local member of `channel`.
-    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnId>) -> u64 {
+    fn deliver(&mut self, channel: &str, frame: &Broadcast, except: Option<ConnId>) -> u64 {
         let except = except
             .filter(|e| e.worker() == self.index)
             .map(ConnId::handle);
@@ -736,6 +743,7 @@ impl Worker {
             self.config.outbound_limit,
             &mut self.conns,
             &mut fanout,
+            &mut self.deflater,
         );
         self.dirty = fanout.dirty;
         for key in fanout.slow.drain(..) {

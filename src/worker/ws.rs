@@ -28,14 +28,24 @@ impl Worker {
             return data.len();
         }
         let mut decoder = std::mem::replace(&mut wsc.decoder, ws::Decoder::new(Role::Server, 0));
+        let max = decoder.max_message();
+        // Lent out like the decoder; it holds no connection's state.
+        let mut inflater = std::mem::take(&mut self.inflater);
         let mut pos = 0;
         loop {
             match decoder.decode(&mut data[pos..]) {
                 Ok((0, None)) => break,
                 Ok((n, msg)) => {
                     pos += n;
-                    if let Some(msg) = msg {
-                        self.on_message(key, msg);
+                    match msg.map(|m| inflater.message(m, max)) {
+                        None => {}
+                        Some(Ok(msg)) => self.on_message(key, msg),
+                        Some(Err(e)) => {
+                            tracing::debug!(conn = key, error = ?e, "compressed message refused");
+                            self.begin_close(key, e.close_code(), "", false);
+                            pos = data.len();
+                            break;
+                        }
                     }
                     if !self.is_open_ws(key) {
                         pos = data.len();
@@ -50,6 +60,7 @@ impl Worker {
                 }
             }
         }
+        self.inflater = inflater;
         if let Some(wsc) = self.conns.get_mut(key).and_then(|c| c.ws_mut()) {
             wsc.decoder = decoder;
         }
@@ -87,8 +98,7 @@ impl Worker {
             }
             Message::Ping(p) => self.send_frame(key, ws::server_frame(OpCode::Pong, p)),
             Message::Pong(_) => {}
-            // The decoder returns these only where permessage-deflate was
-            // negotiated, which needs `--compression`.
+            // `on_ws` inflates every compressed message before this.
             Message::Deflated { .. } => self.begin_close(key, 1002, "", false),
             Message::Close(frame) => {
                 // RFC 6455 §5.5.1: answer with a close frame, echoing the code.
@@ -107,7 +117,15 @@ impl Worker {
             .outbound_limit
             // An unmasked header is at most 10 bytes.
             .max(ECHO_MAX_MESSAGE + 10);
-        self.queue_frame(key, ws::server_frame(op, payload), limit);
+        // Compressed back when the connection negotiated it, so the
+        // conformance suite's 12.* and 13.* cases check our compressor too.
+        let window = self.conns.get(key).and_then(|c| c.deflate);
+        let compressed = match (window, self.config.compress_from()) {
+            (Some(w), Some(min)) if payload.len() >= min => self.deflater.frame(op, payload, w),
+            _ => None,
+        };
+        let frame = compressed.unwrap_or_else(|| ws::server_frame(op, payload));
+        self.queue_frame(key, frame, limit);
     }
 
     /// Charges one data message; answers `rate_limited` (and closes on the

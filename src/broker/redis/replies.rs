@@ -12,6 +12,7 @@ use crate::broker::{Answer, ConnId, Origin, Outbox, ToWorker};
 use crate::proto::{server, ErrorCode};
 use crate::resp::{Push, Value};
 use crate::ws;
+use crate::ws::deflate::Broadcast;
 
 impl RedisOwner {
     /// Settles a command without (the value of) its reply: a request that
@@ -122,6 +123,7 @@ impl RedisOwner {
         }
         // Framed once on this node; every local recipient shares it.
         let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
+        let frame = Broadcast::new(frame, self.config.compress_from());
         for (worker, &n) in ch.per_worker.iter().enumerate() {
             if n > 0 {
                 out.to_worker(
