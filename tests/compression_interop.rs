@@ -36,7 +36,10 @@ fn python_websockets_compresses_both_ways() {
         return;
     };
     let server = Server::start(&["--compression"]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/deflate_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/deflate_client.py"
+    );
     let out = Command::new(&python)
         .arg(script)
         .arg(server.addr.to_string())

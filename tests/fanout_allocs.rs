@@ -1,22 +1,28 @@
-//! Heap allocations on the broadcast path, counted by a global allocator:
-//! once the first message has given every outbound queue its capacity,
-//! queueing a broadcast for a member and writing it out allocate nothing
-//! (issue 7: "heap allocations per recipient on the broadcast path; the
-//! target is 0"). Only the per-message work allocates: the action copied
-//! out of the read buffer and the frame encoded once by the owner.
+//! Heap allocations on the broadcast path, counted by a global allocator,
+//! through the worker's own driver over in-memory sockets
+//! (`benches/support/node.rs`): once the first message has given every
+//! outbound queue its capacity, queueing a broadcast for a member and
+//! writing it out allocate nothing (issue 7: "heap allocations per recipient
+//! on the broadcast path; the target is 0"). Only the per-message work
+//! allocates: reading and parsing the publisher's frame, the action copied
+//! out of it, and the frame encoded once by the owner.
 
 #[path = "../benches/support/alloc.rs"]
 mod alloc;
-#[path = "../benches/support/room.rs"]
-mod room;
+#[path = "../benches/support/node.rs"]
+mod node;
 
-use room::{action, Broker, Room};
+use node::{action_frame, Room};
 
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
 
 const MEMBERS: usize = 2_000;
 const MESSAGES: u64 = 10;
+/// What one write may take: more than a turn's frames.
+const ROOM: usize = 64 * 1024;
+/// Allocations a published message may cost, whatever the room's size.
+const PER_MESSAGE: u64 = 8;
 
 #[test]
 fn counting_allocator_counts_this_thread() {
@@ -28,42 +34,40 @@ fn counting_allocator_counts_this_thread() {
 #[test]
 fn broadcast_allocates_nothing_per_recipient() {
     let frame = bytes::Bytes::from_static(b"\x81\x05hello");
-    let mut room = Room::new(MEMBERS, 64 * 1024, true);
-    room.deliver("doc:bench", &frame, None);
+    let mut room = Room::new(MEMBERS, ROOM);
+    room.deliver(&frame);
     room.flush();
-    let (delivered, allocs) = alloc::counting(|| {
-        let mut n = 0;
+    let before = room.taken();
+    let ((), allocs) = alloc::counting(|| {
         for _ in 0..MESSAGES {
-            n += room.deliver("doc:bench", &frame, None);
+            room.deliver(&frame);
             room.flush();
         }
-        n
     });
-    assert_eq!(delivered, MESSAGES * MEMBERS as u64);
-    assert_eq!(room.socket.taken, (MESSAGES + 1) * MEMBERS as u64 * 7);
+    assert_eq!(room.taken() - before, MESSAGES * MEMBERS as u64 * 7);
     assert_eq!(allocs, 0, "allocations on the deliver+write path");
 }
 
 #[test]
 fn several_frames_per_turn_allocate_nothing_per_recipient() {
     let frame = bytes::Bytes::from_static(b"\x81\x05hello");
-    let mut room = Room::new(MEMBERS, 64 * 1024, true);
+    let mut room = Room::new(MEMBERS, ROOM);
     for _ in 0..4 {
-        room.deliver("doc:bench", &frame, None);
+        room.deliver(&frame);
     }
     room.flush();
-    let calls = room.socket.calls;
-    let (_, allocs) = alloc::counting(|| {
+    let calls = room.calls();
+    let ((), allocs) = alloc::counting(|| {
         for _ in 0..MESSAGES {
             for _ in 0..4 {
-                room.deliver("doc:bench", &frame, None);
+                room.deliver(&frame);
             }
             room.flush();
         }
     });
     assert_eq!(allocs, 0);
     assert_eq!(
-        room.socket.calls - calls,
+        room.calls() - calls,
         MESSAGES * MEMBERS as u64,
         "one writev per member per turn"
     );
@@ -71,131 +75,124 @@ fn several_frames_per_turn_allocate_nothing_per_recipient() {
 
 #[test]
 fn publish_through_the_owner_allocates_per_message_only() {
-    let mut room = Room::new(MEMBERS, 64 * 1024, false);
-    let mut broker = Broker::new();
-    broker.join_all(&mut room);
-    let a = action();
-    broker.publish(&mut room, 0, &a);
-    room.flush();
-    let (delivered, allocs) = alloc::counting(|| {
-        let mut n = 0;
+    let mut room = Room::new(MEMBERS, ROOM);
+    let a = action_frame();
+    room.publish(0, &a);
+    let before = room.taken();
+    let ((), allocs) = alloc::counting(|| {
         for _ in 0..MESSAGES {
-            n += broker.publish(&mut room, 0, &a);
-            room.flush();
+            room.publish(0, &a);
         }
-        n
     });
-    assert_eq!(delivered, MESSAGES * MEMBERS as u64);
-    // The action's copy, the encoded frame, and the shared header `Bytes`
-    // gives that frame at its first clone.
+    let per_member = (room.taken() - before) / MESSAGES / MEMBERS as u64;
     assert!(
-        allocs <= 3 * MESSAGES,
-        "{allocs} allocations for {MESSAGES} messages"
+        per_member > 100,
+        "every member got each action ({per_member} B)"
+    );
+    assert_eq!((room.taken() - before) % (MESSAGES * MEMBERS as u64), 0);
+    assert!(
+        allocs <= PER_MESSAGE * MESSAGES,
+        "{allocs} allocations for {MESSAGES} messages to {MEMBERS} members"
+    );
+    eprintln!(
+        "{:.1} allocations per published message",
+        allocs as f64 / MESSAGES as f64
     );
 }
 
-/// A 1 KiB JSON event, compressible like real channel traffic.
-fn json_frame(seq: u64) -> bytes::Bytes {
-    let mut s = format!(r#"{{"type":"user_action","channel":"doc:bench","seq":{seq},"cursors":["#);
-    for i in 0..16 {
-        s.push_str(&format!(
-            r#"{{"user":"user-{i}","x":{},"y":{},"sel":[{},{}]}},"#,
-            (seq + i) * 37 % 1000,
-            i * 91 % 800,
-            i * 3,
-            i * 5
-        ));
-    }
-    s.pop();
-    s.push_str("]}");
-    switchboard::ws::server_frame(switchboard::ws::OpCode::Text, s.as_bytes())
+/// A 1 KiB JSON event, compressible like real channel traffic: a batch of
+/// cursor positions.
+fn cursor_json(seq: u64) -> String {
+    let cursors: Vec<String> = (0..16)
+        .map(|i| {
+            format!(
+                r#"{{"user":"user-{i}","x":{},"y":{},"sel":[{},{}]}}"#,
+                (seq + i) * 37 % 1000,
+                i * 91 % 800,
+                i * 3,
+                i * 5
+            )
+        })
+        .collect();
+    format!(r#"{{"seq":{seq},"cursors":[{}]}}"#, cursors.join(","))
 }
 
-/// Issue 12: a broadcast to compressing members is compressed once per
-/// window size in use, and per member costs no allocation and no
-/// compression, whatever the mix of compressing and plain members.
+/// Issue 12: a broadcast to members that negotiated permessage-deflate is
+/// compressed once per window size in use, and per member costs no
+/// allocation and no compression, whatever the mix of compressing and
+/// plain members.
 #[test]
 fn compressing_recipients_cost_no_allocation_and_no_compression_each() {
     use switchboard::ws::deflate::Broadcast;
-    for (nth, windows) in [(1, &[15u8][..]), (2, &[15][..]), (3, &[15, 10][..])] {
-        let mut room = Room::new(MEMBERS, 64 * 1024, true).compressing(nth, windows[0]);
-        if let Some(&w) = windows.get(1) {
-            // A second window size on every other compressing member.
-            for (i, (_, c)) in room.conns.iter_mut().enumerate() {
-                if i % (2 * nth) == nth {
-                    c.window = Some(switchboard::ws::deflate::WindowBits::new(w));
-                }
-            }
-        }
-        room.deliver_broadcast("doc:bench", &Broadcast::new(json_frame(0), Some(128)), None);
+    use switchboard::ws::{server_frame, OpCode};
+    let mixes: [&[Option<u8>]; 3] = [&[Some(15)], &[Some(15), None], &[Some(15), None, Some(10)]];
+    for offers in mixes {
+        let windows = offers.iter().flatten().count() as u64;
+        let mut room = Room::with_offers(MEMBERS, ROOM, offers);
+        let broadcast = |seq| {
+            Broadcast::new(
+                server_frame(OpCode::Text, cursor_json(seq).as_bytes()),
+                Some(128),
+            )
+        };
+        room.deliver_broadcast(&broadcast(0));
         room.flush();
-        let before = room.deflater.compressions();
         // Built outside the count: the owner's per-message work.
-        let frames: Vec<Broadcast> = (1..=MESSAGES)
-            .map(|seq| Broadcast::new(json_frame(seq), Some(128)))
-            .collect();
-        let plain_len = frames[0].plain().len() as u64;
-        let taken = room.socket.taken;
-        let (delivered, allocs) = alloc::counting(|| {
-            let mut n = 0;
+        let frames: Vec<Broadcast> = (1..=MESSAGES).map(broadcast).collect();
+        let plain = frames[0].plain().len() as u64;
+        let before = (room.taken(), room.driver.compressions());
+        let ((), allocs) = alloc::counting(|| {
             for f in &frames {
-                n += room.deliver_broadcast("doc:bench", f, None);
+                room.deliver_broadcast(f);
                 room.flush();
             }
-            n
         });
-        assert_eq!(delivered, MESSAGES * MEMBERS as u64);
-        let compressions = room.deflater.compressions() - before;
+        let compressions = room.driver.compressions() - before.1;
         assert_eq!(
             compressions,
-            MESSAGES * windows.len() as u64,
-            "one compression per message and window size"
+            MESSAGES * windows,
+            "one per message and window size ({offers:?})"
         );
-        // Per message, the shared header the plain frame's first clone
-        // makes; per compression, the compressed frame and its header; once,
-        // a growth of the worker's scratch buffer. Nothing scales with the
-        // 2,000 members.
+        // Per message, the shared header the plain frame's first clone makes;
+        // per compression, the compressed frame and its shared header; once,
+        // a growth of the worker's scratch buffer. Nothing per member.
         assert!(
             allocs <= MESSAGES + 2 * compressions + 2,
-            "{allocs} allocations for {compressions} compressions (nth {nth})"
+            "{allocs} allocations for {compressions} compressions ({offers:?})"
         );
-        let compressing = MEMBERS.div_ceil(nth) as u64;
-        let plain_bytes = (MEMBERS as u64 - compressing) * MESSAGES * plain_len;
-        let wire = room.socket.taken - taken;
-        assert!(
-            wire < plain_bytes + compressing * MESSAGES * plain_len / 2,
-            "compressing members got the compressed twin"
-        );
+        let per_member = (room.taken() - before.0) / MESSAGES / MEMBERS as u64;
+        if !offers.contains(&None) {
+            assert!(
+                per_member * 2 < plain,
+                "compressed: {per_member} B of {plain}"
+            );
+        }
     }
 }
 
 #[test]
 fn publish_through_the_owner_with_compression_allocates_per_message_only() {
-    let mut room = Room::new(MEMBERS, 64 * 1024, false).compressing(2, 15);
-    let mut broker = Broker::with_compression(true);
-    broker.join_all(&mut room);
-    let a = {
-        let f = json_frame(7);
-        // The event's JSON as an action payload.
-        f[4..].to_vec()
-    };
-    broker.publish(&mut room, 0, &a);
-    room.flush();
-    let (delivered, allocs) = alloc::counting(|| {
-        let mut n = 0;
+    let mut room = Room::with_offers(MEMBERS, ROOM, &[Some(15), None]);
+    let a = node::client_text(
+        format!(
+            r#"{{"type":"user_action","channel":"{}","action":{}}}"#,
+            node::CHANNEL,
+            cursor_json(7)
+        )
+        .as_bytes(),
+    );
+    room.publish(0, &a);
+    let compressions = room.driver.compressions();
+    let ((), allocs) = alloc::counting(|| {
         for _ in 0..MESSAGES {
-            n += broker.publish(&mut room, 0, &a);
-            room.flush();
+            room.publish(0, &a);
         }
-        n
     });
-    assert_eq!(delivered, MESSAGES * MEMBERS as u64);
-    assert_eq!(room.deflater.compressions(), MESSAGES + 1);
-    // Without compression: the action's copy, the frame, one growth of it
-    // past its first 256 bytes and its shared header; with it, the twins'
-    // box, the compressed frame and its header.
+    assert_eq!(room.driver.compressions() - compressions, MESSAGES);
+    // The plain path's allowance, plus the twins' box, the compressed
+    // frame and its shared header.
     assert!(
-        allocs <= 7 * MESSAGES,
-        "{allocs} allocations for {MESSAGES} messages"
+        allocs <= (PER_MESSAGE + 3) * MESSAGES,
+        "{allocs} allocations for {MESSAGES} messages to {MEMBERS} members"
     );
 }

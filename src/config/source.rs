@@ -34,6 +34,12 @@ pub(crate) enum Setting {
     HandshakeTimeoutS,
     Compression,
     CompressionMinBytes,
+    JwtPublicKey,
+    Jwks,
+    JwksRefreshS,
+    JwtAudience,
+    JwtIssuer,
+    JwtLeewayS,
 }
 
 /// How many values a setting takes.
@@ -49,7 +55,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 24] = [
+    pub(crate) const ALL: [Setting; 30] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -74,6 +80,12 @@ impl Setting {
         Setting::HandshakeTimeoutS,
         Setting::Compression,
         Setting::CompressionMinBytes,
+        Setting::JwtPublicKey,
+        Setting::Jwks,
+        Setting::JwksRefreshS,
+        Setting::JwtAudience,
+        Setting::JwtIssuer,
+        Setting::JwtLeewayS,
     ];
 
     /// The flag name without `--`; also the canonical file key.
@@ -103,6 +115,12 @@ impl Setting {
             Setting::HandshakeTimeoutS => "handshake-timeout-s",
             Setting::Compression => "compression",
             Setting::CompressionMinBytes => "compression-min-bytes",
+            Setting::JwtPublicKey => "jwt-public-key",
+            Setting::Jwks => "jwks",
+            Setting::JwksRefreshS => "jwks-refresh-s",
+            Setting::JwtAudience => "jwt-audience",
+            Setting::JwtIssuer => "jwt-issuer",
+            Setting::JwtLeewayS => "jwt-leeway-s",
         }
     }
 

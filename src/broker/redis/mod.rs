@@ -179,8 +179,7 @@ fn now_ms() -> u64 {
 
 fn sha1_hex(script: &str) -> String {
     use sha1::Digest;
-    let digest = sha1::Sha1::digest(script.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(script.as_bytes()))
 }
 
 impl RedisOwner {
