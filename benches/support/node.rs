@@ -19,6 +19,7 @@ use bytes::Bytes;
 use mio::{Poll, Waker};
 use switchboard::broker::{Msg, Owner, OwnerLimits, ToWorker};
 use switchboard::config::Config;
+use switchboard::metrics::DeliveredType;
 use switchboard::node::Node;
 use switchboard::worker::{Broker, Driver, Shared, Socket};
 use switchboard::ws::deflate::Broadcast;
@@ -206,7 +207,7 @@ impl Room {
             channel: self.channel.clone(),
             frame: frame.clone(),
             except: None,
-            presence: false,
+            kind: DeliveredType::UserAction,
         }));
     }
 

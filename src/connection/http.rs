@@ -189,7 +189,7 @@ impl Connection {
             }));
         }
         let window = up.deflate.map(|agreed| agreed.window());
-        let mut ws = Ws::new(self.id, member, allowed, echo, window, cx);
+        let mut ws = Ws::new(member, allowed, echo, window, cx);
         ws.start_token_life(exp, cx);
         self.phase = Phase::Ws(Box::new(ws));
     }
@@ -305,22 +305,16 @@ impl Connection {
         } = pending;
         let resp = match (wait, answer) {
             (Awaited::Publish, Answer::Published(offset)) => {
-                let body = match offset {
-                    Some(o) => format!("{{\"offset\":{o}}}"),
-                    None => "{}".to_string(),
-                };
-                Response::json(200, body.into_bytes())
+                let mut body = Vec::with_capacity(32);
+                server::api_published(&mut body, offset);
+                Response::json(200, body)
             }
             (Awaited::Presence(_), Answer::Presence(None)) => {
                 Response::api_error(403, "forbidden", "presence is off in this namespace")
             }
             (Awaited::Presence(channel), Answer::Presence(Some(array))) => {
                 let mut body = Vec::with_capacity(32 + channel.len() + array.len());
-                body.extend_from_slice(b"{\"channel\":");
-                proto::write_string(&mut body, &channel);
-                body.extend_from_slice(b",\"members\":");
-                body.extend_from_slice(&array);
-                body.push(b'}');
+                server::api_presence(&mut body, &channel, &array);
                 Response::json(200, body)
             }
             (_, Answer::Unavailable) => {
@@ -408,18 +402,8 @@ fn identify(head: &Head, conn_id: &str, cx: &Cx<'_>) -> Result<Identity, Respons
 /// that the answer does not depend on the order the owners answered in.
 fn channels_body(mut acc: Vec<(Arc<str>, usize)>) -> Response {
     acc.sort();
-    let mut body = b"{\"channels\":[".to_vec();
-    for (i, (name, members)) in acc.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(b"{\"channel\":");
-        proto::write_string(&mut body, name);
-        body.extend_from_slice(b",\"members\":");
-        proto::write_u64(&mut body, *members as u64);
-        body.push(b'}');
-    }
-    body.extend_from_slice(b"]}");
+    let mut body = Vec::with_capacity(16 + 48 * acc.len());
+    server::api_channels(&mut body, acc.iter().map(|(name, n)| (&**name, *n)));
     Response::json(200, body)
 }
 

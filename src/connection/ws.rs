@@ -39,14 +39,23 @@ pub(super) struct Ws {
 #[derive(Debug, Clone, Copy)]
 struct CloseRequest {
     code: u16,
-    reason: &'static str,
     /// A slow consumer: unsent frames are dropped first.
     drop_queue: bool,
 }
 
+impl CloseRequest {
+    /// The close frame's reason: said where it helps the client.
+    fn reason(self) -> &'static str {
+        match self.code {
+            4008 => "slow consumer",
+            4009 => "rate limit exceeded repeatedly",
+            _ => "",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct WsState {
-    id: ConnId,
     session: Session,
     /// `/echo` (the conformance-suite endpoint) instead of the protocol.
     echo: bool,
@@ -60,7 +69,6 @@ struct WsState {
 
 impl Ws {
     pub(super) fn new(
-        id: ConnId,
         member: Arc<MemberInfo>,
         allowed: Option<Vec<String>>,
         echo: bool,
@@ -82,7 +90,6 @@ impl Ws {
         Ws {
             decoder,
             state: WsState {
-                id,
                 session: Session::new(member, allowed, rate, cx.now),
                 echo,
                 deflate,
@@ -151,20 +158,20 @@ impl Connection {
                             // the rest of it; the message borrows it.
                             let mut inflater = std::mem::take(&mut cx.deflate.inflater);
                             match inflater.message(msg, max) {
-                                Ok(msg) => state.on_message(msg, &mut self.out, cx),
+                                Ok(msg) => state.on_message(msg, self.id, &mut self.out, cx),
                                 Err(e) => {
                                     tracing::debug!(conn = ?self.id, error = ?e, "compressed message refused");
-                                    state.close_with(e.close_code(), "", false);
+                                    state.close_with(e.close_code(), false);
                                 }
                             }
                             cx.deflate.inflater = inflater;
                         }
-                        Some(msg) => state.on_message(msg, &mut self.out, cx),
+                        Some(msg) => state.on_message(msg, self.id, &mut self.out, cx),
                     }
                 }
                 Err(e) => {
                     tracing::debug!(conn = ?self.id, error = ?e, "websocket protocol error");
-                    state.close_with(e.close_code(), "", false);
+                    state.close_with(e.close_code(), false);
                 }
             }
             self.apply_close_request(cx);
@@ -177,7 +184,7 @@ impl Connection {
             return;
         };
         if let Some(c) = ws.state.close.take() {
-            self.begin_close(c.code, c.reason, c.drop_queue, cx);
+            self.begin_close(c.code, c.reason(), c.drop_queue, cx);
         }
     }
 
@@ -366,12 +373,8 @@ impl Connection {
 
 impl WsState {
     /// Records a close for the decode loop to apply (the first one wins).
-    fn close_with(&mut self, code: u16, reason: &'static str, drop_queue: bool) {
-        self.close.get_or_insert(CloseRequest {
-            code,
-            reason,
-            drop_queue,
-        });
+    fn close_with(&mut self, code: u16, drop_queue: bool) {
+        self.close.get_or_insert(CloseRequest { code, drop_queue });
     }
 
     /// Queues `frame`; a full queue makes a slow consumer.
@@ -381,7 +384,7 @@ impl WsState {
 
     fn send_within(&mut self, out: &mut Outbound, frame: Bytes, limit: usize) {
         if out.push(frame, limit).is_err() {
-            self.close_with(4008, "slow consumer", true);
+            self.close_with(4008, true);
         }
     }
 
@@ -394,7 +397,7 @@ impl WsState {
         match replies.local(frame) {
             Some(frame) => self.send(out, frame, cx),
             None if out.queued_bytes() + replies.parked_bytes() > limit => {
-                self.close_with(4008, "slow consumer", true);
+                self.close_with(4008, true);
             }
             None => {}
         }
@@ -413,12 +416,12 @@ impl WsState {
         self.local_reply(out, frame, cx);
     }
 
-    fn on_message(&mut self, msg: Message<'_>, out: &mut Outbound, cx: &mut Cx<'_>) {
+    fn on_message(&mut self, msg: Message<'_>, id: ConnId, out: &mut Outbound, cx: &mut Cx<'_>) {
         self.last_recv = cx.now;
         match msg {
             Message::Text(t) if self.echo => self.echo(out, OpCode::Text, t, cx),
             Message::Binary(b) if self.echo => self.echo(out, OpCode::Binary, b, cx),
-            Message::Text(t) => self.on_text(out, t, cx),
+            Message::Text(t) => self.on_text(out, t, id, cx),
             Message::Binary(_) => {
                 if self.admit(out, None, cx) {
                     self.reply_error(
@@ -433,10 +436,10 @@ impl WsState {
             Message::Ping(p) => self.send(out, ws::server_frame(OpCode::Pong, p), cx),
             Message::Pong(_) => {}
             // `on_ws` inflates every compressed message before this.
-            Message::Deflated { .. } => self.close_with(1002, "", false),
+            Message::Deflated { .. } => self.close_with(1002, false),
             Message::Close(frame) => {
                 // RFC 6455 §5.5.1: answer with a close frame, echoing the code.
-                self.close_with(frame.map_or(1000, |f| f.code), "", false);
+                self.close_with(frame.map_or(1000, |f| f.code), false);
             }
         }
     }
@@ -477,12 +480,12 @@ impl WsState {
             self.reply_error(out, id, ErrorCode::RateLimited, "slow down", cx);
         }
         if admission == Admission::LimitedClose {
-            self.close_with(4009, "rate limit exceeded repeatedly", false);
+            self.close_with(4009, false);
         }
         admission == Admission::Allowed
     }
 
-    fn on_text(&mut self, out: &mut Outbound, text: &[u8], cx: &mut Cx<'_>) {
+    fn on_text(&mut self, out: &mut Outbound, text: &[u8], who: ConnId, cx: &mut Cx<'_>) {
         let env = proto::parse(text);
         cx.metrics.received(match &env.request {
             Ok(Request::Join { .. }) => MsgType::Join,
@@ -498,7 +501,7 @@ impl WsState {
         }
         match env.request {
             Ok(req) => {
-                if let Err((code, message)) = self.on_request(out, env.id, req, cx) {
+                if let Err((code, message)) = self.on_request(out, env.id, req, who, cx) {
                     self.reply_error(out, env.id, code, message, cx);
                 }
             }
@@ -513,10 +516,10 @@ impl WsState {
         out: &mut Outbound,
         id: Option<u64>,
         req: Request<'_>,
+        who: ConnId,
         cx: &mut Cx<'_>,
     ) -> Result<(), (ErrorCode, &'static str)> {
         let config = &cx.node.config;
-        let who = self.id;
         let session = &mut self.session;
         match req {
             Request::Ping => {

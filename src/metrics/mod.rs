@@ -103,6 +103,8 @@ label_enum! {
     DeliveredType {
         UserAction => "user_action",
         Presence => "presence",
+        /// A `resync` (PROTOCOL.md §5): the node saw a gap in a channel.
+        Resync => "resync",
         /// A direct answer to one request (`joined`, `pong`, `error`, ...).
         Reply => "reply",
     }

@@ -442,8 +442,8 @@ impl<S: Socket> Driver<S> {
                 channel,
                 frame,
                 except,
-                presence,
-            } => return self.deliver(&channel, &frame, except, presence),
+                kind,
+            } => return self.deliver(&channel, &frame, except, kind),
             ToWorker::Shutdown => return self.start_drain(),
             ToWorker::Joined {
                 ref channel, who, ..
@@ -481,7 +481,7 @@ impl<S: Socket> Driver<S> {
         channel: &str,
         frame: &Broadcast,
         except: Option<ConnId>,
-        presence: bool,
+        kind: DeliveredType,
     ) {
         let except = except
             .filter(|e| e.worker() == self.index)
@@ -507,11 +507,6 @@ impl<S: Socket> Driver<S> {
             }
         }
         self.slow = fanout.slow;
-        let kind = if presence {
-            DeliveredType::Presence
-        } else {
-            DeliveredType::UserAction
-        };
         self.metrics.delivered(kind, queued);
     }
 

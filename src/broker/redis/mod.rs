@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mio::{Registry, Token};
 
-use super::{Answer, ConnId, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
+use super::{Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::proto::{server, Since};
@@ -114,6 +114,9 @@ struct Channel {
     per_worker: Vec<u32>,
     presence: bool,
     history: Option<usize>,
+    /// For a history channel: the last offset delivered here, to send
+    /// `resync` on a gap (PROTOCOL.md §5).
+    watch: Option<GapWatch>,
     /// `join` events this node published whose push has not come back yet,
     /// with their joiner. Redis 7.2+ sends a connection the push of its own
     /// `PUBLISH` after the command's reply, older versions before it (both
@@ -355,6 +358,7 @@ impl RedisOwner {
                 per_worker: vec![0; workers],
                 presence: presence_on,
                 history,
+                watch: history.map(|_| GapWatch::default()),
                 own_joins: Vec::new(),
             }
         });
