@@ -88,6 +88,8 @@ pub struct Head {
     pub ws_extensions: Option<String>,
     pub origin: Option<String>,
     pub authorization: Option<String>,
+    /// `If-None-Match`, raw (the static assets compare it with their tag).
+    pub if_none_match: Option<String>,
     pub content_length: Option<u64>,
     /// `Transfer-Encoding` ends with `chunked`.
     pub chunked: bool,
@@ -163,6 +165,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
         ws_extensions: None,
         origin: None,
         authorization: None,
+        if_none_match: None,
         content_length: None,
         chunked: false,
     };
@@ -229,6 +232,8 @@ fn apply_field(
         combine(&mut head.origin, text(value)?);
     } else if is("authorization") {
         combine(&mut head.authorization, text(value)?);
+    } else if is("if-none-match") {
+        combine(&mut head.if_none_match, text(value)?);
     } else if is("content-length") {
         // RFC 9112 §6.3 item 5 lets a server accept identical duplicates;
         // refusing every duplicate is simpler and closes the same hole.
