@@ -18,6 +18,7 @@ use crate::metrics::DeliveredType;
 use crate::proto::{self, server, ErrorCode, Since};
 use crate::rng::XorShift;
 use crate::ws;
+use crate::ws::deflate::Broadcast;
 
 /// How long a channel with history and no members keeps it, so that clients
 /// who all dropped at once can still recover (docs/protocol-notes.md).
@@ -42,6 +43,9 @@ struct Channel {
     presence: bool,
     history: Option<History>,
     idle_since: Option<Instant>,
+    /// [`Config::compress_from`]: events this long are compressed for
+    /// recipients that negotiated permessage-deflate.
+    compress_from: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -119,6 +123,7 @@ impl Owner {
                     ring: VecDeque::new(),
                 }),
                 idle_since: None,
+                compress_from: config.compress_from(),
             })
     }
 
@@ -427,6 +432,7 @@ fn deliver(
     kind: DeliveredType,
     out: &mut Outbox,
 ) {
+    let frame = Broadcast::new(frame, ch.compress_from);
     for (worker, &n) in ch.per_worker.iter().enumerate() {
         let only_except = except.is_some_and(|e| e.worker() == worker) && n == 1;
         if n > 0 && !only_except {

@@ -55,6 +55,7 @@ use crate::metrics::DeliveredType;
 use crate::metrics::WorkerMetrics;
 use crate::node::Node;
 use crate::registry::Handle;
+use crate::ws::deflate::{Codec, WindowBits};
 
 use http::PendingApi;
 use ws::Ws;
@@ -78,6 +79,8 @@ pub struct Cx<'a> {
     pub out: &'a mut Outbox,
     /// The worker's count of WebSockets opened, for `conn` ids.
     pub conn_seq: &'a mut u64,
+    /// The worker's compressor and inflater (permessage-deflate).
+    pub deflate: &'a mut Codec,
 }
 
 /// Where a connection is in its life.
@@ -227,6 +230,15 @@ impl Connection {
 
     /// The queue to deliver an event to, or `None` when the connection no
     /// longer takes events (its close is decided).
+    /// The window of permessage-deflate when the WebSocket negotiated it:
+    /// broadcasts then go out as their compressed twin for that window.
+    pub fn deflate_window(&self) -> Option<WindowBits> {
+        match &self.phase {
+            Phase::Ws(ws) => ws.deflate_window(),
+            _ => None,
+        }
+    }
+
     pub fn event_queue(&mut self) -> Option<&mut Outbound> {
         match &self.phase {
             Phase::Ws(ws) if !ws.closing() => Some(&mut self.out),

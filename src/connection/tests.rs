@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::id::ConnId;
 use crate::metrics::WorkerMetrics;
 use crate::node::Node;
+use crate::ws::deflate::Codec;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -23,6 +24,7 @@ struct Harness {
     out: Outbox,
     seq: u64,
     now: Instant,
+    deflate: Codec,
 }
 
 impl Harness {
@@ -38,6 +40,7 @@ impl Harness {
             out: Outbox::new(1),
             seq: 1,
             now: Instant::now(),
+            deflate: Codec::default(),
         }
     }
 
@@ -49,6 +52,7 @@ impl Harness {
             metrics: &self.metrics,
             out: &mut self.out,
             conn_seq: &mut self.seq,
+            deflate: &mut self.deflate,
         }
     }
 
