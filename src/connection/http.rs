@@ -55,7 +55,7 @@ impl Connection {
         let route = http::route(&head, config.autobahn_echo);
         cx.metrics.http(match route {
             Route::WebSocket | Route::Echo => HttpRoute::Ws,
-            Route::Demo => HttpRoute::Demo,
+            Route::Static(_) => HttpRoute::Demo,
             Route::Healthz => HttpRoute::Healthz,
             Route::Metrics => HttpRoute::Metrics,
             Route::ApiPublish => HttpRoute::ApiPublish,
@@ -82,7 +82,7 @@ impl Connection {
         let head_only = head.method == Method::Head;
         let node = cx.node;
         let resp = match route {
-            Route::Demo => Some(Response::html(http::DEMO_PAGE)),
+            Route::Static(asset) => Some(asset.response(&head)),
             Route::Healthz => Some(if node.draining() {
                 Response::text(503, "draining")
             } else if !node.broker_up() {

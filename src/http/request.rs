@@ -84,6 +84,8 @@ pub struct Head {
     pub ws_protocols: Vec<String>,
     pub origin: Option<String>,
     pub authorization: Option<String>,
+    /// `If-None-Match`, raw (the static assets compare it with their tag).
+    pub if_none_match: Option<String>,
     pub content_length: Option<u64>,
     /// `Transfer-Encoding` ends with `chunked`.
     pub chunked: bool,
@@ -158,6 +160,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
         ws_protocols: Vec::new(),
         origin: None,
         authorization: None,
+        if_none_match: None,
         content_length: None,
         chunked: false,
     };
@@ -222,6 +225,8 @@ fn apply_field(
         combine(&mut head.origin, text(value)?);
     } else if is("authorization") {
         combine(&mut head.authorization, text(value)?);
+    } else if is("if-none-match") {
+        combine(&mut head.if_none_match, text(value)?);
     } else if is("content-length") {
         // RFC 9112 §6.3 item 5 lets a server accept identical duplicates;
         // refusing every duplicate is simpler and closes the same hole.

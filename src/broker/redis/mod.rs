@@ -38,6 +38,7 @@ use crate::resp::RedisUrl;
 use crate::ws;
 use json::{member_entry, presence_event};
 use link::Link;
+use scripts::Script;
 
 /// Why a command was sent, to act on its reply.
 #[derive(Debug)]
@@ -153,7 +154,7 @@ pub struct RedisOwner {
     channels: HashMap<Arc<str>, Channel>,
     /// Redis pub/sub name back to the channel.
     by_pubsub: HashMap<Bytes, Arc<str>>,
-    shas: Vec<String>,
+    shas: scripts::Shas,
     seed: u64,
     next_refresh: Instant,
     next_reap: Instant,
@@ -180,11 +181,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn sha1_hex(script: &str) -> String {
-    use sha1::Digest;
-    data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(script.as_bytes()))
-}
-
 impl RedisOwner {
     pub fn new(
         config: Arc<Config>,
@@ -201,7 +197,7 @@ impl RedisOwner {
             link: Link::new(url, addr, token, seed),
             channels: HashMap::new(),
             by_pubsub: HashMap::new(),
-            shas: scripts::ALL.iter().map(|s| sha1_hex(s)).collect(),
+            shas: scripts::Shas::default(),
             seed: seed | 1,
             next_refresh: now,
             next_reap: now,
@@ -290,7 +286,7 @@ impl RedisOwner {
                 }
                 Query::Channels => {
                     let now = now_ms().to_string();
-                    let sha = self.shas[3].clone();
+                    let sha = self.shas.of(Script::Channels).to_owned();
                     let prefix = self.config.redis_prefix.clone();
                     self.command_or_fail(
                         &[
@@ -405,7 +401,7 @@ impl RedisOwner {
         let expiry = self.expiry_ms().to_string();
         let epoch = self.epoch_candidate();
         let ttl = KEY_TTL.as_secs().to_string();
-        let sha = self.shas[0].clone();
+        let sha = self.shas.of(Script::Join).to_owned();
         let tag = Tag::Join {
             channel,
             who,
@@ -556,7 +552,7 @@ impl RedisOwner {
                 let n = n.to_string();
                 let epoch = self.epoch_candidate();
                 let ttl = KEY_TTL.as_secs().to_string();
-                let sha = self.shas[1].clone();
+                let sha = self.shas.of(Script::Publish).to_owned();
                 self.command_or_fail(
                     &[
                         b"EVALSHA",

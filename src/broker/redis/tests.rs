@@ -85,9 +85,9 @@ impl Scripted {
             .unwrap();
         self.wait_for(b"HELLO", 1);
         self.send(b"%1\r\n+proto\r\n:3\r\n");
-        self.wait_for(b"SCRIPT", scripts::ALL.len());
+        self.wait_for(b"SCRIPT", scripts::Script::ALL.len());
         assert!(self.owner.up);
-        for _ in scripts::ALL {
+        for _ in scripts::Script::ALL {
             self.send(b"+sha\r\n");
         }
     }
