@@ -32,6 +32,8 @@ pub(crate) enum Setting {
     DrainS,
     AutobahnEcho,
     HandshakeTimeoutS,
+    Compression,
+    CompressionMinBytes,
     JwtPublicKey,
     Jwks,
     JwksRefreshS,
@@ -53,7 +55,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 28] = [
+    pub(crate) const ALL: [Setting; 30] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -76,6 +78,8 @@ impl Setting {
         Setting::DrainS,
         Setting::AutobahnEcho,
         Setting::HandshakeTimeoutS,
+        Setting::Compression,
+        Setting::CompressionMinBytes,
         Setting::JwtPublicKey,
         Setting::Jwks,
         Setting::JwksRefreshS,
@@ -109,6 +113,8 @@ impl Setting {
             Setting::DrainS => "drain-s",
             Setting::AutobahnEcho => "autobahn-echo",
             Setting::HandshakeTimeoutS => "handshake-timeout-s",
+            Setting::Compression => "compression",
+            Setting::CompressionMinBytes => "compression-min-bytes",
             Setting::JwtPublicKey => "jwt-public-key",
             Setting::Jwks => "jwks",
             Setting::JwksRefreshS => "jwks-refresh-s",
@@ -124,7 +130,7 @@ impl Setting {
             | Setting::NoClientPublish
             | Setting::NoPresence
             | Setting::AllowedOrigin => Shape::Many,
-            Setting::AutobahnEcho => Shape::Switch,
+            Setting::AutobahnEcho | Setting::Compression => Shape::Switch,
             _ => Shape::One,
         }
     }
