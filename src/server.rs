@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -11,9 +11,9 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::broker::Msg;
+use crate::broker::{Msg, ToWorker};
 use crate::config::Config;
-use crate::metrics::WorkerMetrics;
+use crate::node::Node;
 use crate::worker::{Parts, Shared, Worker};
 
 /// A running node.
@@ -38,6 +38,9 @@ fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 impl Server {
     /// Binds every worker's listener and starts the workers.
     pub fn start(config: Config) -> io::Result<Server> {
+        // First, so that a bad key source stops the start before any port
+        // is bound.
+        let auth = crate::auth::Authenticator::start(&config).map_err(io::Error::other)?;
         let config = Arc::new(config);
         let n = config.threads.max(1);
         let redis_addr = match config.redis_url() {
@@ -67,17 +70,11 @@ impl Server {
             senders.push(tx);
             receivers.push(rx);
         }
-        let shared = Arc::new(Shared {
-            config: config.clone(),
+        let shared = Arc::new(Shared::new(
+            Node::new(config.clone(), n, redis_addr.is_some(), auth),
             senders,
             wakers,
-            draining: AtomicBool::new(false),
-            // In Redis mode every link starts down until its handshake.
-            links_down: Arc::new(AtomicUsize::new(if redis_addr.is_some() { n } else { 0 })),
-            ws_connections: AtomicUsize::new(0),
-            metrics: (0..n).map(|_| Arc::new(WorkerMetrics::new())).collect(),
-            owned_channels: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-        });
+        ));
         let seed = seed();
         let mut threads = Vec::with_capacity(n);
         for (index, ((poll, listener), receiver)) in
@@ -108,10 +105,9 @@ impl Server {
     /// Drains: `/healthz` turns 503, every WebSocket gets 1001, and the
     /// workers stop; returns when they did or when `drain` has passed.
     pub fn drain(self, drain: Duration) -> bool {
-        self.shared.draining.store(true, Ordering::SeqCst);
-        for (tx, waker) in self.shared.senders.iter().zip(&self.shared.wakers) {
-            let _ = tx.send(vec![Msg::Shutdown]);
-            let _ = waker.wake();
+        self.shared.node.draining.store(true, Ordering::SeqCst);
+        for w in 0..self.threads.len() {
+            self.shared.send(w, vec![Msg::Worker(ToWorker::Shutdown)]);
         }
         let deadline = Instant::now() + drain;
         for t in &self.threads {

@@ -13,9 +13,11 @@
 //! back, and removes it when `Left` comes back, so a connection receives
 //! exactly the events the owner ordered after its join and before its leave.
 
+mod gap;
 mod owner;
 pub mod redis;
 
+pub use gap::GapWatch;
 pub use owner::{Owner, OwnerLimits};
 
 use std::hash::{Hash, Hasher};
@@ -24,16 +26,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+pub use crate::id::ConnId;
+use crate::metrics::DeliveredType;
 use crate::proto::Since;
-
-/// Where a connection lives. The serial tells a reused slab slot from the
-/// connection a message was meant for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnRef {
-    pub worker: u16,
-    pub key: u32,
-    pub serial: u32,
-}
 
 /// Who a connection is, as presence and events show it. Built once per
 /// connection and shared by reference with every owner it joins through.
@@ -54,77 +49,98 @@ impl MemberInfo {
     }
 }
 
-/// A message between workers.
+/// What travels on the queue between two workers (or from a worker to
+/// itself): a request for the channel's owner, or an owner's answer for the
+/// worker of the connection it concerns.
 #[derive(Debug)]
 pub enum Msg {
-    /// To the owner: `who` joins `channel`. `rejoin` is true when the
-    /// connection is already a member (the owner answers `joined` again and
-    /// changes nothing else).
+    Owner(ToOwner),
+    Worker(ToWorker),
+}
+
+/// Requests for the owner of a channel (or, for a [`Query`], of a share of
+/// channels).
+#[derive(Debug)]
+pub enum ToOwner {
+    /// `who` joins `channel`. `rejoin` is true when the connection is
+    /// already a member (the owner answers `joined` again and changes
+    /// nothing else).
     Join {
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         member: Arc<MemberInfo>,
         id: Option<u64>,
         since: Option<Since>,
         rejoin: bool,
     },
-    /// To the owner: `who` leaves; `reply` is false when it disconnected.
+    /// `who` leaves; `reply` is false when it disconnected.
     Leave {
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         id: Option<u64>,
         reply: bool,
     },
-    /// To the owner: an action to order, encode and deliver.
+    /// An action to order, encode and deliver.
     Publish {
         channel: Arc<str>,
         origin: Origin,
         id: Option<u64>,
         action: Bytes,
     },
-    /// To the owner: a `presence` request.
+    /// A `presence` request.
     Presence {
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         id: Option<u64>,
     },
-    /// To the connection's worker: the owner applied the join; `frames` are
-    /// the `joined` reply and any replayed events, to be queued together.
+    /// A question from the HTTP API of connection `from`.
+    Query { query: Query, from: ConnId },
+}
+
+/// Messages for the worker where a connection lives.
+#[derive(Debug)]
+pub enum ToWorker {
+    /// The owner applied the join; `frames` are the `joined` reply and any
+    /// replayed events, to be queued together.
     Joined {
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         frames: Vec<Bytes>,
     },
-    /// To the connection's worker: the join could not be applied (the
-    /// broker is unreachable); answer `unavailable` and forget the channel
-    /// unless it was a re-join.
+    /// The join could not be applied (the broker is unreachable); answer
+    /// `unavailable` and forget the channel unless it was a re-join.
     JoinFailed {
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         id: Option<u64>,
         rejoin: bool,
     },
-    /// To the connection's worker: the owner applied the leave.
+    /// The owner applied the leave.
     Left {
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         frame: Option<Bytes>,
     },
-    /// To the connection's worker: one frame for one connection.
-    Reply { who: ConnRef, frame: Bytes },
-    /// To every worker with members: one frame for each local member of
-    /// `channel`, except `except`.
+    /// One frame for one connection. `owed`: the reply to a request the
+    /// worker counted as owed (see `conn::Replies`): every `Presence`, and
+    /// every client `Publish` with an `id`. An `unavailable` for a `Publish`
+    /// without one is not owed.
+    Reply {
+        who: ConnId,
+        frame: Bytes,
+        owed: bool,
+    },
+    /// One frame for each local member of `channel`, except `except`.
     Deliver {
         channel: Arc<str>,
         frame: Bytes,
-        except: Option<ConnRef>,
-        /// A presence event (else a `user_action`), for metrics.
-        presence: bool,
+        except: Option<ConnId>,
+        /// What the frame is (`user_action`, presence event, `resync`),
+        /// for metrics.
+        kind: DeliveredType,
     },
-    /// To an owner: a question from the HTTP API of connection `from`.
-    Query { query: Query, from: ConnRef },
-    /// To the asking worker: an owner's answer for HTTP connection `to`.
-    Answer { to: ConnRef, answer: Answer },
+    /// An owner's answer for HTTP connection `to`.
+    Answer { to: ConnId, answer: Answer },
     /// Drain: close every WebSocket with 1001 and stop.
     Shutdown,
 }
@@ -133,10 +149,10 @@ pub enum Msg {
 #[derive(Debug)]
 pub enum Origin {
     /// A WebSocket client; it is acknowledged when the request had an `id`.
-    Client(ConnRef, Arc<MemberInfo>),
+    Client(ConnId, Arc<MemberInfo>),
     /// `POST /api/publish` on the given HTTP connection, which waits for the
     /// offset (PROTOCOL.md §9).
-    Api(ConnRef),
+    Api(ConnId),
 }
 
 /// A question the HTTP API asks owners (PROTOCOL.md §9).
@@ -196,8 +212,20 @@ impl Outbox {
         }
     }
 
-    pub fn send(&mut self, worker: usize, msg: Msg) {
-        self.queues[worker].push(msg);
+    /// The worker that owns `channel`.
+    pub fn owner_of(&self, channel: &str) -> usize {
+        owner_of(channel, self.queues.len())
+    }
+
+    /// A request for owner `worker` (see [`Outbox::owner_of`]).
+    pub fn to_owner(&mut self, worker: usize, msg: ToOwner) {
+        self.queues[worker].push(Msg::Owner(msg));
+    }
+
+    /// A message for `worker`: a delivery to its members, or a reply for
+    /// one of its connections (`who.worker()`).
+    pub fn to_worker(&mut self, worker: usize, msg: ToWorker) {
+        self.queues[worker].push(Msg::Worker(msg));
     }
 
     pub fn queue_mut(&mut self, worker: usize) -> &mut Vec<Msg> {

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Answer, ConnRef, MemberInfo, Msg, Origin, Outbox, Query};
+use super::{Answer, ConnId, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
 use crate::config::Config;
+use crate::metrics::DeliveredType;
 use crate::proto::{self, server, ErrorCode, Since};
 use crate::ws;
 
@@ -33,7 +34,7 @@ pub struct OwnerLimits {
 struct Channel {
     /// Members with their identity; empty for channels without presence,
     /// which only count.
-    members: HashMap<ConnRef, Arc<MemberInfo>>,
+    members: HashMap<ConnId, Arc<MemberInfo>>,
     /// Members per worker, to deliver only where someone listens.
     per_worker: Vec<u32>,
     total: usize,
@@ -69,9 +70,9 @@ impl Owner {
     }
 
     /// Applies one owner-bound message.
-    pub fn handle(&mut self, msg: Msg, now: Instant, out: &mut Outbox) {
+    pub fn handle(&mut self, msg: ToOwner, now: Instant, out: &mut Outbox) {
         match msg {
-            Msg::Join {
+            ToOwner::Join {
                 channel,
                 who,
                 member,
@@ -79,24 +80,23 @@ impl Owner {
                 since,
                 rejoin,
             } => self.join(channel, who, member, id, since, rejoin, out),
-            Msg::Leave {
+            ToOwner::Leave {
                 channel,
                 who,
                 id,
                 reply,
             } => self.leave(channel, who, id, reply, now, out),
-            Msg::Publish {
+            ToOwner::Publish {
                 channel,
                 origin,
                 id,
                 action,
             } => self.publish(&channel, origin, id, &action, now, out),
-            Msg::Presence { channel, who, id } => self.presence(&channel, who, id, out),
-            Msg::Query { query, from } => {
+            ToOwner::Presence { channel, who, id } => self.presence(&channel, who, id, out),
+            ToOwner::Query { query, from } => {
                 let answer = self.query(query);
-                out.send(usize::from(from.worker), Msg::Answer { to: from, answer });
+                out.to_worker(from.worker(), ToWorker::Answer { to: from, answer });
             }
-            other => debug_assert!(false, "not an owner message: {other:?}"),
         }
     }
 
@@ -129,7 +129,7 @@ impl Owner {
     fn join(
         &mut self,
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         member: Arc<MemberInfo>,
         id: Option<u64>,
         since: Option<Since>,
@@ -141,7 +141,7 @@ impl Owner {
         ch.idle_since = None;
         let newly = !rejoin;
         if newly {
-            ch.per_worker[usize::from(who.worker)] += 1;
+            ch.per_worker[who.worker()] += 1;
             ch.total += 1;
             if ch.presence {
                 ch.members.insert(who, member.clone());
@@ -182,9 +182,9 @@ impl Owner {
         }));
         frames.extend(replay);
         drop(members);
-        out.send(
-            usize::from(who.worker),
-            Msg::Joined {
+        out.to_worker(
+            who.worker(),
+            ToWorker::Joined {
                 channel: channel.clone(),
                 who,
                 frames,
@@ -199,14 +199,14 @@ impl Owner {
                     member.as_member(),
                 )
             });
-            deliver(ch, &channel, frame, Some(who), true, out);
+            deliver(ch, &channel, frame, Some(who), DeliveredType::Presence, out);
         }
     }
 
     fn leave(
         &mut self,
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         id: Option<u64>,
         reply: bool,
         now: Instant,
@@ -214,9 +214,9 @@ impl Owner {
     ) {
         let frame = reply.then(|| ws::text_frame_with(|buf| server::left(buf, id, &channel)));
         let Some(ch) = self.channels.get_mut(&channel) else {
-            out.send(
-                usize::from(who.worker),
-                Msg::Left {
+            out.to_worker(
+                who.worker(),
+                ToWorker::Left {
                     channel,
                     who,
                     frame,
@@ -226,9 +226,9 @@ impl Owner {
         };
         // The leaver's worker must drop it from local fan-out before any
         // later event is delivered: `Left` goes first.
-        out.send(
-            usize::from(who.worker),
-            Msg::Left {
+        out.to_worker(
+            who.worker(),
+            ToWorker::Left {
                 channel: channel.clone(),
                 who,
                 frame,
@@ -243,7 +243,7 @@ impl Owner {
         // leave for a connection it had asked to join.
         let counted = !ch.presence || was_member.is_some();
         if counted {
-            let w = &mut ch.per_worker[usize::from(who.worker)];
+            let w = &mut ch.per_worker[who.worker()];
             *w = w.saturating_sub(1);
             ch.total = ch.total.saturating_sub(1);
         }
@@ -252,7 +252,7 @@ impl Owner {
                 server::presence(buf, &channel, server::PresenceEvent::Leave, m.as_member())
             });
             // `Left` already took the leaver out of its worker's fan-out.
-            deliver(ch, &channel, frame, None, true, out);
+            deliver(ch, &channel, frame, None, DeliveredType::Presence, out);
         }
         if ch.total == 0 {
             // Kept even before its first event: forgetting it would change
@@ -306,7 +306,7 @@ impl Owner {
             }
             h.ring.push_back((off, frame.clone()));
         }
-        deliver(ch, channel, frame, None, false, out);
+        deliver(ch, channel, frame, None, DeliveredType::UserAction, out);
         if ch.total == 0 && ch.history.is_none() {
             self.channels.remove(channel);
         }
@@ -315,12 +315,19 @@ impl Owner {
                 if let Some(id) = id {
                     let frame =
                         ws::text_frame_with(|buf| server::ack(buf, Some(id), channel, offset));
-                    out.send(usize::from(who.worker), Msg::Reply { who, frame });
+                    out.to_worker(
+                        who.worker(),
+                        ToWorker::Reply {
+                            who,
+                            frame,
+                            owed: true,
+                        },
+                    );
                 }
             }
-            Origin::Api(to) => out.send(
-                usize::from(to.worker),
-                Msg::Answer {
+            Origin::Api(to) => out.to_worker(
+                to.worker(),
+                ToWorker::Answer {
                     to,
                     answer: Answer::Published(offset),
                 },
@@ -328,7 +335,7 @@ impl Owner {
         }
     }
 
-    fn presence(&mut self, channel: &Arc<str>, who: ConnRef, id: Option<u64>, out: &mut Outbox) {
+    fn presence(&mut self, channel: &Arc<str>, who: ConnId, id: Option<u64>, out: &mut Outbox) {
         let frame = match self.channels.get(channel) {
             Some(ch) if !ch.presence => ws::text_frame_with(|buf| {
                 server::error(
@@ -344,7 +351,14 @@ impl Owner {
             }
             None => ws::text_frame_with(|buf| server::presence_state(buf, id, channel, &[])),
         };
-        out.send(usize::from(who.worker), Msg::Reply { who, frame });
+        out.to_worker(
+            who.worker(),
+            ToWorker::Reply {
+                who,
+                frame,
+                owed: true,
+            },
+        );
     }
 
     fn query(&self, q: Query) -> Answer {
@@ -408,20 +422,20 @@ fn deliver(
     ch: &Channel,
     channel: &Arc<str>,
     frame: Bytes,
-    except: Option<ConnRef>,
-    presence: bool,
+    except: Option<ConnId>,
+    kind: DeliveredType,
     out: &mut Outbox,
 ) {
     for (worker, &n) in ch.per_worker.iter().enumerate() {
-        let only_except = except.is_some_and(|e| usize::from(e.worker) == worker) && n == 1;
+        let only_except = except.is_some_and(|e| e.worker() == worker) && n == 1;
         if n > 0 && !only_except {
-            out.send(
+            out.to_worker(
                 worker,
-                Msg::Deliver {
+                ToWorker::Deliver {
                     channel: channel.clone(),
                     frame: frame.clone(),
                     except,
-                    presence,
+                    kind,
                 },
             );
         }
@@ -450,6 +464,7 @@ fn members_json<'a>(members: impl Iterator<Item = &'a Arc<MemberInfo>>) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Msg;
 
     fn owner(history: usize) -> Owner {
         let config = Config {
@@ -466,12 +481,8 @@ mod tests {
         )
     }
 
-    fn member(n: u32) -> (ConnRef, Arc<MemberInfo>) {
-        let who = ConnRef {
-            worker: (n % 2) as u16,
-            key: n,
-            serial: 1,
-        };
+    fn member(n: u32) -> (ConnId, Arc<MemberInfo>) {
+        let who = ConnId::new((n % 2) as usize, n as usize, 1);
         let info = Arc::new(MemberInfo {
             user: format!("u{n}").into(),
             conn: format!("t-{n}").into(),
@@ -494,7 +505,7 @@ mod tests {
     fn join(o: &mut Owner, ch: &str, n: u32, since: Option<Since>, now: Instant) -> Vec<Bytes> {
         let (who, member) = member(n);
         let mut out = Outbox::new(2);
-        let msg = Msg::Join {
+        let msg = ToOwner::Join {
             channel: Arc::from(ch),
             who,
             member,
@@ -503,10 +514,10 @@ mod tests {
             rejoin: false,
         };
         o.handle(msg, now, &mut out);
-        let q = std::mem::take(out.queue_mut(usize::from(who.worker)));
+        let q = std::mem::take(out.queue_mut(who.worker()));
         q.into_iter()
             .find_map(|m| match m {
-                Msg::Joined { frames, .. } => Some(frames),
+                Msg::Worker(ToWorker::Joined { frames, .. }) => Some(frames),
                 _ => None,
             })
             .expect("a Joined reply")
@@ -514,7 +525,7 @@ mod tests {
 
     fn leave(o: &mut Owner, ch: &str, n: u32, now: Instant) {
         let (who, _) = member(n);
-        let msg = Msg::Leave {
+        let msg = ToOwner::Leave {
             channel: Arc::from(ch),
             who,
             id: None,
@@ -525,7 +536,7 @@ mod tests {
 
     fn publish(o: &mut Owner, ch: &str, n: u32, now: Instant) {
         let (who, member) = member(n);
-        let msg = Msg::Publish {
+        let msg = ToOwner::Publish {
             channel: Arc::from(ch),
             origin: Origin::Client(who, member),
             id: None,
@@ -587,6 +598,47 @@ mod tests {
         }
     }
 
+    /// PROTOCOL.md §5: a `since` join of a member is answered and replayed
+    /// like any other, with no presence event and no second membership.
+    #[test]
+    fn rejoin_with_since_replays_without_a_second_membership() {
+        let now = Instant::now();
+        let mut o = owner(10);
+        let epoch = text(&join(&mut o, "doc:r", 0, None, now)[0])["epoch"]
+            .as_str()
+            .expect("epoch")
+            .to_owned();
+        join(&mut o, "doc:r", 1, None, now);
+        for _ in 0..4 {
+            publish(&mut o, "doc:r", 1, now);
+        }
+        let (who, member) = member(0);
+        let mut out = Outbox::new(2);
+        let msg = ToOwner::Join {
+            channel: Arc::from("doc:r"),
+            who,
+            member,
+            id: Some(9),
+            since: since(1, &epoch),
+            rejoin: true,
+        };
+        o.handle(msg, now, &mut out);
+        let w0 = std::mem::take(out.queue_mut(0));
+        let w1 = std::mem::take(out.queue_mut(1));
+        assert!(
+            w1.is_empty(),
+            "no presence event for the other member: {w1:?}"
+        );
+        let [Msg::Worker(ToWorker::Joined { frames, .. })] = &w0[..] else {
+            panic!("only the joined: {w0:?}");
+        };
+        assert_eq!(recovery(frames), (Some(true), 3, vec![2, 3, 4]));
+        let Answer::Channels(list) = o.query(Query::Channels) else {
+            panic!("channels");
+        };
+        assert_eq!(list, vec![(Arc::from("doc:r"), 2)], "one membership each");
+    }
+
     #[test]
     fn no_history_namespace_is_never_recovered() {
         let now = Instant::now();
@@ -640,12 +692,8 @@ mod tests {
         let t = Instant::now();
         let mut o = owner(5);
         let mut out = Outbox::new(2);
-        let to = ConnRef {
-            worker: 0,
-            key: 9,
-            serial: 1,
-        };
-        let msg = Msg::Publish {
+        let to = ConnId::new(0, 9, 1);
+        let msg = ToOwner::Publish {
             channel: Arc::from("doc:api"),
             origin: Origin::Api(to),
             id: None,

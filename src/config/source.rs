@@ -32,6 +32,12 @@ pub(crate) enum Setting {
     DrainS,
     AutobahnEcho,
     HandshakeTimeoutS,
+    JwtPublicKey,
+    Jwks,
+    JwksRefreshS,
+    JwtAudience,
+    JwtIssuer,
+    JwtLeewayS,
 }
 
 /// How many values a setting takes.
@@ -47,7 +53,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 22] = [
+    pub(crate) const ALL: [Setting; 28] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -70,6 +76,12 @@ impl Setting {
         Setting::DrainS,
         Setting::AutobahnEcho,
         Setting::HandshakeTimeoutS,
+        Setting::JwtPublicKey,
+        Setting::Jwks,
+        Setting::JwksRefreshS,
+        Setting::JwtAudience,
+        Setting::JwtIssuer,
+        Setting::JwtLeewayS,
     ];
 
     /// The flag name without `--`; also the canonical file key.
@@ -97,6 +109,12 @@ impl Setting {
             Setting::DrainS => "drain-s",
             Setting::AutobahnEcho => "autobahn-echo",
             Setting::HandshakeTimeoutS => "handshake-timeout-s",
+            Setting::JwtPublicKey => "jwt-public-key",
+            Setting::Jwks => "jwks",
+            Setting::JwksRefreshS => "jwks-refresh-s",
+            Setting::JwtAudience => "jwt-audience",
+            Setting::JwtIssuer => "jwt-issuer",
+            Setting::JwtLeewayS => "jwt-leeway-s",
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod outbound;
 pub mod rate;
+pub mod replies;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::time::Instant;
 
 pub use outbound::{Outbound, Overflow};
 pub use rate::{Rate, TokenBucket};
+pub use replies::{CloseNow, Replies};
 
 use crate::broker::MemberInfo;
 
@@ -40,6 +42,11 @@ pub struct Session {
     pub allowed: Option<Vec<String>>,
     /// Channels joined or being joined, as the client sees it.
     pub channels: HashSet<Arc<str>>,
+    /// Replies owed by owners, and local ones and a close waiting for them.
+    pub replies: Replies,
+    /// The token's expiry deadline and the leaves a refresh caused
+    /// (PROTOCOL.md §6); no deadline with authentication off.
+    pub token: crate::auth::session::TokenLife,
     bucket: TokenBucket,
     limited_streak: u32,
 }
@@ -55,6 +62,8 @@ impl Session {
             member,
             allowed,
             channels: HashSet::new(),
+            replies: Replies::default(),
+            token: crate::auth::session::TokenLife::default(),
             bucket: TokenBucket::new(rate, now),
             limited_streak: 0,
         }

@@ -117,6 +117,16 @@ fn left_ack_presence_state_pong_match_section_3() {
 }
 
 #[test]
+fn resync_matches_section_5() {
+    let (text, _) = encode(|out| resync(out, "doc:42"));
+    assert_eq!(text, r#"{"type":"resync","channel":"doc:42"}"#);
+    assert_eq!(
+        encode(|out| resync(out, "a\"b")).1,
+        json!({"type":"resync","channel":"a\"b"})
+    );
+}
+
+#[test]
 fn replies_without_id_omit_it() {
     assert_eq!(
         encode(|out| left(out, None, "c")).1,

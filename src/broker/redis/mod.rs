@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mio::{Registry, Token};
 
-use super::{Answer, ConnRef, MemberInfo, Msg, Origin, Outbox, Query};
+use super::{Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::proto::{server, Since};
@@ -44,7 +44,7 @@ use link::Link;
 enum Tag {
     Join {
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         id: Option<u64>,
         since: bool,
         rejoin: bool,
@@ -58,20 +58,20 @@ enum Tag {
     },
     Presence {
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         id: Option<u64>,
     },
     ApiPresence {
-        to: ConnRef,
+        to: ConnId,
     },
     ApiChannels {
-        to: ConnRef,
+        to: ConnId,
     },
     /// A leave's `ZREM`: its `left` goes out with the reply, so that it
     /// follows the `joined` of a join still waiting for Redis.
     Left {
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         frame: Option<Bytes>,
     },
     /// The last `SCRIPT LOAD` of a reload after `NOSCRIPT`.
@@ -110,17 +110,20 @@ struct LocalMember {
 #[derive(Debug)]
 struct Channel {
     keys: Keys,
-    members: HashMap<ConnRef, LocalMember>,
+    members: HashMap<ConnId, LocalMember>,
     per_worker: Vec<u32>,
     presence: bool,
     history: Option<usize>,
+    /// For a history channel: the last offset delivered here, to send
+    /// `resync` on a gap (PROTOCOL.md §5).
+    watch: Option<GapWatch>,
     /// `join` events this node published whose push has not come back yet,
     /// with their joiner. Redis 7.2+ sends a connection the push of its own
     /// `PUBLISH` after the command's reply, older versions before it (both
     /// are allowed by RESP3), so the joiner may already be registered when
     /// its own event arrives: it is skipped by name. Empty but for joins in
     /// flight.
-    own_joins: Vec<(Bytes, ConnRef)>,
+    own_joins: Vec<(Bytes, ConnId)>,
 }
 
 /// A leave Redis has not heard of: the member left while the link was down.
@@ -179,8 +182,7 @@ fn now_ms() -> u64 {
 
 fn sha1_hex(script: &str) -> String {
     use sha1::Digest;
-    let digest = sha1::Sha1::digest(script.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(script.as_bytes()))
 }
 
 impl RedisOwner {
@@ -234,9 +236,9 @@ impl RedisOwner {
     }
 
     /// Applies one owner-bound message.
-    pub fn handle(&mut self, msg: Msg, out: &mut Outbox) {
+    pub fn handle(&mut self, msg: ToOwner, out: &mut Outbox) {
         match msg {
-            Msg::Join {
+            ToOwner::Join {
                 channel,
                 who,
                 member,
@@ -244,19 +246,19 @@ impl RedisOwner {
                 since,
                 rejoin,
             } => self.join(channel, who, &member, id, since, rejoin, out),
-            Msg::Leave {
+            ToOwner::Leave {
                 channel,
                 who,
                 id,
                 reply,
             } => self.leave(channel, who, id, reply, out),
-            Msg::Publish {
+            ToOwner::Publish {
                 channel,
                 origin,
                 id,
                 action,
             } => self.publish(channel, origin, id, &action, out),
-            Msg::Presence { channel, who, id } => {
+            ToOwner::Presence { channel, who, id } => {
                 let keys = Keys::new(&self.config.redis_prefix, &channel);
                 let now = now_ms().to_string();
                 let tag = Tag::Presence { channel, who, id };
@@ -266,12 +268,12 @@ impl RedisOwner {
                     out,
                 );
             }
-            Msg::Query { query, from } => match query {
+            ToOwner::Query { query, from } => match query {
                 Query::Presence(channel) => {
                     if !self.config.presence_on(&channel) {
-                        out.send(
-                            usize::from(from.worker),
-                            Msg::Answer {
+                        out.to_worker(
+                            from.worker(),
+                            ToWorker::Answer {
                                 to: from,
                                 answer: Answer::Presence(None),
                             },
@@ -303,7 +305,6 @@ impl RedisOwner {
                     );
                 }
             },
-            other => debug_assert!(false, "not an owner message: {other:?}"),
         }
     }
 
@@ -323,7 +324,7 @@ impl RedisOwner {
     fn join(
         &mut self,
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         member: &MemberInfo,
         id: Option<u64>,
         since: Option<Since>,
@@ -357,6 +358,7 @@ impl RedisOwner {
                 per_worker: vec![0; workers],
                 presence: presence_on,
                 history,
+                watch: history.map(|_| GapWatch::default()),
                 own_joins: Vec::new(),
             }
         });
@@ -378,7 +380,7 @@ impl RedisOwner {
                     entry: entry.clone(),
                 },
             );
-            ch.per_worker[usize::from(who.worker)] += 1;
+            ch.per_worker[who.worker()] += 1;
         }
         let join_event = if newly && ch.presence {
             let event = Bytes::from(presence_event(&channel, "join", &entry));
@@ -439,24 +441,24 @@ impl RedisOwner {
     fn leave(
         &mut self,
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         id: Option<u64>,
         reply: bool,
         out: &mut Outbox,
     ) {
         let frame = reply.then(|| ws::text_frame_with(|b| server::left(b, id, &channel)));
-        let left = |channel, frame| Msg::Left {
+        let left = |channel, frame| ToWorker::Left {
             channel,
             who,
             frame,
         };
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return out.send(usize::from(who.worker), left(channel, frame));
+            return out.to_worker(who.worker(), left(channel, frame));
         };
         let Some(m) = ch.members.remove(&who) else {
-            return out.send(usize::from(who.worker), left(channel, frame));
+            return out.to_worker(who.worker(), left(channel, frame));
         };
-        let w = &mut ch.per_worker[usize::from(who.worker)];
+        let w = &mut ch.per_worker[who.worker()];
         *w = w.saturating_sub(1);
         if !ch.own_joins.is_empty() {
             ch.own_joins.retain(|(_, j)| *j != who);

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::json::{bulk_items, members_json};
+use super::json::{bulk_items, event_offset, members_json};
 use super::{RedisOwner, Tag};
-use crate::broker::{Answer, ConnRef, Msg, Origin, Outbox};
+use crate::broker::{Answer, ConnId, Origin, Outbox, ToWorker};
+use crate::metrics::DeliveredType;
 use crate::proto::{server, ErrorCode};
 use crate::resp::{Push, Value};
 use crate::ws;
@@ -34,7 +35,7 @@ impl RedisOwner {
                 if !rejoin {
                     if let Some(ch) = self.channels.get_mut(&channel) {
                         if ch.members.remove(&who).is_some() {
-                            let w = &mut ch.per_worker[usize::from(who.worker)];
+                            let w = &mut ch.per_worker[who.worker()];
                             *w = w.saturating_sub(1);
                         }
                         ch.own_joins.retain(|(_, j)| *j != who);
@@ -42,9 +43,9 @@ impl RedisOwner {
                     // A failed first join must not keep the node subscribed.
                     self.drop_if_empty(&channel);
                 }
-                out.send(
-                    usize::from(who.worker),
-                    Msg::JoinFailed {
+                out.to_worker(
+                    who.worker(),
+                    ToWorker::JoinFailed {
                         channel,
                         who,
                         id,
@@ -53,31 +54,33 @@ impl RedisOwner {
                 );
             }
             Tag::Publish { origin, id, .. } => match origin {
-                Origin::Client(who, _) => out.send(
-                    usize::from(who.worker),
-                    Msg::Reply {
+                Origin::Client(who, _) => out.to_worker(
+                    who.worker(),
+                    ToWorker::Reply {
                         who,
                         frame: unavailable(id),
+                        owed: id.is_some(),
                     },
                 ),
-                Origin::Api(to) => out.send(
-                    usize::from(to.worker),
-                    Msg::Answer {
+                Origin::Api(to) => out.to_worker(
+                    to.worker(),
+                    ToWorker::Answer {
                         to,
                         answer: Answer::Unavailable,
                     },
                 ),
             },
-            Tag::Presence { who, id, .. } => out.send(
-                usize::from(who.worker),
-                Msg::Reply {
+            Tag::Presence { who, id, .. } => out.to_worker(
+                who.worker(),
+                ToWorker::Reply {
                     who,
                     frame: unavailable(id),
+                    owed: true,
                 },
             ),
-            Tag::ApiPresence { to } | Tag::ApiChannels { to } => out.send(
-                usize::from(to.worker),
-                Msg::Answer {
+            Tag::ApiPresence { to } | Tag::ApiChannels { to } => out.to_worker(
+                to.worker(),
+                ToWorker::Answer {
                     to,
                     answer: Answer::Unavailable,
                 },
@@ -87,9 +90,9 @@ impl RedisOwner {
                 channel,
                 who,
                 frame,
-            } => out.send(
-                usize::from(who.worker),
-                Msg::Left {
+            } => out.to_worker(
+                who.worker(),
+                ToWorker::Left {
                     channel,
                     who,
                     frame,
@@ -111,6 +114,15 @@ impl RedisOwner {
             return;
         };
         let presence = payload.starts_with(br#"{"type":"presence""#);
+        // One comparison per event on this node: a gap is told to every
+        // local member once, before the event that revealed it.
+        if let Some(watch) = ch.watch.as_mut().filter(|_| !presence) {
+            if let Some(offset) = event_offset(&payload) {
+                if watch.event(offset) {
+                    send_resync(name, &ch.per_worker, out);
+                }
+            }
+        }
         // A joiner never hears its own join (PROTOCOL.md §4).
         let mut except = None;
         if !ch.own_joins.is_empty() {
@@ -122,13 +134,17 @@ impl RedisOwner {
         let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
         for (worker, &n) in ch.per_worker.iter().enumerate() {
             if n > 0 {
-                out.send(
+                out.to_worker(
                     worker,
-                    Msg::Deliver {
+                    ToWorker::Deliver {
                         channel: name.clone(),
                         frame: frame.clone(),
                         except,
-                        presence,
+                        kind: if presence {
+                            DeliveredType::Presence
+                        } else {
+                            DeliveredType::UserAction
+                        },
                     },
                 );
             }
@@ -176,12 +192,19 @@ impl RedisOwner {
                         if let Some(id) = id {
                             let frame =
                                 ws::text_frame_with(|b| server::ack(b, Some(id), &channel, offset));
-                            out.send(usize::from(who.worker), Msg::Reply { who, frame });
+                            out.to_worker(
+                                who.worker(),
+                                ToWorker::Reply {
+                                    who,
+                                    frame,
+                                    owed: true,
+                                },
+                            );
                         }
                     }
-                    Origin::Api(to) => out.send(
-                        usize::from(to.worker),
-                        Msg::Answer {
+                    Origin::Api(to) => out.to_worker(
+                        to.worker(),
+                        ToWorker::Answer {
                             to,
                             answer: Answer::Published(offset),
                         },
@@ -192,11 +215,18 @@ impl RedisOwner {
                 let list = members_json(bulk_items(&value));
                 let frame =
                     ws::text_frame_with(|b| server::presence_state_raw(b, id, &channel, &list));
-                out.send(usize::from(who.worker), Msg::Reply { who, frame });
+                out.to_worker(
+                    who.worker(),
+                    ToWorker::Reply {
+                        who,
+                        frame,
+                        owed: true,
+                    },
+                );
             }
-            Tag::ApiPresence { to } => out.send(
-                usize::from(to.worker),
-                Msg::Answer {
+            Tag::ApiPresence { to } => out.to_worker(
+                to.worker(),
+                ToWorker::Answer {
                     to,
                     answer: Answer::Presence(Some(members_json(bulk_items(&value)))),
                 },
@@ -212,9 +242,9 @@ impl RedisOwner {
                         }
                     }
                 }
-                out.send(
-                    usize::from(to.worker),
-                    Msg::Answer {
+                out.to_worker(
+                    to.worker(),
+                    ToWorker::Answer {
                         to,
                         answer: Answer::Channels(list),
                     },
@@ -226,7 +256,7 @@ impl RedisOwner {
     pub(super) fn on_joined(
         &mut self,
         channel: Arc<str>,
-        who: ConnRef,
+        who: ConnId,
         id: Option<u64>,
         since: bool,
         value: Value,
@@ -282,6 +312,19 @@ impl RedisOwner {
             epoch: &epoch,
         });
         let replayed = history.then_some(replay.len() as u64);
+        // The answer states the channel's position at the join's point in
+        // Redis's order, which every event delivered here so far precedes:
+        // a mismatch means local members missed events (or the epoch
+        // changed). They hear it before the joiner is one of them.
+        if history {
+            if let Some(ch) = self.channels.get_mut(&channel) {
+                if let Some(watch) = ch.watch.as_mut() {
+                    if watch.position(offset, &epoch) {
+                        send_resync(&channel, &ch.per_worker, out);
+                    }
+                }
+            }
+        }
         let mut frames = Vec::with_capacity(1 + replay.len());
         frames.push(ws::text_frame_with(|b| {
             server::joined_raw(
@@ -295,13 +338,32 @@ impl RedisOwner {
             )
         }));
         frames.extend(replay);
-        out.send(
-            usize::from(who.worker),
-            Msg::Joined {
+        out.to_worker(
+            who.worker(),
+            ToWorker::Joined {
                 channel,
                 who,
                 frames,
             },
         );
+    }
+}
+
+/// One `resync` for `channel`, framed once, to every worker with local
+/// members (PROTOCOL.md §5).
+pub(super) fn send_resync(channel: &Arc<str>, per_worker: &[u32], out: &mut Outbox) {
+    let frame = ws::text_frame_with(|b| server::resync(b, channel));
+    for (worker, &n) in per_worker.iter().enumerate() {
+        if n > 0 {
+            out.to_worker(
+                worker,
+                ToWorker::Deliver {
+                    channel: channel.clone(),
+                    frame: frame.clone(),
+                    except: None,
+                    kind: DeliveredType::Resync,
+                },
+            );
+        }
     }
 }
