@@ -402,7 +402,7 @@ impl<S: Socket> Driver<S> {
                     continue;
                 }
             }
-            if entry.conn.poll_shutdown() {
+            if entry.conn.poll_shutdown(self.now) {
                 let _ = entry.stream.shutdown_write();
             }
             entry.conn.handle_written(&mut cx!(self));
