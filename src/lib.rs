@@ -15,6 +15,7 @@
 //! | [`registry`] | pure | which connections are in which channel |
 //! | [`id`] | pure | one connection id, and its slab key, poll token and registry handle |
 //! | [`conn`] | pure | one client connection's state: limits, rate, outbound queue |
+//! | [`tls`] | pure+IO | certificates and keys, SIGHUP reload, TLS sessions driven by the loops |
 //! | [`worker`] | IO | the per-core mio loop |
 //! | [`broker`] | IO | the embedded broker and the Redis link |
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -31,5 +32,6 @@ pub mod proto;
 pub mod registry;
 pub mod resp;
 pub mod server;
+pub mod tls;
 pub mod worker;
 pub mod ws;

@@ -11,9 +11,13 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use rustls::pki_types::ServerName;
+
+use crate::broker::redis::Endpoint;
 use crate::broker::{Msg, ToWorker};
-use crate::config::Config;
+use crate::config::{Config, RedisUrl};
 use crate::metrics::WorkerMetrics;
+use crate::tls::ServerTls;
 use crate::worker::{Parts, Shared, Worker};
 
 /// A running node.
@@ -40,14 +44,22 @@ impl Server {
     pub fn start(config: Config) -> io::Result<Server> {
         let config = Arc::new(config);
         let n = config.threads.max(1);
-        let redis_addr = match config.redis_url() {
-            Some(url) => Some(
-                std::net::ToSocketAddrs::to_socket_addrs(&(url.host.as_str(), url.port))?
-                    .next()
-                    .ok_or_else(|| io::Error::other("redis host has no address"))?,
-            ),
+        let redis = match config.redis_url() {
+            Some(url) => Some(redis_endpoint(&config, &url)?),
             None => None,
         };
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                ServerTls::load(cert.clone(), key.clone()).map_err(io::Error::other)?,
+            )),
+            _ => None,
+        };
+        if tls.is_some() {
+            // The pair is checked above; the listener's sessions come next.
+            return Err(io::Error::other(
+                "--tls-cert: TLS on the listener is not built yet",
+            ));
+        }
         // The first bind fixes the port (port 0 picks one); the others share it.
         let first = listener(config.listen)?;
         let local_addr = first.local_addr()?;
@@ -73,10 +85,11 @@ impl Server {
             wakers,
             draining: AtomicBool::new(false),
             // In Redis mode every link starts down until its handshake.
-            links_down: Arc::new(AtomicUsize::new(if redis_addr.is_some() { n } else { 0 })),
+            links_down: Arc::new(AtomicUsize::new(if redis.is_some() { n } else { 0 })),
             ws_connections: AtomicUsize::new(0),
             metrics: (0..n).map(|_| Arc::new(WorkerMetrics::new())).collect(),
             owned_channels: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            tls,
         });
         let seed = seed();
         let mut threads = Vec::with_capacity(n);
@@ -89,7 +102,7 @@ impl Server {
                 listener: TcpListener::from_std(listener),
                 receiver,
                 seed: seed ^ ((index as u64 + 1) << 32),
-                redis_addr,
+                redis: redis.clone(),
             };
             let worker = Worker::new(parts, shared.clone())?;
             threads.push(
@@ -122,10 +135,46 @@ impl Server {
         self.threads.iter().all(|t| t.is_finished())
     }
 
+    /// Reads `--tls-cert` and `--tls-key` again (SIGHUP): new handshakes
+    /// use the new pair; on error the old one stays. `Ok` without TLS.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::LoadError> {
+        match &self.shared.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this node serves TLS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
     /// Whether any worker has stopped (it only stops on error or drain).
     pub fn any_worker_stopped(&self) -> bool {
         self.threads.iter().any(|t| t.is_finished())
     }
+}
+
+/// Redis's address, resolved once, and for `rediss://` the client
+/// configuration (`--redis-ca` or the system's roots) and the name the
+/// certificate must carry.
+fn redis_endpoint(config: &Config, url: &RedisUrl) -> io::Result<Endpoint> {
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(url.host.as_str(), url.port))?
+        .next()
+        .ok_or_else(|| io::Error::other("redis host has no address"))?;
+    let tls = if url.tls {
+        let roots = crate::tls::load::redis_roots(config.redis_ca.as_deref())
+            .map_err(|e| io::Error::other(format!("--redis-ca: {e}")))?;
+        let name = ServerName::try_from(url.host.clone()).map_err(|e| {
+            io::Error::other(format!(
+                "rediss:// host is not a DNS name or an IP address: {e}"
+            ))
+        })?;
+        Some((crate::tls::load::client_config(roots), name))
+    } else {
+        None
+    };
+    Ok(Endpoint { addr, tls })
 }
 
 /// A seed for epochs that differs per process start.

@@ -32,6 +32,9 @@ pub(crate) enum Setting {
     DrainS,
     AutobahnEcho,
     HandshakeTimeoutS,
+    TlsCert,
+    TlsKey,
+    RedisCa,
 }
 
 /// How many values a setting takes.
@@ -47,7 +50,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 22] = [
+    pub(crate) const ALL: [Setting; 25] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -70,6 +73,9 @@ impl Setting {
         Setting::DrainS,
         Setting::AutobahnEcho,
         Setting::HandshakeTimeoutS,
+        Setting::TlsCert,
+        Setting::TlsKey,
+        Setting::RedisCa,
     ];
 
     /// The flag name without `--`; also the canonical file key.
@@ -97,6 +103,9 @@ impl Setting {
             Setting::DrainS => "drain-s",
             Setting::AutobahnEcho => "autobahn-echo",
             Setting::HandshakeTimeoutS => "handshake-timeout-s",
+            Setting::TlsCert => "tls-cert",
+            Setting::TlsKey => "tls-key",
+            Setting::RedisCa => "redis-ca",
         }
     }
 

@@ -44,6 +44,15 @@ pub(crate) fn seconds(s: &str, min: u64) -> Result<Duration, String> {
 }
 
 /// `true`/`false`, also `1`/`0`, `yes`/`no`, `on`/`off`, any case.
+/// A file path; its contents are read (and their errors told) by the
+/// module that uses it.
+pub(crate) fn path(s: &str) -> Result<std::path::PathBuf, String> {
+    if s.is_empty() {
+        return Err("empty path".to_owned());
+    }
+    Ok(s.into())
+}
+
 pub(crate) fn switch(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),

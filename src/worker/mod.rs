@@ -71,6 +71,8 @@ pub struct Shared {
     pub metrics: Vec<Arc<WorkerMetrics>>,
     /// Channels with members that each worker owns, refreshed every tick.
     pub owned_channels: Vec<AtomicUsize>,
+    /// `--tls-cert`/`--tls-key`: every accepted connection is TLS.
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 /// What a worker is built from, before its thread starts.
@@ -81,8 +83,9 @@ pub struct Parts {
     pub listener: TcpListener,
     pub receiver: Receiver<Vec<Msg>>,
     pub seed: u64,
-    /// Redis's address, resolved once at start; `None`: embedded broker.
-    pub redis_addr: Option<std::net::SocketAddr>,
+    /// Redis's address (and TLS settings), resolved once at start; `None`:
+    /// embedded broker.
+    pub redis: Option<crate::broker::redis::Endpoint>,
 }
 
 /// Where a worker's channels are ordered.
@@ -131,11 +134,11 @@ impl Worker {
         let config = shared.config.clone();
         let workers = config.threads;
         let now = Instant::now();
-        let broker = match (parts.redis_addr, config.redis_url()) {
-            (Some(addr), Some(url)) => Broker::Redis(Box::new(RedisOwner::new(
+        let broker = match (parts.redis, config.redis_url()) {
+            (Some(endpoint), Some(url)) => Broker::Redis(Box::new(RedisOwner::new(
                 config.clone(),
                 url,
-                addr,
+                endpoint,
                 REDIS,
                 parts.seed,
                 shared.links_down.clone(),
