@@ -54,12 +54,6 @@ impl Server {
             )),
             _ => None,
         };
-        if tls.is_some() {
-            // The pair is checked above; the listener's sessions come next.
-            return Err(io::Error::other(
-                "--tls-cert: TLS on the listener is not built yet",
-            ));
-        }
         // The first bind fixes the port (port 0 picks one); the others share it.
         let first = listener(config.listen)?;
         let local_addr = first.local_addr()?;

@@ -48,6 +48,8 @@ pub struct TlsSession {
     received: bool,
     /// rustls refused the peer's bytes.
     failed: bool,
+    /// `close_notify` is queued.
+    closed: bool,
 }
 
 impl TlsSession {
@@ -70,6 +72,7 @@ impl TlsSession {
             conn,
             received: false,
             failed: false,
+            closed: false,
         }
     }
 
@@ -211,7 +214,9 @@ impl TlsSession {
     /// Queues `close_notify`, so the peer can tell our end of the stream
     /// from a truncation; written by the next [`Self::flush`].
     pub fn close(&mut self) {
-        self.conn.send_close_notify();
+        if !std::mem::replace(&mut self.closed, true) {
+            self.conn.send_close_notify();
+        }
     }
 
     /// Plaintext bytes (as from a client's request) to encrypt, for the

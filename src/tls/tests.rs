@@ -18,7 +18,10 @@ use crate::conn::Outbound;
 
 /// A fresh directory for one test's files.
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sb-tls-{}-{name}", std::process::id()));
+    // Tests run in parallel and some make the same kind of pair.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("sb-tls-{}-{name}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -450,4 +453,40 @@ fn handle_ciphertext_takes_what_the_plaintext_buffer_allows() {
         }
     }
     assert_eq!(plain.len(), 128_000);
+}
+
+proptest::proptest! {
+    /// The fuzz target's property on stable: garbage (alone, or after a
+    /// real ClientHello) never panics, and the answer stays an alert or a
+    /// handshake flight, never a growing buffer.
+    #[test]
+    fn garbage_ciphertext_never_panics_or_grows(
+        garbage in proptest::collection::vec(proptest::num::u8::ANY, 0..4096),
+        after_hello in proptest::bool::ANY,
+    ) {
+        let (config, _) = shared_pair();
+        let mut s = TlsSession::server(config);
+        let mut input = Vec::new();
+        if after_hello {
+            let mut c = client(&[], &[&rustls::version::TLS13]);
+            c.write_tls(&mut input).unwrap();
+        }
+        input.extend_from_slice(&garbage);
+        let mut pipe = Pipe { input, ..Pipe::default() };
+        let mut buf = [0u8; 4096];
+        for _ in 0..64 {
+            match s.read(&mut pipe, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        proptest::prop_assert!(pipe.out.len() < 16 * 1024, "{}", pipe.out.len());
+    }
+}
+
+/// One server configuration for the property test's many cases.
+fn shared_pair() -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
+    static PAIR: std::sync::OnceLock<(Arc<rustls::ServerConfig>, CertificateDer<'static>)> =
+        std::sync::OnceLock::new();
+    PAIR.get_or_init(pair).clone()
 }

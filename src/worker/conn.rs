@@ -1,4 +1,9 @@
 //! A socket and what the worker keeps beside it.
+//!
+//! On a TLS listener every connection has a [`TlsSession`] between the
+//! socket and everything else: [`Conn::read`] hands out plaintext and
+//! [`Conn::flush`] encrypts the queued frames, so the HTTP and WebSocket
+//! paths above are the same for both.
 
 use std::io::{self, Read};
 use std::time::Instant;
@@ -7,6 +12,7 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 
 use crate::conn::{Outbound, Overflow, Session};
+use crate::tls::TlsSession;
 use crate::ws;
 
 /// Where a connection is in its life.
@@ -36,6 +42,8 @@ pub struct WsConn {
 #[derive(Debug)]
 pub struct Conn {
     pub stream: TcpStream,
+    /// The TLS session on a TLS listener; `None` in clear.
+    pub tls: Option<Box<TlsSession>>,
     pub serial: u32,
     pub phase: Phase,
     /// Bytes of an incomplete frame or request; empty for an idle connection.
@@ -54,9 +62,15 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, serial: u32, deadline: Instant) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        serial: u32,
+        deadline: Instant,
+        tls: Option<Box<TlsSession>>,
+    ) -> Self {
         Conn {
             stream,
+            tls,
             serial,
             phase: Phase::Http { deadline },
             inbuf: Vec::new(),
@@ -86,11 +100,45 @@ impl Conn {
     /// Writes queued frames until the queue is empty or the socket is full;
     /// returns the bytes written.
     pub fn flush(&mut self) -> io::Result<usize> {
-        self.out.write_to(&mut self.stream)
+        match &mut self.tls {
+            Some(tls) => tls.flush(&mut self.out, &mut self.stream),
+            None => self.out.write_to(&mut self.stream),
+        }
     }
 
+    /// Reads plaintext: from the socket, or decrypted by the TLS session.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf)
+        match &mut self.tls {
+            Some(tls) => tls.read(&mut self.stream, buf),
+            None => self.stream.read(buf),
+        }
+    }
+
+    /// Whether a read that filled less than the buffer drained the socket
+    /// (true in clear; through TLS it may be one record's plaintext).
+    pub fn short_read_drains(&self) -> bool {
+        self.tls.is_none()
+    }
+
+    /// Half-closes the socket once everything queued is written (through
+    /// TLS: and `close_notify` after it); returns whether it did.
+    pub fn shutdown_when_sent(&mut self) -> bool {
+        if !self.out.is_empty() {
+            return false;
+        }
+        if let Some(tls) = &mut self.tls {
+            tls.close();
+            if tls.write_tls(&mut self.stream).is_err() || tls.wants_write() {
+                return false;
+            }
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        true
+    }
+
+    /// A TLS client that sent bytes and never completed the handshake.
+    pub fn tls_handshake_failed(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.handshake_failed())
     }
 }
 

@@ -317,10 +317,19 @@ impl Worker {
         }
         let serial = self.next_serial;
         self.next_serial = self.next_serial.wrapping_add(1).max(1);
+        // The certificate of the moment (SIGHUP may replace it): one
+        // atomic load per connection, none per message.
+        let tls = self
+            .shared
+            .tls
+            .as_ref()
+            .map(|t| Box::new(crate::tls::TlsSession::server(t.config())));
+        // The handshake timeout covers the TLS handshake too.
         entry.insert(Conn::new(
             stream,
             serial,
             self.now + self.config.handshake_timeout,
+            tls,
         ));
     }
 
@@ -348,6 +357,7 @@ impl Worker {
                 // pushes back, until `resume_input` reads again.
                 break;
             }
+            let drains = conn.short_read_drains();
             match conn.read(&mut scratch) {
                 Ok(0) => {
                     self.drop_conn(key);
@@ -356,7 +366,7 @@ impl Worker {
                 Ok(n) => {
                     self.metrics.bytes_in(n as u64);
                     self.on_bytes(key, &mut scratch, n);
-                    if n < scratch.len() && !closed {
+                    if n < scratch.len() && !closed && drains {
                         break;
                     }
                 }
@@ -493,10 +503,11 @@ impl Worker {
             if conn.held && conn.api_pending.is_none() && conn.out.queued_bytes() < limit {
                 release.push(key);
             }
-            if let Phase::Closing { shut, .. } = &mut conn.phase {
-                if conn.out.is_empty() && !*shut {
-                    *shut = true;
-                    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            if let Phase::Closing { shut: false, .. } = conn.phase {
+                if conn.shutdown_when_sent() {
+                    if let Phase::Closing { shut, .. } = &mut conn.phase {
+                        *shut = true;
+                    }
                 }
             }
         }
@@ -619,6 +630,9 @@ impl Worker {
     fn drop_conn(&mut self, key: usize) {
         self.leave_all(key);
         if let Some(conn) = self.conns.try_remove(key) {
+            if conn.tls_handshake_failed() {
+                self.metrics.tls_handshake_failed();
+            }
             if conn.counted {
                 self.shared.ws_connections.fetch_sub(1, Ordering::Relaxed);
             }

@@ -118,9 +118,40 @@ pub fn path_str(p: &Path) -> String {
 /// A blocking TLS stream to the server.
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
+impl Transport for TlsStream {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
+impl Client {
+    /// A `wss://` client of `/ws?QUERY`, trusting `config`'s roots.
+    pub fn connect_tls(addr: SocketAddr, config: Arc<ClientConfig>, query: &str) -> Client {
+        let tcp = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+        Client::upgrade_tls(tcp, addr, config, query)
+    }
+
+    /// [`Client::connect_tls`] over a connected socket.
+    pub fn upgrade_tls(
+        tcp: TcpStream,
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        query: &str,
+    ) -> Client {
+        let stream = tls_over(tcp, config).unwrap_or_else(|e| panic!("TLS connect: {e}"));
+        Client::upgrade(Box::new(stream), addr, query, &[])
+            .unwrap_or_else(|e| panic!("wss upgrade: {e}"))
+    }
+}
+
 /// Connects and completes the TLS handshake (within [`TIMEOUT`]).
 pub fn tls_connect(addr: SocketAddr, config: Arc<ClientConfig>) -> io::Result<TlsStream> {
-    let tcp = TcpStream::connect(addr)?;
+    tls_over(TcpStream::connect(addr)?, config)
+}
+
+/// The TLS handshake over a connected socket (e.g. one with a small
+/// `SO_RCVBUF`).
+pub fn tls_over(tcp: TcpStream, config: Arc<ClientConfig>) -> io::Result<TlsStream> {
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(TIMEOUT))?;
     tcp.set_write_timeout(Some(TIMEOUT))?;
