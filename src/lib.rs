@@ -10,13 +10,15 @@
 //! | [`http`] | pure | HTTP/1.1 request heads, the WebSocket upgrade, responses, the demo page |
 //! | [`proto`] | pure | the JSON messages of PROTOCOL.md, channel names, error codes |
 //! | [`resp`] | pure | RESP3 commands and replies for the Redis link |
-//! | [`auth`] | pure | HS256 JWT verification and channel permissions |
+//! | [`auth`] | pure + one thread | JWT verification (HS256, RS/PS/ES/EdDSA, JWKS by `kid`), claim rules, channel permissions; the JWKS fetch thread |
 //! | [`config`] | pure | every setting, from flags, environment and TOML |
 //! | [`registry`] | pure | which connections are in which channel |
 //! | [`id`] | pure | one connection id, and its slab key, poll token and registry handle |
-//! | [`conn`] | pure | one client connection's state: limits, rate, outbound queue |
+//! | [`conn`] | pure | parts of a connection's state: session, rate, replies, outbound queue |
+//! | [`connection`] | pure | one client connection's state machine: HTTP, upgrade, WebSocket, close |
 //! | [`tls`] | pure+IO | certificates and keys, SIGHUP reload, TLS sessions driven by the loops |
-//! | [`worker`] | IO | the per-core mio loop |
+//! | [`node`] | shared | what every worker reads and counts: config, drain, broker health, totals |
+//! | [`worker`] | IO | the per-core mio loop: a thin driver of connections and owners |
 //! | [`broker`] | IO | the embedded broker and the Redis link |
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
@@ -25,9 +27,11 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod conn;
+pub mod connection;
 pub mod http;
 pub mod id;
 pub mod metrics;
+pub mod node;
 pub mod proto;
 pub mod registry;
 pub mod resp;

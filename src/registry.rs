@@ -31,7 +31,9 @@ pub struct Handle {
 pub trait Recipient {
     /// The serial the connection's slab slot was given with.
     fn serial(&self) -> u32;
-    fn outbound(&mut self) -> &mut Outbound;
+    /// Where its events go; `None` when it takes no more (its close is
+    /// decided, and the owner's `Left` is on its way).
+    fn outbound(&mut self) -> Option<&mut Outbound>;
     /// Flags the connection for the end-of-turn flush; true when it was not
     /// flagged yet (the caller then lists it once).
     fn mark_dirty(&mut self) -> bool;
@@ -108,7 +110,10 @@ impl Registry {
             let Some(conn) = conns.get_mut(key).filter(|c| c.serial() == h.serial) else {
                 continue;
             };
-            if let Err(Overflow { .. }) = conn.outbound().push(frame.clone(), limit) {
+            let Some(queue) = conn.outbound() else {
+                continue;
+            };
+            if let Err(Overflow { .. }) = queue.push(frame.clone(), limit) {
                 out.slow.push(key);
                 continue;
             }
@@ -155,8 +160,8 @@ mod tests {
         fn serial(&self) -> u32 {
             self.serial
         }
-        fn outbound(&mut self) -> &mut Outbound {
-            &mut self.out
+        fn outbound(&mut self) -> Option<&mut Outbound> {
+            Some(&mut self.out)
         }
         fn mark_dirty(&mut self) -> bool {
             !std::mem::replace(&mut self.dirty, true)

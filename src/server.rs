@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -11,12 +11,12 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::broker::{Msg, ToWorker};
 use rustls::pki_types::ServerName;
 
 use crate::broker::redis::Endpoint;
-use crate::broker::{Msg, ToWorker};
 use crate::config::{Config, RedisUrl};
-use crate::metrics::WorkerMetrics;
+use crate::node::Node;
 use crate::tls::ServerTls;
 use crate::worker::{Parts, Shared, Worker};
 
@@ -42,6 +42,9 @@ fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 impl Server {
     /// Binds every worker's listener and starts the workers.
     pub fn start(config: Config) -> io::Result<Server> {
+        // First, so that a bad key source stops the start before any port
+        // is bound.
+        let auth = crate::auth::Authenticator::start(&config).map_err(io::Error::other)?;
         let config = Arc::new(config);
         let n = config.threads.max(1);
         let redis = match config.redis_url() {
@@ -74,15 +77,9 @@ impl Server {
             receivers.push(rx);
         }
         let shared = Arc::new(Shared {
-            config: config.clone(),
+            node: Node::new(config.clone(), n, redis.is_some(), auth),
             senders,
             wakers,
-            draining: AtomicBool::new(false),
-            // In Redis mode every link starts down until its handshake.
-            links_down: Arc::new(AtomicUsize::new(if redis.is_some() { n } else { 0 })),
-            ws_connections: AtomicUsize::new(0),
-            metrics: (0..n).map(|_| Arc::new(WorkerMetrics::new())).collect(),
-            owned_channels: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             tls,
         });
         let seed = seed();
@@ -115,7 +112,7 @@ impl Server {
     /// Drains: `/healthz` turns 503, every WebSocket gets 1001, and the
     /// workers stop; returns when they did or when `drain` has passed.
     pub fn drain(self, drain: Duration) -> bool {
-        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.node.draining.store(true, Ordering::SeqCst);
         for (tx, waker) in self.shared.senders.iter().zip(&self.shared.wakers) {
             let _ = tx.send(vec![Msg::Worker(ToWorker::Shutdown)]);
             let _ = waker.wake();

@@ -103,6 +103,19 @@ fn unknown_type_is_unknown_type() {
 }
 
 #[test]
+fn refresh_without_authentication_is_bad_request() {
+    // §6 (1.1): with authentication off, `refresh` is a known type that
+    // answers `bad_request`, not `unknown_type`.
+    let s = Server::start(&[]);
+    let mut a = s.connect("user=alice");
+    a.send_json(json!({"type": "refresh", "id": 6, "token": "a.b.c"}));
+    assert_error(&a.recv_json(), "bad_request", Some(6));
+    a.send_json(json!({"type": "refresh", "id": 7}));
+    assert_error(&a.recv_json(), "bad_request", Some(7));
+    assert_still_open(&mut a);
+}
+
+#[test]
 fn acting_in_a_channel_not_joined_is_not_joined() {
     let s = Server::start(&[]);
     let mut a = s.connect("user=alice");

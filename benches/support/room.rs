@@ -36,8 +36,8 @@ impl Recipient for MockConn {
     fn serial(&self) -> u32 {
         self.serial
     }
-    fn outbound(&mut self) -> &mut Outbound {
-        &mut self.out
+    fn outbound(&mut self) -> Option<&mut Outbound> {
+        Some(&mut self.out)
     }
     fn mark_dirty(&mut self) -> bool {
         !std::mem::replace(&mut self.dirty, true)

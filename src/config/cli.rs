@@ -42,7 +42,7 @@ pub(crate) struct Args {
     /// Prefix of every Redis key and channel
     #[arg(long, value_name = "P")]
     redis_prefix: Option<String>,
-    /// Turns JWT (HS256) authentication on
+    /// Turns JWT authentication on, with HS256 tokens
     #[arg(long, value_name = "S")]
     hmac_secret: Option<String>,
     /// Bearer key required for /api/*
@@ -102,6 +102,24 @@ pub(crate) struct Args {
     /// PEM CA certificates trusted for rediss:// instead of the system roots
     #[arg(long, value_name = "FILE")]
     redis_ca: Option<String>,
+    /// PEM public key (RSA, EC P-256/P-384, Ed25519) for RS*/PS256/ES*/EdDSA tokens
+    #[arg(long, value_name = "FILE")]
+    jwt_public_key: Option<String>,
+    /// JSON Web Key Set: a file path or an http(s):// URL; keys chosen by kid
+    #[arg(long, value_name = "SOURCE")]
+    jwks: Option<String>,
+    /// Seconds between fetches of a --jwks URL
+    #[arg(long, value_name = "S")]
+    jwks_refresh_s: Option<String>,
+    /// Required audience: the aud claim (string or list) must contain A
+    #[arg(long, value_name = "A")]
+    jwt_audience: Option<String>,
+    /// Required issuer: the iss claim must equal I
+    #[arg(long, value_name = "I")]
+    jwt_issuer: Option<String>,
+    /// Clock leeway in seconds for exp and nbf
+    #[arg(long, value_name = "S")]
+    jwt_leeway_s: Option<String>,
 }
 
 /// The clap command, with each setting's environment variable and default
@@ -161,6 +179,12 @@ impl Args {
             (Setting::TlsCert, &self.tls_cert),
             (Setting::TlsKey, &self.tls_key),
             (Setting::RedisCa, &self.redis_ca),
+            (Setting::JwtPublicKey, &self.jwt_public_key),
+            (Setting::Jwks, &self.jwks),
+            (Setting::JwksRefreshS, &self.jwks_refresh_s),
+            (Setting::JwtAudience, &self.jwt_audience),
+            (Setting::JwtIssuer, &self.jwt_issuer),
+            (Setting::JwtLeewayS, &self.jwt_leeway_s),
         ];
         for (key, value) in one {
             if let Some(v) = value {

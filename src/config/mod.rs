@@ -60,6 +60,10 @@ const DEFAULT_BURST: u32 = 200;
 const DEFAULT_OUTBOUND_LIMIT: usize = 4 * 1024 * 1024;
 const DEFAULT_DRAIN_S: u64 = 5;
 const DEFAULT_HANDSHAKE_TIMEOUT_S: u64 = 10;
+const DEFAULT_JWKS_REFRESH_S: u64 = 300;
+const DEFAULT_JWT_LEEWAY_S: u64 = 60;
+/// Largest `--jwt-leeway-s`: a day; more would keep dead tokens alive.
+const MAX_JWT_LEEWAY_S: u64 = 86_400;
 
 /// Most worker threads; more is a typo, not a machine.
 const MAX_THREADS: usize = 1024;
@@ -85,8 +89,22 @@ pub struct Config {
     /// Validated `redis://` URL; see [`Config::redis_url`] for its parts.
     pub redis: Option<String>,
     pub redis_prefix: String,
-    /// Non-empty when set; turns on §6 authentication.
+    /// Non-empty when set; turns on §6 authentication (HS256 tokens).
     pub hmac_secret: Option<String>,
+    /// A PEM public key file (§6, 1.1); turns authentication on.
+    pub jwt_public_key: Option<PathBuf>,
+    /// A JWKS file path or `http(s)://` URL (§6, 1.1); turns authentication
+    /// on. Only the form is checked here; `auth` reads it at start.
+    pub jwks: Option<String>,
+    /// Between fetches of a `jwks` URL; at least 1 s.
+    pub jwks_refresh: Duration,
+    /// `aud` must contain this when set.
+    pub jwt_audience: Option<String>,
+    /// `iss` must equal this when set.
+    pub jwt_issuer: Option<String>,
+    /// Clock leeway on `exp` and `nbf`, in seconds (also added to the
+    /// expiry deadline of a connection).
+    pub jwt_leeway_s: u64,
     /// Visible ASCII when set.
     pub api_key: Option<String>,
     /// `(namespace, N)`, N >= 1, each namespace once; `*` = the rest.
@@ -129,6 +147,12 @@ impl Default for Config {
             redis: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             hmac_secret: None,
+            jwt_public_key: None,
+            jwks: None,
+            jwks_refresh: Duration::from_secs(DEFAULT_JWKS_REFRESH_S),
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_leeway_s: DEFAULT_JWT_LEEWAY_S,
             api_key: None,
             history: Vec::new(),
             no_client_publish: Vec::new(),
@@ -170,6 +194,8 @@ fn default_text(key: Setting) -> Option<String> {
         Setting::MaxConnections => "0".to_owned(),
         Setting::DrainS => DEFAULT_DRAIN_S.to_string(),
         Setting::HandshakeTimeoutS => DEFAULT_HANDSHAKE_TIMEOUT_S.to_string(),
+        Setting::JwksRefreshS => DEFAULT_JWKS_REFRESH_S.to_string(),
+        Setting::JwtLeewayS => DEFAULT_JWT_LEEWAY_S.to_string(),
         Setting::Redis
         | Setting::HmacSecret
         | Setting::ApiKey
@@ -178,6 +204,10 @@ fn default_text(key: Setting) -> Option<String> {
         | Setting::NoPresence
         | Setting::AllowedOrigin
         | Setting::AutobahnEcho
+        | Setting::JwtPublicKey
+        | Setting::Jwks
+        | Setting::JwtAudience
+        | Setting::JwtIssuer
         | Setting::TlsCert
         | Setting::TlsKey => return None,
         Setting::RedisCa => "system roots".to_owned(),
@@ -306,6 +336,11 @@ impl Config {
                 .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
     }
 
+    /// Whether §6 authentication is on: any key source configured.
+    pub fn auth_on(&self) -> bool {
+        self.hmac_secret.is_some() || self.jwt_public_key.is_some() || self.jwks.is_some()
+    }
+
     /// The parts of [`Config::redis`], checked when the configuration was
     /// read (so `Some` whenever `redis` is).
     pub fn redis_url(&self) -> Option<RedisUrl> {
@@ -325,6 +360,12 @@ impl fmt::Debug for Config {
             .field("redis", &self.redis.as_deref().map(redis_url::redact))
             .field("redis_prefix", &self.redis_prefix)
             .field("hmac_secret", &hidden(&self.hmac_secret))
+            .field("jwt_public_key", &self.jwt_public_key)
+            .field("jwks", &self.jwks)
+            .field("jwks_refresh", &self.jwks_refresh)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_leeway_s", &self.jwt_leeway_s)
             .field("api_key", &hidden(&self.api_key))
             .field("history", &self.history)
             .field("no_client_publish", &self.no_client_publish)
@@ -527,6 +568,16 @@ fn resolve(layers: [(Source, Layer); 3]) -> Result<Config, ConfigError> {
     }
     c.hmac_secret = r.one(Setting::HmacSecret, value::secret)?;
     c.api_key = r.one(Setting::ApiKey, value::api_key)?;
+    c.jwt_public_key = r.one(Setting::JwtPublicKey, value::path)?;
+    c.jwks = r.one(Setting::Jwks, value::jwks_source)?;
+    if let Some(v) = r.one(Setting::JwksRefreshS, |s| seconds(s, 1))? {
+        c.jwks_refresh = v;
+    }
+    c.jwt_audience = r.one(Setting::JwtAudience, value::claim_text)?;
+    c.jwt_issuer = r.one(Setting::JwtIssuer, value::claim_text)?;
+    if let Some(v) = r.one(Setting::JwtLeewayS, |s| int_in(s, 0, MAX_JWT_LEEWAY_S))? {
+        c.jwt_leeway_s = v;
+    }
     if let Some(v) = r.many(Setting::History, value::history_entry)? {
         c.history = v;
     }

@@ -35,6 +35,12 @@ pub(crate) enum Setting {
     TlsCert,
     TlsKey,
     RedisCa,
+    JwtPublicKey,
+    Jwks,
+    JwksRefreshS,
+    JwtAudience,
+    JwtIssuer,
+    JwtLeewayS,
 }
 
 /// How many values a setting takes.
@@ -50,7 +56,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 25] = [
+    pub(crate) const ALL: [Setting; 31] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -76,6 +82,12 @@ impl Setting {
         Setting::TlsCert,
         Setting::TlsKey,
         Setting::RedisCa,
+        Setting::JwtPublicKey,
+        Setting::Jwks,
+        Setting::JwksRefreshS,
+        Setting::JwtAudience,
+        Setting::JwtIssuer,
+        Setting::JwtLeewayS,
     ];
 
     /// The flag name without `--`; also the canonical file key.
@@ -106,6 +118,12 @@ impl Setting {
             Setting::TlsCert => "tls-cert",
             Setting::TlsKey => "tls-key",
             Setting::RedisCa => "redis-ca",
+            Setting::JwtPublicKey => "jwt-public-key",
+            Setting::Jwks => "jwks",
+            Setting::JwksRefreshS => "jwks-refresh-s",
+            Setting::JwtAudience => "jwt-audience",
+            Setting::JwtIssuer => "jwt-issuer",
+            Setting::JwtLeewayS => "jwt-leeway-s",
         }
     }
 

@@ -44,15 +44,6 @@ pub(crate) fn seconds(s: &str, min: u64) -> Result<Duration, String> {
 }
 
 /// `true`/`false`, also `1`/`0`, `yes`/`no`, `on`/`off`, any case.
-/// A file path; its contents are read (and their errors told) by the
-/// module that uses it.
-pub(crate) fn path(s: &str) -> Result<std::path::PathBuf, String> {
-    if s.is_empty() {
-        return Err("empty path".to_owned());
-    }
-    Ok(s.into())
-}
-
 pub(crate) fn switch(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -143,6 +134,42 @@ pub(crate) fn origin(s: &str) -> Result<String, String> {
         return Err(
             "expected scheme://host[:port] with no path, e.g. https://example.com".to_owned(),
         );
+    }
+    Ok(s.to_owned())
+}
+
+/// A file path: not empty. Whether it can be read is for the reader to say
+/// at start, with the file's name.
+pub(crate) fn path(s: &str) -> Result<std::path::PathBuf, String> {
+    if s.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(s.into())
+}
+
+/// A JWKS source: an `http://` or `https://` URL with a host, or a path.
+pub(crate) fn jwks_source(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    let lower = s.to_ascii_lowercase();
+    if let Some(rest) = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+    {
+        if rest.is_empty() || rest.starts_with('/') || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("expected http(s)://host[:port]/path".to_owned());
+        }
+    } else if lower.contains("://") {
+        return Err("expected a file path or an http:// or https:// URL".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// An expected `aud` or `iss`: any non-empty text, compared exactly.
+pub(crate) fn claim_text(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".to_owned());
     }
     Ok(s.to_owned())
 }

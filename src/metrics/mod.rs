@@ -35,7 +35,7 @@ mod render;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub use histogram::{Histogram, HistogramSnapshot, BROKER_RTT_BOUNDS, BUCKETS, LOOP_TIME_BOUNDS};
-pub use render::{render, Gauges};
+pub use render::{render, render_jwks, Gauges, JwksGauges};
 
 /// The `Content-Type` of a scrape answer (text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -90,6 +90,7 @@ label_enum! {
         Action => "user_action",
         Presence => "presence",
         Ping => "ping",
+        Refresh => "refresh",
         /// A message that failed to parse (answered `bad_request` or
         /// `unknown_type`).
         Invalid => "invalid",
@@ -160,7 +161,7 @@ impl CloseKind {
 /// The error codes of PROTOCOL.md §7 in rendering order, then `other` for
 /// anything else. Strings rather than `proto::ErrorCode` keep this module
 /// free of the protocol types.
-pub const ERROR_CODES: [&str; 9] = [
+pub const ERROR_CODES: [&str; 10] = [
     "bad_request",
     "unknown_type",
     "invalid_channel",
@@ -169,6 +170,7 @@ pub const ERROR_CODES: [&str; 9] = [
     "too_many_channels",
     "rate_limited",
     "unavailable",
+    "unauthorized",
     "other",
 ];
 
@@ -183,7 +185,8 @@ pub fn error_index(code: &str) -> usize {
         "too_many_channels" => 5,
         "rate_limited" => 6,
         "unavailable" => 7,
-        _ => 8,
+        "unauthorized" => 8,
+        _ => 9,
     }
 }
 
@@ -339,6 +342,10 @@ mod tests {
         }
         assert_eq!(ERROR_CODES[error_index("too_large")], "other");
         assert_eq!(ERROR_CODES[error_index("")], "other");
+        // Every code a client can receive has a label of its own.
+        for code in crate::proto::ErrorCode::ALL {
+            assert_eq!(ERROR_CODES[error_index(code.as_str())], code.as_str());
+        }
     }
 
     #[test]
@@ -391,7 +398,7 @@ mod tests {
         assert_eq!(m.received[MsgType::Join as usize].get(), 0);
         assert_eq!(m.delivered[DeliveredType::Presence as usize].get(), 10_000);
         assert_eq!(m.errors[3].get(), 1);
-        assert_eq!(m.errors[8].get(), 1);
+        assert_eq!(m.errors[error_index("other")].get(), 1);
         assert_eq!(m.closes[CloseKind::SlowConsumer as usize].get(), 1);
         assert_eq!(m.closes[CloseKind::Other as usize].get(), 1);
         assert_eq!(m.recoveries[0].get(), 1);

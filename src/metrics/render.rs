@@ -169,6 +169,32 @@ pub fn render(workers: &[Arc<WorkerMetrics>], gauges: &Gauges) -> String {
     out.0
 }
 
+/// The JWKS fetch counters of a node with `--jwks` (PROTOCOL.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JwksGauges {
+    pub fetches_ok: u64,
+    pub fetches_failed: u64,
+    /// Keys in the set in use.
+    pub keys: u64,
+}
+
+/// The `switchboard_jwks_*` families, appended to [`render`]'s text by a
+/// node that has a JWKS.
+pub fn render_jwks(g: &JwksGauges) -> String {
+    let mut out = Exposition(String::with_capacity(512));
+    let name = "switchboard_jwks_fetches_total";
+    out.family(
+        name,
+        "counter",
+        "JWKS loads and refreshes, by result; a failed one keeps the last good set.",
+    );
+    out.sample(name, Some(("result", "ok")), g.fetches_ok);
+    out.sample(name, Some(("result", "error")), g.fetches_failed);
+    out.family("switchboard_jwks_keys", "gauge", "Keys in the JWKS in use.");
+    out.sample("switchboard_jwks_keys", None, g.keys);
+    out.0
+}
+
 /// The output being built. Writing to a `String` cannot fail, so the
 /// `fmt::Result`s are dropped.
 struct Exposition(String);
@@ -264,7 +290,7 @@ mod tests {
                 assert!(line.starts_with(&current), "{line} outside {current}");
             }
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 19);
     }
 
     #[test]

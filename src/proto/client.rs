@@ -9,7 +9,7 @@
 //! # How a message is read
 //!
 //! The message is deserialized into one borrowed [`RawValue`] per field we
-//! know (`type`, `id`, `channel`, `action`, `since`); each is then typed by
+//! know (`type`, `id`, `channel`, `action`, `since`, `token`); each is then typed by
 //! hand. No `serde_json::Value` is built, and the `action` stays a slice of
 //! the input, passed on byte for byte (§4).
 //!
@@ -28,7 +28,8 @@
 //!    looked at: we cannot know what they should be);
 //! 5. a field the type needs missing, repeated or ill-typed (`channel` not a
 //!    string, no `action`, a `since` that is not
-//!    `{"offset":N,"epoch":"..."}`) → `bad_request`;
+//!    `{"offset":N,"epoch":"..."}`, a `refresh` without a string `token`)
+//!    → `bad_request`;
 //! 6. a `channel` string that is not a valid name → `invalid_channel`.
 //!
 //! From step 3 on, the error carries the `id` (§3: "an error reply echoes the
@@ -99,6 +100,11 @@ pub enum Request<'a> {
         channel: Cow<'a, str>,
     },
     Ping,
+    /// `refresh` (§6, 1.1): a new JWT for the connection. Only its type is
+    /// checked here (a string); verifying it is the authenticator's job.
+    Refresh {
+        token: Cow<'a, str>,
+    },
 }
 
 impl Request<'_> {
@@ -110,6 +116,7 @@ impl Request<'_> {
             Request::Action { .. } => "user_action",
             Request::Presence { .. } => "presence",
             Request::Ping => "ping",
+            Request::Refresh { .. } => "refresh",
         }
     }
 
@@ -120,7 +127,7 @@ impl Request<'_> {
             | Request::Leave { channel }
             | Request::Action { channel, .. }
             | Request::Presence { channel } => Some(channel),
-            Request::Ping => None,
+            Request::Ping | Request::Refresh { .. } => None,
         }
     }
 }
@@ -183,8 +190,8 @@ pub fn parse_publish(body: &[u8]) -> Result<Publish<'_>, RequestError> {
 /// The fields of a request object we know, each as the raw text the client
 /// sent; the index is `Key as usize`.
 struct Fields<'a> {
-    values: [Option<&'a RawValue>; 5],
-    repeated: [bool; 5],
+    values: [Option<&'a RawValue>; 6],
+    repeated: [bool; 6],
     too_deep: bool,
 }
 
@@ -195,9 +202,10 @@ enum Key {
     Channel,
     Action,
     Since,
+    Token,
 }
 
-const KEY_NAMES: [&str; 5] = ["type", "id", "channel", "action", "since"];
+const KEY_NAMES: [&str; 6] = ["type", "id", "channel", "action", "since", "token"];
 
 impl<'a> Fields<'a> {
     /// Reads the message as one JSON object. Every error is `bad_request`.
@@ -282,6 +290,14 @@ impl<'a> Fields<'a> {
                 channel: checked_channel(self.channel()?)?,
             }),
             "ping" => Ok(Request::Ping),
+            "refresh" => {
+                let raw = self
+                    .get(Key::Token)?
+                    .ok_or_else(|| RequestError::bad_request("missing field `token`"))?;
+                let token = as_str(raw)
+                    .ok_or_else(|| RequestError::bad_request("`token` must be a string"))?;
+                Ok(Request::Refresh { token })
+            }
             other => Err(RequestError::new(
                 ErrorCode::UnknownType,
                 format!("unknown type `{}`", excerpt(other)),
@@ -369,8 +385,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Fields {
-            values: [None; 5],
-            repeated: [false; 5],
+            values: [None; 6],
+            repeated: [false; 6],
             too_deep: false,
         };
         while let Some(key) = map.next_key::<KeyName>()? {
@@ -414,6 +430,7 @@ impl Visitor<'_> for KeyNameVisitor {
             "channel" => Some(Key::Channel),
             "action" => Some(Key::Action),
             "since" => Some(Key::Since),
+            "token" => Some(Key::Token),
             _ => None,
         }))
     }

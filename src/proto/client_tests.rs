@@ -633,3 +633,29 @@ proptest! {
         }
     }
 }
+
+// --- refresh (§6, 1.1) ---
+
+#[test]
+fn refresh_carries_its_token() {
+    let (req, id) = accepted(r#"{"type":"refresh","id":6,"token":"a.b.c"}"#);
+    assert_eq!(id, Some(6));
+    assert_eq!(req.type_name(), "refresh");
+    assert_eq!(req.channel(), None);
+    let Request::Refresh { token } = req else {
+        panic!("{req:?}")
+    };
+    assert_eq!(token, "a.b.c");
+}
+
+#[test]
+fn refresh_without_a_string_token_is_bad_request() {
+    for text in [
+        r#"{"type":"refresh","id":6}"#,
+        r#"{"type":"refresh","id":6,"token":null}"#,
+        r#"{"type":"refresh","id":6,"token":7}"#,
+        r#"{"type":"refresh","id":6,"token":"a","token":"b"}"#,
+    ] {
+        assert_eq!(rejected(text), (BAD, Some(6)), "{text}");
+    }
+}

@@ -3,6 +3,11 @@
 //! The codes are declared in the order of §7's precedence rule ("when several
 //! apply, the first in this order wins"), and `Ord` follows declaration order,
 //! so the worker resolves several applicable errors with `min()`.
+//!
+//! `unauthorized` (1.1, a `refresh` token that fails a check) is not in §7's
+//! order. It is placed after `forbidden`: the two never apply together (a
+//! `refresh` is `forbidden` only when its token passed every check), and the
+//! codes that come before both (`rate_limited`, `bad_request`) must win.
 
 use std::fmt;
 
@@ -21,6 +26,8 @@ pub enum ErrorCode {
     InvalidChannel,
     /// The token does not allow the channel, or the namespace forbids it.
     Forbidden,
+    /// A `refresh` token that fails a check of §6 (1.1).
+    Unauthorized,
     /// Acting in, leaving or asking presence of a channel not joined.
     NotJoined,
     /// Over the per-connection channel limit.
@@ -31,12 +38,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in precedence order.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::RateLimited,
         ErrorCode::BadRequest,
         ErrorCode::UnknownType,
         ErrorCode::InvalidChannel,
         ErrorCode::Forbidden,
+        ErrorCode::Unauthorized,
         ErrorCode::NotJoined,
         ErrorCode::TooManyChannels,
         ErrorCode::Unavailable,
@@ -50,6 +58,7 @@ impl ErrorCode {
             ErrorCode::UnknownType => "unknown_type",
             ErrorCode::InvalidChannel => "invalid_channel",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotJoined => "not_joined",
             ErrorCode::TooManyChannels => "too_many_channels",
             ErrorCode::Unavailable => "unavailable",
@@ -101,7 +110,8 @@ mod tests {
     #[test]
     fn precedence_is_section_7_order() {
         // §7: rate_limited, bad_request, unknown_type, invalid_channel,
-        // forbidden, not_joined, too_many_channels, unavailable.
+        // forbidden, not_joined, too_many_channels, unavailable; 1.1's
+        // unauthorized after forbidden (see the module docs).
         let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(
             names,
@@ -111,6 +121,7 @@ mod tests {
                 "unknown_type",
                 "invalid_channel",
                 "forbidden",
+                "unauthorized",
                 "not_joined",
                 "too_many_channels",
                 "unavailable"

@@ -5,8 +5,9 @@
 //!
 //! | file | PROTOCOL.md | what |
 //! | --- | --- | --- |
-//! | [`client`] | §3, §5 `since`, §9 publish body | [`parse`] a client message into an [`Envelope`] |
-//! | [`server`] | §1 `welcome`, §3, §4, §5, §7 | encoders that append one JSON object to a `Vec<u8>` |
+//! | [`client`] | §3, §5 `since`, §6 `refresh`, §9 publish body | [`parse`] a client message into an [`Envelope`] |
+//! | [`server`] | §1 `welcome`, §3, §4, §5, §6, §7 | encoders that append one JSON object to a `Vec<u8>` |
+//! | [`shape`] | the same | [`check_server_message`]: the fields each server message has |
 //! | [`error`] | §7 | [`ErrorCode`] in precedence order, [`RequestError`] |
 //! | [`channel`] | §1, §5, §7 | [`valid_channel`], [`valid_user`], [`namespace`] |
 //!
@@ -31,12 +32,19 @@
 //!     br#"{"type":"user_action","channel":"doc:42","user":"alice","conn":"n1-7f3a","action":{"x":3, "y":9},"offset":18}"#
 //! );
 //! ```
+//!
+//! Every JSON example of `docs/protocol.md` is parsed by [`parse`] or checked
+//! by [`check_server_message`] in this module's tests (`doc_tests.rs`).
 
 pub mod channel;
 pub mod client;
 pub mod error;
 mod json;
 pub mod server;
+pub mod shape;
+
+#[cfg(test)]
+mod doc_tests;
 
 pub use channel::{namespace, valid_channel, valid_user, MAX_CHANNEL_BYTES, MAX_USER_BYTES};
 pub use client::{parse, parse_publish, Envelope, Publish, Request, Since, MAX_ID, MAX_NESTING};
@@ -47,6 +55,7 @@ pub use json::{write_string, write_u64};
 /// serde_json themselves.
 pub use serde_json::value::RawValue;
 pub use server::{
-    ack, error, joined, left, pong, presence, presence_state, user_action, welcome, write_members,
-    History, Member, PresenceEvent,
+    ack, error, joined, left, left_with_reason, pong, presence, presence_state, refreshed, resync,
+    user_action, welcome, write_members, History, Member, PresenceEvent,
 };
+pub use shape::{check_server_message, ShapeError};

@@ -153,6 +153,35 @@ pub fn left(out: &mut Vec<u8>, id: Option<u64>, channel: &str) {
     out.push(b'}');
 }
 
+/// `{"type":"left","channel":..,"reason":..}` (§6, 1.1): a leave the client
+/// did not ask for, so no `id`. The one reason PROTOCOL.md names is
+/// `forbidden` (a refreshed token no longer allows the channel).
+pub fn left_with_reason(out: &mut Vec<u8>, channel: &str, reason: &str) {
+    out.extend_from_slice(br#"{"type":"left""#);
+    channel_field(out, channel);
+    out.extend_from_slice(br#","reason":"#);
+    write_string(out, reason);
+    out.push(b'}');
+}
+
+/// `{"type":"refreshed","id":N,"exp":N}` (§3, §6, 1.1): the new token's
+/// expiry, in seconds since the Unix epoch.
+pub fn refreshed(out: &mut Vec<u8>, id: Option<u64>, exp: u64) {
+    out.extend_from_slice(br#"{"type":"refreshed""#);
+    id_field(out, id);
+    out.extend_from_slice(br#","exp":"#);
+    write_u64(out, exp);
+    out.push(b'}');
+}
+
+/// `{"type":"resync","channel":..}` (§5, 1.1): the node saw a gap in the
+/// channel's offsets; the client should re-join with `since`.
+pub fn resync(out: &mut Vec<u8>, channel: &str) {
+    out.extend_from_slice(br#"{"type":"resync""#);
+    channel_field(out, channel);
+    out.push(b'}');
+}
+
 /// `{"type":"ack","id":N,"channel":..,"offset":N}` (§3); `offset` only when
 /// the channel keeps history. §3 sends an `ack` only to requests with an
 /// `id`, which is the caller's decision.

@@ -1,10 +1,12 @@
-//! The per-core event loop.
+//! The per-core event loop: a thin driver around [`Connection`]s and the
+//! channel owners.
 //!
 //! Each worker owns a `mio::Poll`, its own `SO_REUSEPORT` listener, a slab of
 //! connections, its fan-out [`Registry`] and its share of channel owners. It
-//! only moves bytes: reads go through one per-worker scratch buffer into the
-//! pure cores (`http`, `ws`, `proto`), and what they produce is queued per
-//! connection and written with vectored writes at the end of the loop turn.
+//! decides nothing about the protocol: it reads sockets into connections,
+//! moves what they ask of owners to the owners' queues, hands the owners'
+//! answers back to connections (and to the registry, for deliveries), writes
+//! what connections queued, and runs their timers.
 //!
 //! Workers talk through one `crossbeam-channel` queue each plus a
 //! `mio::Waker`; a turn batches everything bound for one worker into one
@@ -13,18 +15,20 @@
 //! # Loop turn
 //!
 //! 1. poll;
-//! 2. accept, read and dispatch;
+//! 2. accept, read into connections;
 //! 3. drain the outbox: messages to this worker are handled at once, others
 //!    are sent;
-//! 4. flush every connection that got frames;
-//! 5. timers (heartbeat, deadlines).
+//! 4. flush every connection that has bytes to write (a flush can release
+//!    held HTTP input, which is then read);
+//! 5. timers (heartbeats, deadlines, the Redis link's upkeep).
+//!
+//! On a TLS listener each socket has its TLS session in front of it
+//! ([`stream::Stream`]); nothing else here knows.
 
-mod conn;
-mod http;
-mod ws;
+mod stream;
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,20 +38,21 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 
+use crate::auth::unix_now;
 use crate::broker::redis::RedisOwner;
-use crate::broker::{ConnId, Msg, Outbox, Owner, OwnerLimits, ToOwner, ToWorker};
-use crate::config::Config;
-use crate::conn::CloseNow;
+use crate::broker::{ConnId, Msg, Outbox, Owner, OwnerLimits, ToWorker};
+use crate::conn::Outbound;
+use crate::connection::{Connection, Cx, MAX_HELD_INPUT};
 use crate::id::{key_of, token_of, LISTENER, REDIS, WAKER};
 use crate::metrics::{DeliveredType, WorkerMetrics};
-use crate::registry::{Fanout, Registry};
-use conn::{Conn, Phase};
+use crate::node::Node;
+use crate::registry::{Fanout, Recipient, Registry};
+use crate::tls::{ServerTls, TlsSession};
+use stream::Stream;
 
-/// How long a closing connection may take to read our close and hang up.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// The per-worker read buffer: a full default-sized message and its header
-/// fit in one read.
-const SCRATCH: usize = 64 * 1024 + 64;
+/// fit in one read, and so does the input a held connection may keep.
+const SCRATCH: usize = MAX_HELD_INPUT;
 
 /// Emptied batches (this worker's own, and those other workers sent) kept
 /// to carry the next ones: traffic between workers flows both ways, so in a
@@ -56,23 +61,14 @@ const SPARE_BATCHES: usize = 8;
 /// A batch grown past this (a burst) is freed rather than kept.
 const SPARE_BATCH_CAPACITY: usize = 4096;
 
-/// State every worker reads; nothing here is touched per message.
+/// State every worker reads: the node's, and the queues between workers.
 #[derive(Debug)]
 pub struct Shared {
-    pub config: Arc<Config>,
+    pub node: Node,
     pub senders: Vec<Sender<Vec<Msg>>>,
     pub wakers: Vec<Arc<Waker>>,
-    pub draining: AtomicBool,
-    /// Workers whose Redis link is down; the broker is up when it is 0.
-    pub links_down: Arc<AtomicUsize>,
-    /// Open WebSockets on this node, for --max-connections.
-    pub ws_connections: AtomicUsize,
-    /// Each worker's counters, summed at scrape.
-    pub metrics: Vec<Arc<WorkerMetrics>>,
-    /// Channels with members that each worker owns, refreshed every tick.
-    pub owned_channels: Vec<AtomicUsize>,
     /// `--tls-cert`/`--tls-key`: every accepted connection is TLS.
-    pub tls: Option<Arc<crate::tls::ServerTls>>,
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// What a worker is built from, before its thread starts.
@@ -97,6 +93,29 @@ enum Broker {
     Redis(Box<RedisOwner>),
 }
 
+/// A socket and its connection.
+#[derive(Debug)]
+struct Entry {
+    stream: Stream,
+    conn: Connection,
+    /// Already on the worker's list of connections to flush.
+    dirty: bool,
+}
+
+impl Recipient for Entry {
+    fn serial(&self) -> u32 {
+        self.conn.id().serial()
+    }
+
+    fn outbound(&mut self) -> Option<&mut Outbound> {
+        self.conn.event_queue()
+    }
+
+    fn mark_dirty(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
+    }
+}
+
 #[derive(Debug)]
 pub struct Worker {
     index: usize,
@@ -104,24 +123,42 @@ pub struct Worker {
     listener: TcpListener,
     receiver: Receiver<Vec<Msg>>,
     shared: Arc<Shared>,
-    config: Arc<Config>,
     metrics: Arc<WorkerMetrics>,
-    conns: Slab<Conn>,
+    conns: Slab<Entry>,
     registry: Registry,
     broker: Broker,
     outbox: Outbox,
     dirty: Vec<usize>,
     /// Slow consumers found by a delivery, kept for its capacity.
     slow: Vec<usize>,
+    /// Connections whose held input was released: read them again.
+    to_read: Vec<usize>,
+    /// Connections with a timer due, kept for its capacity.
+    due: Vec<usize>,
     /// See [`SPARE_BATCHES`].
     spare: Vec<Vec<Msg>>,
     scratch: Vec<u8>,
     next_serial: u32,
-    next_conn_seq: u64,
-    ping_frame: Bytes,
+    conn_seq: u64,
     draining: bool,
     now: Instant,
+    unix_secs: u64,
     next_tick: Instant,
+}
+
+/// The context of a call into a connection, borrowed field by field so the
+/// slab stays free to lend the connection itself.
+macro_rules! cx {
+    ($w:ident) => {
+        Cx {
+            now: $w.now,
+            unix_secs: $w.unix_secs,
+            node: &$w.shared.node,
+            metrics: &$w.metrics,
+            out: &mut $w.outbox,
+            conn_seq: &mut $w.conn_seq,
+        }
+    };
 }
 
 impl Worker {
@@ -131,8 +168,9 @@ impl Worker {
             .poll
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let config = shared.config.clone();
-        let workers = config.threads;
+        let node = &shared.node;
+        let config = node.config.clone();
+        let metrics = node.metrics[parts.index].clone();
         let now = Instant::now();
         let broker = match (parts.redis, config.redis_url()) {
             (Some(endpoint), Some(url)) => Broker::Redis(Box::new(RedisOwner::new(
@@ -141,13 +179,13 @@ impl Worker {
                 endpoint,
                 REDIS,
                 parts.seed,
-                shared.links_down.clone(),
-                shared.metrics[parts.index].clone(),
+                node.links_down.clone(),
+                metrics.clone(),
             ))),
             _ => Broker::Embedded(Owner::new(
                 OwnerLimits {
                     config: config.clone(),
-                    metrics: shared.metrics[parts.index].clone(),
+                    metrics: metrics.clone(),
                 },
                 parts.seed,
             )),
@@ -158,21 +196,22 @@ impl Worker {
             listener,
             receiver: parts.receiver,
             broker,
-            metrics: shared.metrics[parts.index].clone(),
-            shared,
-            config,
+            metrics,
             conns: Slab::new(),
             registry: Registry::default(),
-            outbox: Outbox::new(workers),
+            outbox: Outbox::new(config.threads),
+            shared,
             dirty: Vec::new(),
             slow: Vec::new(),
+            to_read: Vec::new(),
+            due: Vec::new(),
             spare: Vec::new(),
             scratch: vec![0; SCRATCH],
             next_serial: 1,
-            next_conn_seq: 1,
-            ping_frame: crate::ws::server_frame(crate::ws::OpCode::Ping, b""),
+            conn_seq: 1,
             draining: false,
             now,
+            unix_secs: unix_now(),
             next_tick: now,
         })
     }
@@ -191,6 +230,8 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.now = Instant::now();
+            // Token times (PROTOCOL.md §6) are wall-clock seconds.
+            self.unix_secs = unix_now();
             for event in events.iter() {
                 match event.token() {
                     WAKER => self.drain_queue(),
@@ -204,7 +245,7 @@ impl Worker {
                         let Some(key) = key_of(token) else { continue };
                         let closed = event.is_read_closed() || event.is_error();
                         if event.is_readable() || closed {
-                            self.on_readable(key, closed);
+                            self.read(key, closed);
                         }
                         if event.is_writable() {
                             self.mark_dirty(key);
@@ -221,7 +262,7 @@ impl Worker {
                 Broker::Embedded(owner) => owner.channel_count(),
                 Broker::Redis(r) => r.channel_count(),
             };
-            self.shared.owned_channels[self.index].store(owned, Ordering::Relaxed);
+            self.shared.node.owned_channels[self.index].store(owned, Ordering::Relaxed);
             turn_end = Instant::now();
             let spent = turn_end.saturating_duration_since(self.now).as_nanos() as u64;
             self.metrics.loop_time.observe(spent);
@@ -234,6 +275,9 @@ impl Worker {
     /// Drains the outbox and flushes dirty connections until nothing is left.
     fn pump(&mut self) {
         loop {
+            for key in std::mem::take(&mut self.to_read) {
+                self.read(key, false);
+            }
             for w in 0..self.outbox.workers() {
                 if w == self.index || self.outbox.queue_mut(w).is_empty() {
                     continue;
@@ -245,12 +289,12 @@ impl Worker {
                 }
             }
             if self.outbox.queue_mut(self.index).is_empty() {
-                // Flushing can release held HTTP input, whose requests may
-                // queue more messages.
-                if self.flush_dirty() {
-                    continue;
+                self.flush_dirty();
+                // Flushing can release held HTTP input, to be read.
+                if self.to_read.is_empty() {
+                    break;
                 }
-                break;
+                continue;
             }
             // Owners handling these queue more for this worker: they go to
             // a fresh batch, handled in the next round.
@@ -305,8 +349,7 @@ impl Worker {
 
     fn add_conn(&mut self, mut stream: TcpStream) {
         let _ = stream.set_nodelay(true);
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+        let key = self.conns.vacant_key();
         if let Err(e) = self.poll.registry().register(
             &mut stream,
             token_of(key),
@@ -317,20 +360,21 @@ impl Worker {
         }
         let serial = self.next_serial;
         self.next_serial = self.next_serial.wrapping_add(1).max(1);
-        // The certificate of the moment (SIGHUP may replace it): one
-        // atomic load per connection, none per message.
+        let id = ConnId::new(self.index, key, serial);
+        let conn = Connection::new(id, &cx!(self));
+        // The certificate of the moment (SIGHUP may replace it): one atomic
+        // load per connection, none per message. The connection's
+        // handshake timeout, running from now, covers the TLS handshake.
         let tls = self
             .shared
             .tls
             .as_ref()
-            .map(|t| Box::new(crate::tls::TlsSession::server(t.config())));
-        // The handshake timeout covers the TLS handshake too.
-        entry.insert(Conn::new(
-            stream,
-            serial,
-            self.now + self.config.handshake_timeout,
-            tls,
-        ));
+            .map(|t| Box::new(TlsSession::server(t.config())));
+        self.conns.insert(Entry {
+            stream: Stream::new(stream, tls),
+            conn,
+            dirty: false,
+        });
     }
 
     /// Reads until the socket is drained. `closed`: the event said the peer
@@ -344,298 +388,105 @@ impl Worker {
     /// the loop stops there instead of paying one more `recv` for its
     /// `EAGAIN`: in chatty traffic that is one system call per client
     /// message. A hang-up arriving after the event was reported raises its
-    /// own edge too.
-    fn on_readable(&mut self, key: usize, closed: bool) {
-        if self.scratch.is_empty() {
-            // Already reading (a nested call): an empty buffer would read as EOF.
-            return;
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        while let Some(conn) = self.conns.get_mut(key) {
-            if conn.held && conn.inbuf.len() >= SCRATCH {
-                // Held HTTP input: leave the rest in the kernel, so TCP
-                // pushes back, until `resume_input` reads again.
+    /// own edge too. Held HTTP input leaves the rest in the kernel, so TCP
+    /// pushes back, until the connection releases it.
+    fn read(&mut self, key: usize, closed: bool) {
+        loop {
+            let Some(entry) = self.conns.get_mut(key) else {
+                return;
+            };
+            if !entry.conn.wants_input() {
                 break;
             }
-            let drains = conn.short_read_drains();
-            match conn.read(&mut scratch) {
-                Ok(0) => {
-                    self.drop_conn(key);
-                    break;
-                }
+            let drains = entry.stream.short_read_drains();
+            match entry.stream.read(&mut self.scratch) {
+                Ok(0) => return self.drop_conn(key),
                 Ok(n) => {
                     self.metrics.bytes_in(n as u64);
-                    self.on_bytes(key, &mut scratch, n);
-                    if n < scratch.len() && !closed && drains {
+                    entry
+                        .conn
+                        .handle_input(&mut self.scratch[..n], &mut cx!(self));
+                    if entry.conn.is_done() || (n < self.scratch.len() && !closed && drains) {
                         break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.drop_conn(key);
-                    break;
-                }
+                Err(_) => return self.drop_conn(key),
             }
         }
-        self.scratch = scratch;
+        self.after_call(key);
     }
 
-    /// Feeds `n` freshly read bytes (in `scratch`) to the connection's core.
-    /// Bytes of an incomplete frame or request are kept in the connection.
-    fn on_bytes(&mut self, key: usize, scratch: &mut [u8], n: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
+    /// After a call into a connection: forget it when done, read it again
+    /// when its held input was released, flush it when it queued bytes.
+    fn after_call(&mut self, key: usize) {
+        let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.inbuf.is_empty() {
-            let data = &mut scratch[..n];
-            let used = self.on_data(key, data);
-            if let Some(conn) = self.conns.get_mut(key) {
-                if used < n {
-                    conn.inbuf.extend_from_slice(&scratch[used..n]);
-                }
-            }
-        } else {
-            let mut buf = std::mem::take(&mut conn.inbuf);
-            buf.extend_from_slice(&scratch[..n]);
-            let used = self.on_data(key, &mut buf);
-            if let Some(conn) = self.conns.get_mut(key) {
-                buf.drain(..used.min(buf.len()));
-                if buf.capacity() > 2 * SCRATCH && buf.len() < SCRATCH {
-                    buf.shrink_to_fit();
-                }
-                conn.inbuf = buf;
-            }
+        if entry.conn.is_done() {
+            return self.drop_conn(key);
         }
-    }
-
-    /// Runs input through the connection's phase; returns the bytes used.
-    fn on_data(&mut self, key: usize, data: &mut [u8]) -> usize {
-        let limit = self.config.outbound_limit;
-        let mut pos = 0;
-        loop {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return data.len();
-            };
-            match conn.phase {
-                // Pipelined requests wait while an API answer is pending or
-                // the client leaves `--outbound-limit` bytes of responses
-                // unread: a few bytes of request must not queue kilobytes of
-                // response without bound.
-                Phase::Http { .. }
-                    if conn.api_pending.is_some() || conn.out.queued_bytes() >= limit =>
-                {
-                    conn.held = true;
-                    return pos;
-                }
-                Phase::Http { .. } => match self.on_http(key, &data[pos..]) {
-                    0 => return pos,
-                    used => pos += used,
-                },
-                Phase::Ws(_) => return pos + self.on_ws(key, &mut data[pos..]),
-                // Whatever a closing peer still sends is read and dropped.
-                Phase::Closing { .. } => return data.len(),
-            }
+        if entry.conn.take_read_again() {
+            self.to_read.push(key);
         }
-    }
-
-    fn conn_id(&self, key: usize) -> Option<ConnId> {
-        self.conns
-            .get(key)
-            .map(|c| ConnId::new(self.index, key, c.serial))
+        if entry.conn.wants_flush() {
+            self.mark_dirty(key);
+        }
     }
 
     /// The live connection a message is addressed to, if it still exists.
-    fn conn_for(&mut self, who: ConnId) -> Option<&mut Conn> {
+    fn conn_for(&mut self, who: ConnId) -> Option<&mut Connection> {
         self.conns
             .get_mut(who.key())
-            .filter(|c| c.serial == who.serial())
+            .map(|e| &mut e.conn)
+            .filter(|c| c.id() == who)
     }
 
     fn mark_dirty(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.dirty {
-                conn.dirty = true;
+        if let Some(entry) = self.conns.get_mut(key) {
+            if !entry.dirty {
+                entry.dirty = true;
                 self.dirty.push(key);
             }
         }
     }
 
-    /// Queues `frame` for `key`; a full queue makes it a slow consumer.
-    fn send_frame(&mut self, key: usize, frame: Bytes) {
-        let limit = self.config.outbound_limit;
-        self.queue_frame(key, frame, limit);
-    }
-
-    /// [`Worker::send_frame`] with an explicit outbound limit.
-    fn queue_frame(&mut self, key: usize, frame: Bytes, limit: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.is_closing() {
-            return;
-        }
-        if conn.queue(frame, limit).is_err() {
-            self.begin_close(key, 4008, "slow consumer", true);
-            return;
-        }
-        self.mark_dirty(key);
-    }
-
-    /// Writes every connection that got frames; returns whether held HTTP
-    /// input was released (and may have queued more).
-    fn flush_dirty(&mut self) -> bool {
-        let limit = self.config.outbound_limit;
-        let mut release = Vec::new();
+    /// Writes every connection that has bytes queued, half-closes those
+    /// whose last bytes are out, and lets each release held input.
+    fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for key in dirty.drain(..) {
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(entry) = self.conns.get_mut(key) else {
                 continue;
             };
-            conn.dirty = false;
-            match conn.flush() {
+            entry.dirty = false;
+            match entry.stream.write_from(entry.conn.transmit()) {
                 Ok(written) => self.metrics.bytes_out(written as u64),
                 Err(_) => {
                     self.drop_conn(key);
                     continue;
                 }
             }
-            if conn.held && conn.api_pending.is_none() && conn.out.queued_bytes() < limit {
-                release.push(key);
+            if entry.conn.poll_shutdown() {
+                entry.stream.shutdown_write(entry.conn.transmit());
             }
-            if let Phase::Closing { shut: false, .. } = conn.phase {
-                if conn.shutdown_when_sent() {
-                    if let Phase::Closing { shut, .. } = &mut conn.phase {
-                        *shut = true;
-                    }
-                }
+            entry.conn.handle_written(&mut cx!(self));
+            if entry.conn.take_read_again() {
+                self.to_read.push(key);
             }
         }
         self.dirty = dirty;
-        for &key in &release {
-            self.resume_input(key);
-        }
-        !release.is_empty()
     }
 
-    /// Decides the close of a connection: leave every channel, then queue
-    /// the close frame (dropping unsent frames first when `drop_queue`, for
-    /// a slow consumer) once every reply owed for earlier requests has gone
-    /// out (PROTOCOL.md §8; see `conn::Replies`), and give the peer
-    /// [`CLOSE_GRACE`] to hang up. Input is ignored from here on.
-    ///
-    /// Every close of a WebSocket comes here, so every close code keeps
-    /// the rule. A queue that overflows while the close waits ends the
-    /// wait: the outbound bound wins over the owed replies.
-    fn begin_close(&mut self, key: usize, code: u16, reason: &str, drop_queue: bool) {
-        self.leave_all(key);
-        let now = self.now;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let frame = match &mut conn.phase {
-            Phase::Closing { .. } => return,
-            Phase::Http { .. } => Bytes::new(),
-            Phase::Ws(ws) => {
-                let replies = &mut ws.session.replies;
-                if drop_queue {
-                    conn.out.truncate_unstarted();
-                    replies.drop_parked();
-                }
-                match replies.request_close(crate::ws::close_frame(code, reason), now) {
-                    CloseNow::Yes(frame) => frame,
-                    CloseNow::Waits => return,
-                    CloseNow::AlreadyClosing if drop_queue => match replies.abandon() {
-                        Some(frame) => frame,
-                        None => return,
-                    },
-                    CloseNow::AlreadyClosing => return,
-                }
-            }
-        };
-        self.close_with(key, frame);
-    }
-
-    /// Queues the last frame (a close frame, or nothing) and moves to
-    /// [`Phase::Closing`].
-    fn close_with(&mut self, key: usize, frame: Bytes) {
-        let deadline = self.now + CLOSE_GRACE;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.out.push_unbounded(frame);
-        conn.phase = Phase::Closing {
-            deadline,
-            shut: false,
-        };
-        self.mark_dirty(key);
-    }
-
-    /// A close waiting for owed replies goes out once they have, or once
-    /// its wait is over (then with what is still parked, within the bound).
-    fn close_if_settled(&mut self, key: usize) {
-        let now = self.now;
-        let limit = self.config.outbound_limit;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let Phase::Ws(ws) = &mut conn.phase else {
-            return;
-        };
-        let Some(frame) = ws.session.replies.poll_close(now) else {
-            return;
-        };
-        for parked in ws.session.replies.take_parked() {
-            if conn.out.push(parked, limit).is_err() {
-                break;
-            }
-        }
-        self.close_with(key, frame);
-    }
-
-    /// Ends an HTTP exchange after its response: half-close once written.
-    fn close_after_response(&mut self, key: usize) {
-        let deadline = self.now + CLOSE_GRACE;
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.phase = Phase::Closing {
-                deadline,
-                shut: false,
-            };
-        }
-        self.mark_dirty(key);
-    }
-
-    /// Removes a WebSocket from every channel it is in, telling the owners.
-    fn leave_all(&mut self, key: usize) {
-        let Some(me) = self.conn_id(key) else { return };
-        let Some(ws) = self.conns.get_mut(key).and_then(Conn::ws_mut) else {
-            return;
-        };
-        for channel in ws.session.channels.drain() {
-            self.registry.remove(&channel, me.handle());
-            let owner = self.outbox.owner_of(&channel);
-            self.outbox.to_owner(
-                owner,
-                ToOwner::Leave {
-                    channel,
-                    who: me,
-                    id: None,
-                    reply: false,
-                },
-            );
-        }
-    }
-
-    /// Forgets a connection at once (the peer is gone or the grace is over).
+    /// Forgets a connection at once (the peer is gone, the socket failed,
+    /// or the connection is done).
     fn drop_conn(&mut self, key: usize) {
-        self.leave_all(key);
-        if let Some(conn) = self.conns.try_remove(key) {
-            if conn.tls_handshake_failed() {
+        if let Some(mut entry) = self.conns.try_remove(key) {
+            if entry.stream.tls_handshake_failed() {
                 self.metrics.tls_handshake_failed();
             }
-            if conn.counted {
-                self.shared.ws_connections.fetch_sub(1, Ordering::Relaxed);
-            }
+            entry.conn.handle_gone(&mut cx!(self));
             // Dropping the stream closes the socket, which also removes it
             // from epoll.
         }
@@ -652,93 +503,72 @@ impl Worker {
         }
     }
 
-    /// Handles an owner's message for this worker's connections.
+    /// Hands an owner's message to the connection it is for (and keeps the
+    /// fan-out registry in step with the owner's membership).
     fn on_worker_msg(&mut self, msg: ToWorker) {
-        match msg {
-            ToWorker::JoinFailed {
-                channel,
-                who,
-                id,
-                rejoin,
-            } => {
-                let Some(conn) = self.conn_for(who) else {
-                    return;
-                };
-                if !rejoin {
-                    if let Some(ws) = conn.ws_mut() {
-                        ws.session.channels.remove(&channel);
-                    }
-                }
-                let code = crate::proto::ErrorCode::Unavailable;
-                self.metrics.error(code.as_str());
-                let frame = crate::ws::text_frame_with(|b| {
-                    crate::proto::server::error(b, id, code, "the broker is unreachable")
-                });
-                self.send_owed(who.key(), [frame]);
-            }
-            ToWorker::Joined {
-                channel,
-                who,
-                frames,
-            } => {
-                let Some(conn) = self.conn_for(who) else {
-                    return;
-                };
-                // A connection whose close is decided has left every
-                // channel: it gets its `joined`, but no more events.
-                if conn
-                    .ws_mut()
-                    .is_some_and(|ws| !ws.session.replies.closing())
-                {
-                    self.registry.add(&channel, who.handle());
-                }
-                self.metrics
-                    .delivered(DeliveredType::Reply, frames.len() as u64);
-                self.send_owed(who.key(), frames);
-            }
-            ToWorker::Left {
-                channel,
-                who,
-                frame,
-            } => {
-                self.registry.remove(&channel, who.handle());
-                if let Some(f) = frame {
-                    if self.conn_for(who).is_some() {
-                        self.send_owed(who.key(), [f]);
-                    }
-                }
-            }
-            ToWorker::Reply { who, frame, owed } => {
-                if self.conn_for(who).is_some() {
-                    self.metrics.delivered(DeliveredType::Reply, 1);
-                    if owed {
-                        self.send_owed(who.key(), [frame]);
-                    } else {
-                        self.send_frame(who.key(), frame);
-                    }
-                }
-            }
+        let who = match msg {
             ToWorker::Deliver {
                 channel,
                 frame,
                 except,
                 presence,
+            } => return self.deliver(&channel, &frame, except, presence),
+            ToWorker::Shutdown => return self.start_drain(),
+            ToWorker::Joined {
+                ref channel, who, ..
             } => {
-                let n = self.deliver(&channel, &frame, except);
-                let kind = if presence {
-                    DeliveredType::Presence
-                } else {
-                    DeliveredType::UserAction
-                };
-                self.metrics.delivered(kind, n);
+                if self.conn_for(who).is_some_and(|c| c.takes_events()) {
+                    self.registry.add(channel, who.handle());
+                }
+                who
             }
-            ToWorker::Answer { to, answer } => self.on_answer(to, answer),
-            ToWorker::Shutdown => self.start_drain(),
+            ToWorker::Left {
+                ref channel, who, ..
+            } => {
+                self.registry.remove(channel, who.handle());
+                who
+            }
+            ToWorker::JoinFailed { who, .. } | ToWorker::Reply { who, .. } => who,
+            ToWorker::Answer { to, .. } => to,
+        };
+        let (now, unix_secs) = (self.now, self.unix_secs);
+        let Some(entry) = self.conns.get_mut(who.key()).filter(|e| e.conn.id() == who) else {
+            return;
+        };
+        let cx = &mut Cx {
+            now,
+            unix_secs,
+            node: &self.shared.node,
+            metrics: &self.metrics,
+            out: &mut self.outbox,
+            conn_seq: &mut self.conn_seq,
+        };
+        let conn = &mut entry.conn;
+        match msg {
+            ToWorker::Joined { frames, .. } => {
+                cx.metrics
+                    .delivered(DeliveredType::Reply, frames.len() as u64);
+                conn.handle_joined(frames, cx);
+            }
+            ToWorker::Left { frame, .. } => conn.handle_left(frame, cx),
+            ToWorker::JoinFailed {
+                channel,
+                id,
+                rejoin,
+                ..
+            } => conn.handle_join_failed(&channel, id, rejoin, cx),
+            ToWorker::Reply { frame, owed, .. } => {
+                cx.metrics.delivered(DeliveredType::Reply, 1);
+                conn.handle_reply(frame, owed, cx);
+            }
+            ToWorker::Answer { answer, .. } => conn.handle_answer(answer, cx),
+            ToWorker::Deliver { .. } | ToWorker::Shutdown => {}
         }
+        self.after_call(who.key());
     }
 
     /// Queues one shared frame for every local member of `channel`.
-    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnId>) -> u64 {
+    fn deliver(&mut self, channel: &str, frame: &Bytes, except: Option<ConnId>, presence: bool) {
         let except = except
             .filter(|e| e.worker() == self.index)
             .map(ConnId::handle);
@@ -750,16 +580,24 @@ impl Worker {
             channel,
             frame,
             except,
-            self.config.outbound_limit,
+            self.shared.node.config.outbound_limit,
             &mut self.conns,
             &mut fanout,
         );
         self.dirty = fanout.dirty;
         for key in fanout.slow.drain(..) {
-            self.begin_close(key, 4008, "slow consumer", true);
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.conn.handle_slow(&mut cx!(self));
+                self.after_call(key);
+            }
         }
         self.slow = fanout.slow;
-        queued
+        let kind = if presence {
+            DeliveredType::Presence
+        } else {
+            DeliveredType::UserAction
+        };
+        self.metrics.delivered(kind, queued);
     }
 
     fn start_drain(&mut self) {
@@ -769,20 +607,17 @@ impl Worker {
         self.draining = true;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let Some(conn) = self.conns.get(key) else {
-                continue;
-            };
-            match conn.phase {
-                Phase::Ws(_) => self.begin_close(key, 1001, "server shutting down", false),
-                Phase::Http { .. } => self.drop_conn(key),
-                Phase::Closing { .. } => {}
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.conn.handle_drain(&mut cx!(self));
+                self.after_call(key);
             }
         }
     }
 
-    /// Heartbeats and deadlines; runs a few times per heartbeat interval.
+    /// The Redis link's upkeep, then every connection's due timers; runs a
+    /// few times per heartbeat interval.
     fn tick(&mut self) {
-        let hb = self.config.heartbeat;
+        let hb = self.shared.node.config.heartbeat;
         let interval = (hb / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         self.next_tick = self.now + interval;
         match &mut self.broker {
@@ -796,51 +631,23 @@ impl Worker {
                 }
             }
         }
-        let now = self.now;
-        let silent_after = hb * 3;
-        let mut expired = Vec::new();
-        let mut silent = Vec::new();
-        let mut ping = Vec::new();
-        let mut waited = Vec::new();
-        for (key, conn) in self.conns.iter_mut() {
-            match &mut conn.phase {
-                Phase::Http { deadline } | Phase::Closing { deadline, .. } => {
-                    if now >= *deadline {
-                        expired.push(key);
-                    }
-                }
-                Phase::Ws(ws) if ws.session.replies.closing() => {
-                    if ws
-                        .session
-                        .replies
-                        .close_deadline()
-                        .is_some_and(|t| now >= t)
-                    {
-                        waited.push(key);
-                    }
-                }
-                Phase::Ws(ws) => {
-                    if now.saturating_duration_since(ws.last_recv) >= silent_after {
-                        silent.push(key);
-                    } else if now >= ws.next_ping {
-                        ws.next_ping = now + hb;
-                        ping.push(key);
-                    }
-                }
+        let mut due = std::mem::take(&mut self.due);
+        {
+            let cx = cx!(self);
+            due.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, e)| e.conn.poll_timeout(&cx).is_some_and(|t| t <= cx.now))
+                    .map(|(k, _)| k),
+            );
+        }
+        for &key in &due {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.conn.handle_timeout(&mut cx!(self));
+                self.after_call(key);
             }
         }
-        for key in expired {
-            self.drop_conn(key);
-        }
-        for key in waited {
-            self.close_if_settled(key);
-        }
-        for key in silent {
-            self.begin_close(key, 1001, "heartbeat timeout", false);
-        }
-        for key in ping {
-            let frame = self.ping_frame.clone();
-            self.send_frame(key, frame);
-        }
+        due.clear();
+        self.due = due;
     }
 }

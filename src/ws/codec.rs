@@ -16,6 +16,20 @@
 //! The limit applies to the reassembled message and is checked against the
 //! frame header, before any payload is awaited or any memory reserved: a
 //! header announcing 2^63-1 bytes fails as soon as it is readable.
+//!
+//! # Compressed messages (RFC 7692)
+//!
+//! With [`Decoder::set_deflate`] (the connection negotiated
+//! permessage-deflate), a message whose first frame has RSV1 set is returned
+//! still compressed, as [`Message::Deflated`], and the caller inflates it with
+//! its worker's [`Inflater`](super::deflate::Inflater), which checks the
+//! inflated size against the limit while inflating. The decoder keeps no
+//! compression state: only the compressed fragments of a fragmented message,
+//! as for any fragmented message. Its size limit on compressed bytes is the
+//! message limit plus what deflate may add to incompressible data, since the
+//! real limit applies to the inflated size. RSV1 without the extension, on a
+//! control frame or on a continuation frame is a protocol error (RFC 7692 6:
+//! the bit is set on the first frame of a message only).
 
 use super::close::{parse_close_payload, CloseFrame};
 use super::frame::{parse_header, FrameHeader, OpCode, Role};
@@ -37,6 +51,12 @@ pub enum Message<'a> {
     Pong(&'a [u8]),
     /// `None` for a close frame with an empty payload.
     Close(Option<CloseFrame<'a>>),
+    /// A complete message sent compressed (RSV1 on its first frame), not
+    /// inflated yet and, for text, not validated yet: see the module docs.
+    Deflated {
+        text: bool,
+        payload: &'a [u8],
+    },
 }
 
 /// The kind of a fragmented message in progress.
@@ -53,6 +73,10 @@ pub struct Decoder {
     max_message: usize,
     /// The fragmented message in progress, if any.
     partial: Option<Partial>,
+    /// The connection negotiated permessage-deflate: RSV1 may start a message.
+    deflate: bool,
+    /// The fragmented message in progress is compressed.
+    compressed: bool,
     /// Its fragments so far. After a reassembled message has been returned
     /// it still holds that message, until the next `decode` call releases it
     /// (the message borrows it).
@@ -68,9 +92,22 @@ impl Decoder {
             role,
             max_message,
             partial: None,
+            deflate: false,
+            compressed: false,
             buf: Vec::new(),
             utf8: Utf8Validator::default(),
         }
+    }
+
+    /// Accepts compressed messages from now on (permessage-deflate was
+    /// negotiated in the handshake).
+    pub fn set_deflate(&mut self, on: bool) {
+        self.deflate = on;
+    }
+
+    /// The limit on a message's size, inflated size for a compressed one.
+    pub fn max_message(&self) -> usize {
+        self.max_message
     }
 
     /// Decodes at most one frame from the front of `input`, unmasking it in
@@ -107,17 +144,21 @@ impl Decoder {
             OpCode::Ping => Some(Message::Ping(payload)),
             OpCode::Pong => Some(Message::Pong(payload)),
             OpCode::Close => Some(Message::Close(parse_close_payload(payload)?)),
+            OpCode::Text | OpCode::Binary if header.fin && header.rsv1 => Some(Message::Deflated {
+                text: header.opcode == OpCode::Text,
+                payload,
+            }),
             OpCode::Text if header.fin => {
                 std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?;
                 Some(Message::Text(payload))
             }
             OpCode::Binary if header.fin => Some(Message::Binary(payload)),
             OpCode::Text => {
-                self.start(Partial::Text, payload)?;
+                self.start(Partial::Text, header.rsv1, payload)?;
                 None
             }
             OpCode::Binary => {
-                self.start(Partial::Binary, payload)?;
+                self.start(Partial::Binary, header.rsv1, payload)?;
                 None
             }
             OpCode::Continuation => self.continue_with(payload, header.fin)?,
@@ -156,9 +197,25 @@ impl Decoder {
             }
             _ => {}
         }
+        // RFC 7692 6: RSV1 means "compressed" on the first frame of a data
+        // message of a connection that negotiated the extension, and
+        // nothing anywhere else.
+        if header.rsv1
+            && (!self.deflate
+                || header.opcode.is_control()
+                || header.opcode == OpCode::Continuation)
+        {
+            return Err(ProtocolError::ReservedBits);
+        }
         if !header.opcode.is_control() {
             let size = (self.buf.len() as u64).saturating_add(header.payload_len);
-            if size > self.max_message as u64 {
+            let compressed = header.rsv1 || (self.compressed && self.partial.is_some());
+            let max = if compressed {
+                compressed_limit(self.max_message)
+            } else {
+                self.max_message
+            };
+            if size > max as u64 {
                 return Err(ProtocolError::MessageTooBig {
                     size,
                     max: self.max_message,
@@ -178,8 +235,14 @@ impl Decoder {
     }
 
     /// Begins a fragmented message with its first fragment.
-    fn start(&mut self, kind: Partial, payload: &[u8]) -> Result<(), ProtocolError> {
+    fn start(
+        &mut self,
+        kind: Partial,
+        compressed: bool,
+        payload: &[u8],
+    ) -> Result<(), ProtocolError> {
         self.partial = Some(kind);
+        self.compressed = compressed;
         self.utf8 = Utf8Validator::default();
         self.append(payload)
     }
@@ -195,6 +258,12 @@ impl Decoder {
             return Ok(None);
         }
         let kind = self.partial.take();
+        if self.compressed {
+            return Ok(Some(Message::Deflated {
+                text: kind == Some(Partial::Text),
+                payload: &self.buf,
+            }));
+        }
         if kind == Some(Partial::Text) {
             self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
             return Ok(Some(Message::Text(&self.buf)));
@@ -205,7 +274,7 @@ impl Decoder {
     /// Validates (for text) and stores one fragment. The size was checked
     /// against the header already.
     fn append(&mut self, payload: &[u8]) -> Result<(), ProtocolError> {
-        if self.partial == Some(Partial::Text) {
+        if self.partial == Some(Partial::Text) && !self.compressed {
             self.utf8
                 .feed(payload)
                 .map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -216,7 +285,11 @@ impl Decoder {
             // never reserve past the limit.
             let target = needed
                 .max(self.buf.capacity().saturating_mul(2))
-                .min(self.max_message)
+                .min(if self.compressed {
+                    compressed_limit(self.max_message)
+                } else {
+                    self.max_message
+                })
                 .max(needed);
             self.buf.reserve_exact(target - self.buf.len());
         }
@@ -232,6 +305,13 @@ impl Decoder {
             self.buf.clear();
         }
     }
+}
+
+/// The most compressed bytes a message of at most `max` inflated bytes may
+/// take: deflate's stored blocks add 5 bytes per 64 KiB to incompressible
+/// data, and the final block and flush a few more.
+fn compressed_limit(max: usize) -> usize {
+    max.saturating_add(max / 1024).saturating_add(64)
 }
 
 #[cfg(test)]

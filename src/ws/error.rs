@@ -40,13 +40,17 @@ pub enum ProtocolError {
     MessageTooBig { size: u64, max: usize },
     /// A text message or close reason that is not UTF-8 (8.1).
     InvalidUtf8,
+    /// A compressed message that is not a raw deflate stream (RFC 7692
+    /// 7.2.2). Closed with 1007, like any payload inconsistent with its
+    /// message.
+    BadDeflate,
 }
 
 impl ProtocolError {
     /// The status code to close the connection with.
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadDeflate => close_code::INVALID_PAYLOAD,
             ProtocolError::MessageTooBig { .. } => close_code::MESSAGE_TOO_BIG,
             _ => close_code::PROTOCOL_ERROR,
         }
@@ -78,6 +82,7 @@ impl fmt::Display for ProtocolError {
                 write!(f, "message of {size} bytes exceeds the limit of {max}")
             }
             ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8"),
+            ProtocolError::BadDeflate => f.write_str("invalid compressed data"),
         }
     }
 }
@@ -91,6 +96,7 @@ mod tests {
     #[test]
     fn close_codes_per_error_kind() {
         assert_eq!(ProtocolError::InvalidUtf8.close_code(), 1007);
+        assert_eq!(ProtocolError::BadDeflate.close_code(), 1007);
         assert_eq!(
             ProtocolError::MessageTooBig { size: 2, max: 1 }.close_code(),
             1009

@@ -96,6 +96,8 @@ impl OpCode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
+    /// RSV1: "Per-Message Compressed" under permessage-deflate (RFC 7692 6).
+    pub rsv1: bool,
     pub opcode: OpCode,
     /// Present exactly when the role expects it (checked while parsing).
     pub mask: Option<[u8; 4]>,
@@ -114,11 +116,14 @@ pub fn parse_header(input: &[u8], role: Role) -> Result<Option<FrameHeader>, Pro
     let Some(&b0) = input.first() else {
         return Ok(None);
     };
-    // RFC 6455 5.2: "MUST be 0 unless an extension is negotiated"; we
-    // negotiate none.
-    if b0 & 0x70 != 0 {
+    // RFC 6455 5.2: "MUST be 0 unless an extension is negotiated". The only
+    // extension we negotiate, permessage-deflate, uses RSV1 (RFC 7692 6);
+    // whether it may be set here depends on the connection and the frame,
+    // which the codec checks.
+    if b0 & 0x30 != 0 {
         return Err(ProtocolError::ReservedBits);
     }
+    let rsv1 = b0 & 0x40 != 0;
     let opcode = OpCode::from_bits(b0 & 0x0F).ok_or(ProtocolError::UnknownOpcode(b0 & 0x0F))?;
     let fin = b0 & 0x80 != 0;
     // RFC 6455 5.5: "Control frames themselves MUST NOT be fragmented."
@@ -166,6 +171,7 @@ pub fn parse_header(input: &[u8], role: Role) -> Result<Option<FrameHeader>, Pro
     };
     Ok(Some(FrameHeader {
         fin,
+        rsv1,
         opcode,
         mask,
         payload_len,
@@ -296,12 +302,24 @@ mod tests {
 
     #[test]
     fn reserved_bits_fail_on_the_first_byte() {
-        for rsv in [0x40, 0x20, 0x10] {
+        for rsv in [0x20, 0x10] {
             assert_eq!(
                 parse(&[0x81 | rsv], Role::Server),
                 Err(ProtocolError::ReservedBits)
             );
         }
+    }
+
+    #[test]
+    fn rsv1_is_reported_for_the_codec_to_judge() {
+        let h = parse(&[0xC1, 0x80, 0, 0, 0, 0], Role::Server)
+            .unwrap()
+            .unwrap();
+        assert!(h.rsv1);
+        let h = parse(&[0x81, 0x80, 0, 0, 0, 0], Role::Server)
+            .unwrap()
+            .unwrap();
+        assert!(!h.rsv1);
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //!   consuming and modifying nothing (the house rule for partial input).
 //! - Every rule of RFC 6455 sections 5.1-5.7, 7.4 and 8.1 is checked and a
 //!   violation is a [`ProtocolError`] that knows its close code (1002, 1007
-//!   for bad UTF-8, 1009 for a message over the limit). No extension is
-//!   negotiated, so RSV1-3 must be 0.
+//!   for bad UTF-8, 1009 for a message over the limit). RSV2-3 must be 0;
+//!   RSV1 only starts a compressed message where permessage-deflate was
+//!   negotiated ([`deflate`]).
 //! - The size limit applies to the reassembled message and is checked on the
 //!   header, before anything is allocated or awaited.
 //! - Unfragmented messages are returned borrowing the input (zero copy);
@@ -30,9 +31,11 @@
 //! | `codec.rs` | the [`Decoder`]: state, limits, reassembly (5.4) |
 //! | `encode.rs` | whole frames and the encode-once `Bytes` builders |
 //! | `error.rs` | [`ProtocolError`] |
+//! | `deflate/` | permessage-deflate: offers, compress once, inflate (RFC 7692) |
 
 mod close;
 mod codec;
+pub mod deflate;
 mod encode;
 mod error;
 mod frame;

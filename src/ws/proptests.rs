@@ -27,6 +27,7 @@ impl From<Message<'_>> for Owned {
             Message::Close(c) => {
                 Owned::Close(c.map(|CloseFrame { code, reason }| (code, reason.to_owned())))
             }
+            Message::Deflated { .. } => unreachable!("these decoders never negotiate deflate"),
         }
     }
 }

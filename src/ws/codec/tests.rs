@@ -32,6 +32,10 @@ fn decode_all(d: &mut Decoder, mut bytes: Vec<u8>) -> Result<Vec<(u8, Vec<u8>)>,
                 Message::Close(Some(c)) => (8, c.reason.as_bytes().to_vec()),
                 Message::Ping(p) => (9, p.to_vec()),
                 Message::Pong(p) => (10, p.to_vec()),
+                // Compressed messages as 0x40 | opcode, still compressed.
+                Message::Deflated { text, payload } => {
+                    (0x40 | if text { 1 } else { 2 }, payload.to_vec())
+                }
             });
         }
         if n == 0 {
@@ -449,4 +453,80 @@ fn zero_limit_accepts_only_empty_messages() {
     // Control frames are not data and are not counted.
     let mut ping = frame(OpCode::Ping, true, b"still fine");
     assert!(d.decode(&mut ping).is_ok());
+}
+
+/// A frame with RSV1 set.
+fn rsv1(op: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = frame(op, fin, payload);
+    f[0] |= 0x40;
+    f
+}
+
+fn deflating() -> Decoder {
+    let mut d = server();
+    d.set_deflate(true);
+    d
+}
+
+#[test]
+fn rsv1_starts_a_compressed_message_only_where_negotiated() {
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    assert_eq!(
+        decode_err(&mut server(), rsv1(OpCode::Text, true, &hello)),
+        ProtocolError::ReservedBits,
+        "RSV1 without the extension"
+    );
+    let got = decode_all(&mut deflating(), rsv1(OpCode::Text, true, &hello)).unwrap();
+    assert_eq!(got, [(0x41, hello.to_vec())]);
+    // Not validated as UTF-8 before inflating.
+    let got = decode_all(&mut deflating(), rsv1(OpCode::Binary, true, &[0xff])).unwrap();
+    assert_eq!(got, [(0x42, vec![0xff])]);
+    // Plain messages still pass on a deflate connection.
+    let got = decode_all(&mut deflating(), frame(OpCode::Text, true, b"hi")).unwrap();
+    assert_eq!(got, [(1, b"hi".to_vec())]);
+}
+
+#[test]
+fn rsv1_on_control_or_continuation_frames_is_a_protocol_error() {
+    for op in [OpCode::Ping, OpCode::Pong, OpCode::Close] {
+        let e = decode_err(&mut deflating(), rsv1(op, true, b""));
+        assert_eq!(e, ProtocolError::ReservedBits, "{op:?}");
+        assert_eq!(e.close_code(), 1002);
+    }
+    let mut d = deflating();
+    let mut bytes = rsv1(OpCode::Text, false, &[0xf2, 0x48]);
+    bytes.extend(rsv1(OpCode::Continuation, true, &[0xcd]));
+    assert_eq!(decode_all(&mut d, bytes), Err(ProtocolError::ReservedBits));
+}
+
+#[test]
+fn fragmented_compressed_messages_are_joined_still_compressed() {
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let mut bytes = rsv1(OpCode::Text, false, &hello[..3]);
+    bytes.extend(frame(OpCode::Ping, true, b"p"));
+    bytes.extend(frame(OpCode::Continuation, false, &hello[3..5]));
+    bytes.extend(frame(OpCode::Continuation, true, &hello[5..]));
+    bytes.extend(frame(OpCode::Text, true, b"plain"));
+    let got = decode_all(&mut deflating(), bytes).unwrap();
+    assert_eq!(
+        got,
+        [
+            (9, b"p".to_vec()),
+            (0x41, hello.to_vec()),
+            (1, b"plain".to_vec())
+        ]
+    );
+}
+
+#[test]
+fn compressed_bytes_are_bounded_by_the_limit_plus_deflate_overhead() {
+    let mut d = Decoder::new(Role::Server, 1024);
+    d.set_deflate(true);
+    let ok = vec![0u8; 1024 + 1 + 64];
+    assert!(decode_all(&mut d, rsv1(OpCode::Binary, true, &ok)).is_ok());
+    let too_many = vec![0u8; 1024 + 1 + 64 + 1];
+    assert!(matches!(
+        decode_err(&mut d, rsv1(OpCode::Binary, true, &too_many)),
+        ProtocolError::MessageTooBig { .. }
+    ));
 }

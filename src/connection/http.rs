@@ -1,23 +1,23 @@
-//! HTTP traffic of one worker: the upgrade to WebSocket, the demo page,
-//! `/healthz`, and the API of PROTOCOL.md §9.
+//! The HTTP phase of a connection: the upgrade to WebSocket, the demo page,
+//! `/healthz`, `/metrics`, and the API of PROTOCOL.md §9.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::conn::{Phase, WsConn};
-use super::Worker;
-use crate::auth::{self, Identity};
-use crate::broker::{Answer, ConnId, MemberInfo, Origin, Query, ToOwner};
-use crate::conn::{Rate, Session};
+use super::ws::Ws;
+use super::{Connection, Cx, Phase};
+use crate::auth::Identity;
+use crate::broker::{Answer, MemberInfo, Origin, Query, ToOwner};
 use crate::http::{self, Head, Method, Response, Route, UpgradeError};
 use crate::metrics::{self, Gauges, HttpRoute};
+use crate::node::Node;
 use crate::proto::{self, server};
-use crate::ws::{self, Role};
+use crate::ws;
 
 /// An API request waiting for owners to answer, with how to send the
 /// answer once they have.
 #[derive(Debug)]
-pub struct PendingApi {
+pub(super) struct PendingApi {
     wait: Awaited,
     keep_alive: bool,
     /// A HEAD request: the answer describes the body without sending it.
@@ -36,30 +36,24 @@ enum Awaited {
     },
 }
 
-impl Worker {
+impl Connection {
     /// Serves one request from the front of `data`; returns the bytes used,
     /// 0 when more are needed (or an answer is still pending).
-    pub(super) fn on_http(&mut self, key: usize, data: &[u8]) -> usize {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return 0;
-        };
-        // `Worker::on_data` holds input while an answer is pending.
-        debug_assert!(conn.api_pending.is_none());
+    pub(super) fn on_http(&mut self, data: &[u8], cx: &mut Cx<'_>) -> usize {
+        // `Connection::on_data` holds input while an answer is pending.
+        debug_assert!(self.api.is_none());
         let (head, head_len) = match http::parse_head(data) {
             Ok(None) => return 0,
             Ok(Some(parsed)) => parsed,
             Err(e) => {
-                self.respond(
-                    key,
-                    Response::text(e.status(), http::reason(e.status())),
-                    false,
-                    false,
-                );
+                let resp = Response::text(e.status(), http::reason(e.status()));
+                self.respond(resp, false, false, cx);
                 return data.len();
             }
         };
-        let route = http::route(&head, self.config.autobahn_echo);
-        self.metrics.http(match route {
+        let config = &cx.node.config;
+        let route = http::route(&head, config.autobahn_echo);
+        cx.metrics.http(match route {
             Route::WebSocket | Route::Echo => HttpRoute::Ws,
             Route::Demo => HttpRoute::Demo,
             Route::Healthz => HttpRoute::Healthz,
@@ -71,13 +65,13 @@ impl Worker {
             Route::MethodNotAllowed { .. } => HttpRoute::Other,
         });
         if matches!(route, Route::WebSocket | Route::Echo) {
-            self.upgrade(key, &head, route == Route::Echo);
+            self.upgrade(&head, route == Route::Echo, cx);
             return head_len;
         }
         let body_len = match http::body_len(&head) {
             Ok(n) => n,
             Err(resp) => {
-                self.respond(key, resp, false, false);
+                self.respond(resp, false, false, cx);
                 return data.len();
             }
         };
@@ -86,18 +80,19 @@ impl Worker {
         };
         let keep_alive = http::keep_alive(&head);
         let head_only = head.method == Method::Head;
+        let node = cx.node;
         let resp = match route {
             Route::Demo => Some(Response::html(http::DEMO_PAGE)),
-            Route::Healthz => Some(if self.shared.draining.load(Ordering::Relaxed) {
+            Route::Healthz => Some(if node.draining() {
                 Response::text(503, "draining")
-            } else if !self.broker_up() {
+            } else if !node.broker_up() {
                 Response::text(503, "broker unreachable")
             } else {
                 Response::text(200, "ok")
             }),
-            Route::Metrics => Some(self.metrics_response()),
+            Route::Metrics => Some(metrics_response(node)),
             Route::ApiPublish | Route::ApiPresence | Route::ApiChannels => {
-                self.api(key, &head, route, body, keep_alive, head_only)
+                self.api(&head, route, body, keep_alive, head_only, cx)
             }
             // JSON under `/api` (§9: every answer there is JSON), text
             // elsewhere; `Allow` on 405.
@@ -105,200 +100,115 @@ impl Worker {
             Route::WebSocket | Route::Echo => None,
         };
         if let Some(resp) = resp {
-            self.respond(key, resp, keep_alive, head_only);
+            self.respond(resp, keep_alive, head_only, cx);
         }
         head_len + body_len
     }
 
-    fn metrics_response(&self) -> Response {
-        let gauges = Gauges {
-            connections: self.shared.ws_connections.load(Ordering::Relaxed) as u64,
-            channels: self
-                .shared
-                .owned_channels
-                .iter()
-                .map(|c| c.load(Ordering::Relaxed) as u64)
-                .sum(),
-            draining: self.shared.draining.load(Ordering::Relaxed),
-            broker_up: self.broker_up(),
-        };
-        let body = metrics::render(&self.shared.metrics, &gauges);
-        let mut resp = Response::text(200, body);
-        resp.content_type = metrics::CONTENT_TYPE;
-        resp
-    }
-
     /// Queues a response; closes after it unless kept alive. A client that
-    /// leaves answers unread is held back by `Worker::on_data`, not here.
-    fn respond(&mut self, key: usize, resp: Response, keep_alive: bool, head_only: bool) {
-        let deadline = self.now + self.config.handshake_timeout;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
+    /// leaves answers unread is held back by `Connection::on_data`, not here.
+    fn respond(&mut self, resp: Response, keep_alive: bool, head_only: bool, cx: &Cx<'_>) {
         let bytes = resp.encode(keep_alive, head_only);
-        conn.out.push_unbounded(bytes.into());
         if keep_alive {
-            conn.phase = Phase::Http { deadline };
-            self.mark_dirty(key);
+            self.push_unbounded(bytes.into());
+            self.phase = Phase::Http {
+                deadline: cx.now + cx.node.config.handshake_timeout,
+            };
         } else {
-            self.close_after_response(key);
+            // Ends the exchange: half-close once written.
+            self.close_with(bytes.into(), cx);
         }
     }
 
-    fn upgrade(&mut self, key: usize, head: &Head, echo: bool) {
+    fn upgrade(&mut self, head: &Head, echo: bool, cx: &mut Cx<'_>) {
         let up = match http::check_upgrade(head) {
             Ok(up) => up,
             Err(UpgradeError::NotUpgrade) => {
-                return self.respond(
-                    key,
-                    Response::text(426, "upgrade to websocket").with_header("Upgrade", "websocket"),
-                    false,
-                    false,
-                )
+                let resp =
+                    Response::text(426, "upgrade to websocket").with_header("Upgrade", "websocket");
+                return self.respond(resp, false, false, cx);
             }
             Err(UpgradeError::UnsupportedVersion) => {
-                return self.respond(
-                    key,
-                    Response::text(426, "websocket version 13 only")
-                        .with_header("Sec-WebSocket-Version", "13"),
-                    false,
-                    false,
-                )
+                let resp = Response::text(426, "websocket version 13 only")
+                    .with_header("Sec-WebSocket-Version", "13");
+                return self.respond(resp, false, false, cx);
             }
             Err(UpgradeError::BadRequest(why)) => {
-                return self.respond(key, Response::text(400, why), false, false)
+                return self.respond(Response::text(400, why), false, false, cx)
             }
         };
-        if !http::origin_allowed(head.origin.as_deref(), &self.config.allowed_origin) {
-            return self.respond(key, Response::text(403, "origin not allowed"), false, false);
+        let node = cx.node;
+        let config = &node.config;
+        if !http::origin_allowed(head.origin.as_deref(), &config.allowed_origin) {
+            let resp = Response::text(403, "origin not allowed");
+            return self.respond(resp, false, false, cx);
         }
-        let seq = self.next_conn_seq;
-        let conn_id = format!("{}-{}-{:x}", self.config.node, self.index, seq);
+        let conn_id = format!("{}-{}-{:x}", config.node, self.id.worker(), *cx.conn_seq);
         let Identity {
             user,
             info,
             channels: allowed,
-        } = match self.identify(head, &conn_id) {
+            exp: _,
+        } = match identify(head, &conn_id, cx) {
             Ok(identity) => identity,
-            Err(resp) => return self.respond(key, resp, false, false),
+            Err(resp) => return self.respond(resp, false, false, cx),
         };
-        if self.shared.draining.load(Ordering::Relaxed) {
-            return self.respond(key, Response::text(503, "draining"), false, false);
+        if node.draining() {
+            return self.respond(Response::text(503, "draining"), false, false, cx);
         }
-        let cap = self.config.max_connections;
-        let open = self.shared.ws_connections.fetch_add(1, Ordering::Relaxed);
+        let cap = config.max_connections;
+        let open = node.ws_connections.fetch_add(1, Ordering::Relaxed);
         if cap > 0 && open >= cap {
-            self.shared.ws_connections.fetch_sub(1, Ordering::Relaxed);
-            return self.respond(
-                key,
-                Response::text(503, "too many connections"),
-                false,
-                false,
-            );
+            node.ws_connections.fetch_sub(1, Ordering::Relaxed);
+            let resp = Response::text(503, "too many connections");
+            return self.respond(resp, false, false, cx);
         }
-        self.next_conn_seq += 1;
+        *cx.conn_seq += 1;
         let member = Arc::new(MemberInfo {
             user: user.into_boxed_str(),
             conn: conn_id.into_boxed_str(),
             info,
         });
-        let welcome = ws::text_frame_with(|b| {
-            server::welcome(
-                b,
-                &member.conn,
-                &member.user,
-                &self.config.node,
-                self.config.heartbeat.as_secs(),
-                self.config.max_message_bytes,
-            )
-        });
-        let rate = Rate {
-            per_second: self.config.rate,
-            burst: self.config.burst,
-        };
-        let now = self.now;
-        let max = if echo {
-            super::ws::ECHO_MAX_MESSAGE
-        } else {
-            self.config.max_message_bytes
-        };
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.counted = true;
-        conn.out
-            .push_unbounded(http::switching_protocols(&up).into());
+        self.counted = true;
+        self.push_unbounded(http::switching_protocols(&up).into());
         if !echo {
-            conn.out.push_unbounded(welcome);
+            self.push_unbounded(ws::text_frame_with(|b| {
+                server::welcome(
+                    b,
+                    &member.conn,
+                    &member.user,
+                    &config.node,
+                    config.heartbeat.as_secs(),
+                    config.max_message_bytes,
+                )
+            }));
         }
-        conn.phase = Phase::Ws(Box::new(WsConn {
-            decoder: ws::Decoder::new(Role::Server, max),
-            session: Session::new(member, allowed, rate, now),
-            echo,
-            last_recv: now,
-            next_ping: now + self.config.heartbeat,
-        }));
-        self.mark_dirty(key);
-    }
-
-    /// Who the client is: from its token when authentication is on
-    /// (PROTOCOL.md §6, `user` ignored), else from `?user=`.
-    ///
-    /// Every token refusal is the same bare 401: the reason goes to the
-    /// debug log only, so that a client probing with forged tokens learns
-    /// nothing about which check failed.
-    fn identify(&self, head: &Head, conn_id: &str) -> Result<Identity, Response> {
-        if let Some(secret) = &self.config.hmac_secret {
-            let token = http::query_param(&head.query, "token").unwrap_or_default();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            return auth::verify(&token, secret.as_bytes(), now).map_err(|e| {
-                tracing::debug!(reason = %e, "token refused");
-                Response::text(401, "a valid token is required")
-            });
-        }
-        let user = match http::query_param(&head.query, "user") {
-            Some(user) if proto::valid_user(&user) => user,
-            // Absent; a `user` whose value is not UTF-8 is invalid.
-            None if !has_param(&head.query, "user") => format!("anon-{conn_id}"),
-            _ => {
-                return Err(Response::text(
-                    400,
-                    "invalid user: 1-64 bytes of A-Z a-z 0-9 _ - : . @ = /",
-                ))
-            }
-        };
-        Ok(Identity {
-            user,
-            info: None,
-            channels: None,
-        })
+        self.phase = Phase::Ws(Box::new(Ws::new(self.id, member, allowed, echo, cx)));
     }
 
     /// §9's API: checks the key, then asks the owners; the response is sent
-    /// when they answer (see [`Worker::on_answer`]).
+    /// when they answer (see [`Connection::on_answer`]).
     fn api(
         &mut self,
-        key: usize,
         head: &Head,
         route: Route,
         body: &[u8],
         keep_alive: bool,
         head_only: bool,
+        cx: &mut Cx<'_>,
     ) -> Option<Response> {
-        if let Err(resp) = http::check_api_key(head, self.config.api_key.as_deref()) {
+        let config = &cx.node.config;
+        if let Err(resp) = http::check_api_key(head, config.api_key.as_deref()) {
             return Some(resp);
         }
-        let from = self.conn_id(key)?;
-        let workers = self.outbox.workers();
+        let from = self.id;
         let wait = match route {
             Route::ApiPublish => {
                 let proto::Publish { channel, action } = match http::parse_publish(body) {
                     Ok(parsed) => parsed,
                     Err(resp) => return Some(resp),
                 };
-                if !self.broker_up() {
+                if !cx.node.broker_up() {
                     return Some(Response::api_error(
                         503,
                         "unavailable",
@@ -306,8 +216,8 @@ impl Worker {
                     ));
                 }
                 let channel: Arc<str> = Arc::from(&*channel);
-                let owner = self.outbox.owner_of(&channel);
-                self.outbox.to_owner(
+                let owner = cx.out.owner_of(&channel);
+                cx.out.to_owner(
                     owner,
                     ToOwner::Publish {
                         channel,
@@ -334,8 +244,8 @@ impl Worker {
                     ));
                 }
                 let channel: Arc<str> = channel.into();
-                let owner = self.outbox.owner_of(&channel);
-                self.outbox.to_owner(
+                let owner = cx.out.owner_of(&channel);
+                cx.out.to_owner(
                     owner,
                     ToOwner::Query {
                         query: Query::Presence(channel.clone()),
@@ -347,13 +257,13 @@ impl Worker {
             _ => {
                 // The embedded broker asks every owner; Redis knows the
                 // whole cluster, so one owner asks it.
-                let asked = if self.config.redis.is_some() {
-                    vec![self.index]
+                let asked = if config.redis.is_some() {
+                    vec![from.worker()]
                 } else {
-                    (0..workers).collect()
+                    (0..cx.out.workers()).collect()
                 };
                 for &w in &asked {
-                    self.outbox.to_owner(
+                    cx.out.to_owner(
                         w,
                         ToOwner::Query {
                             query: Query::Channels,
@@ -367,23 +277,17 @@ impl Worker {
                 }
             }
         };
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.api_pending = Some(PendingApi {
-                wait,
-                keep_alive,
-                head_only,
-            });
-        }
+        self.api = Some(PendingApi {
+            wait,
+            keep_alive,
+            head_only,
+        });
         None
     }
 
-    /// An owner answered an API request of connection `to`.
-    pub(super) fn on_answer(&mut self, to: ConnId, answer: Answer) {
-        let key = to.key();
-        let Some(conn) = self.conn_for(to) else {
-            return;
-        };
-        let Some(pending) = conn.api_pending.take() else {
+    /// An owner answered this connection's API request.
+    pub(super) fn on_answer(&mut self, answer: Answer, cx: &mut Cx<'_>) {
+        let Some(pending) = self.api.take() else {
             return;
         };
         let PendingApi {
@@ -417,7 +321,7 @@ impl Worker {
             (Awaited::Channels { remaining, mut acc }, Answer::Channels(list)) => {
                 acc.extend(list);
                 if remaining > 1 {
-                    conn.api_pending = Some(PendingApi {
+                    self.api = Some(PendingApi {
                         wait: Awaited::Channels {
                             remaining: remaining - 1,
                             acc,
@@ -434,30 +338,62 @@ impl Worker {
                 Response::api_error(500, "internal", "internal error")
             }
         };
-        self.respond(key, resp, keep_alive, head_only);
-        // Pipelined requests waited behind this one.
-        self.resume_input(key);
+        self.respond(resp, keep_alive, head_only, cx);
     }
+}
 
-    /// Serves input that arrived while a response was pending or the
-    /// response queue was full, then reads what was left in the kernel.
-    pub(super) fn resume_input(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let held = std::mem::take(&mut conn.held);
-        if !conn.inbuf.is_empty() {
-            let mut buf = std::mem::take(&mut conn.inbuf);
-            let used = self.on_data(key, &mut buf);
-            if let Some(conn) = self.conns.get_mut(key) {
-                buf.drain(..used.min(buf.len()));
-                conn.inbuf = buf;
-            }
-        }
-        if held {
-            self.on_readable(key, false);
-        }
+/// `/metrics`: every worker's counters summed, and the node's gauges.
+fn metrics_response(node: &Node) -> Response {
+    let gauges = Gauges {
+        connections: node.ws_connections.load(Ordering::Relaxed) as u64,
+        channels: node
+            .owned_channels
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed) as u64)
+            .sum(),
+        draining: node.draining(),
+        broker_up: node.broker_up(),
+    };
+    let mut body = metrics::render(&node.metrics, &gauges);
+    if let Some(jwks) = node.auth.as_ref().and_then(|a| a.jwks()) {
+        body.push_str(&metrics::render_jwks(&jwks.gauges()));
     }
+    let mut resp = Response::text(200, body);
+    resp.content_type = metrics::CONTENT_TYPE;
+    resp
+}
+
+/// Who the client is: from its token when authentication is on
+/// (PROTOCOL.md §6, `user` ignored), else from `?user=`.
+///
+/// Every token refusal is the same bare 401: the reason goes to the debug
+/// log only, so that a client probing with forged tokens learns nothing
+/// about which check failed.
+fn identify(head: &Head, conn_id: &str, cx: &Cx<'_>) -> Result<Identity, Response> {
+    if let Some(auth) = &cx.node.auth {
+        let token = http::query_param(&head.query, "token").unwrap_or_default();
+        return auth.verify(&token, cx.unix_secs).map_err(|e| {
+            tracing::debug!(reason = %e, "token refused");
+            Response::text(401, "a valid token is required")
+        });
+    }
+    let user = match http::query_param(&head.query, "user") {
+        Some(user) if proto::valid_user(&user) => user,
+        // Absent; a `user` whose value is not UTF-8 is invalid.
+        None if !has_param(&head.query, "user") => format!("anon-{conn_id}"),
+        _ => {
+            return Err(Response::text(
+                400,
+                "invalid user: 1-64 bytes of A-Z a-z 0-9 _ - : . @ = /",
+            ))
+        }
+    };
+    Ok(Identity {
+        user,
+        info: None,
+        channels: None,
+        exp: 0,
+    })
 }
 
 /// Whether `query` has a parameter called `name` (spelled without
