@@ -25,6 +25,8 @@ use crate::worker::{Parts, Shared, Worker};
 pub struct Server {
     pub local_addr: SocketAddr,
     shared: Arc<Shared>,
+    /// The listener's certificate, for SIGHUP; `None` in clear.
+    tls: Option<Arc<ServerTls>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
@@ -76,12 +78,11 @@ impl Server {
             senders.push(tx);
             receivers.push(rx);
         }
-        let shared = Arc::new(Shared {
-            node: Node::new(config.clone(), n, redis.is_some(), auth),
+        let shared = Arc::new(Shared::new(
+            Node::new(config.clone(), n, redis.is_some(), auth),
             senders,
             wakers,
-            tls,
-        });
+        ));
         let seed = seed();
         let mut threads = Vec::with_capacity(n);
         for (index, ((poll, listener), receiver)) in
@@ -94,6 +95,7 @@ impl Server {
                 receiver,
                 seed: seed ^ ((index as u64 + 1) << 32),
                 redis: redis.clone(),
+                tls: tls.clone(),
             };
             let worker = Worker::new(parts, shared.clone())?;
             threads.push(
@@ -105,6 +107,7 @@ impl Server {
         Ok(Server {
             local_addr,
             shared,
+            tls,
             threads,
         })
     }
@@ -113,9 +116,8 @@ impl Server {
     /// workers stop; returns when they did or when `drain` has passed.
     pub fn drain(self, drain: Duration) -> bool {
         self.shared.node.draining.store(true, Ordering::SeqCst);
-        for (tx, waker) in self.shared.senders.iter().zip(&self.shared.wakers) {
-            let _ = tx.send(vec![Msg::Worker(ToWorker::Shutdown)]);
-            let _ = waker.wake();
+        for w in 0..self.threads.len() {
+            self.shared.send(w, vec![Msg::Worker(ToWorker::Shutdown)]);
         }
         let deadline = Instant::now() + drain;
         for t in &self.threads {
@@ -129,7 +131,7 @@ impl Server {
     /// Reads `--tls-cert` and `--tls-key` again (SIGHUP): new handshakes
     /// use the new pair; on error the old one stays. `Ok` without TLS.
     pub fn reload_tls(&self) -> Result<(), crate::tls::LoadError> {
-        match &self.shared.tls {
+        match &self.tls {
             Some(tls) => tls.reload(),
             None => Ok(()),
         }
@@ -137,7 +139,7 @@ impl Server {
 
     /// Whether this node serves TLS.
     pub fn is_tls(&self) -> bool {
-        self.shared.tls.is_some()
+        self.tls.is_some()
     }
 
     /// Whether any worker has stopped (it only stops on error or drain).

@@ -116,6 +116,21 @@ fn invalid_user_answers_400_before_the_upgrade() {
     }
 }
 
+/// Caught: the check for an absent `user` read raw names while the lookup
+/// decoded them, so `/ws?us%65r=%FF` got an `anon-` user instead of 400.
+#[test]
+fn a_user_under_an_escaped_name_is_the_user() {
+    let s = Server::start(&[]);
+    for query in ["us%65r=%FF", "us%65r=bad~name", "%75ser="] {
+        let resp = http(
+            s.addr,
+            &upgrade_request(s.addr, &format!("/ws?{query}"), &[]),
+        );
+        assert_eq!(resp.status, 400, "?{query}: {resp:?}");
+    }
+    assert_eq!(s.connect("us%65r=bob").user(), "bob");
+}
+
 #[test]
 fn subprotocol_switchboard_v1_is_echoed_when_offered() {
     let s = Server::start(&[]);
@@ -193,6 +208,34 @@ fn root_serves_the_demo_page() {
         body.contains("<html") || body.contains("<!doctype html"),
         "body: {body:.200}"
     );
+}
+
+#[test]
+fn the_client_library_and_console_are_served_with_etags() {
+    let s = Server::start(&[]);
+    let js = s.http_get("/switchboard.js");
+    assert_eq!(js.status, 200, "{js:?}");
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let on_disk = include_str!("../clients/js/switchboard.js");
+    assert_eq!(js.body_text(), on_disk, "the same file as clients/js");
+    let etag = js.header("etag").expect("ETag").to_owned();
+
+    let revalidate = format!(
+        "GET /switchboard.js HTTP/1.1\r\nHost: {}\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n",
+        s.addr
+    );
+    let cached = http(s.addr, &revalidate);
+    assert_eq!(cached.status, 304, "{cached:?}");
+    assert!(cached.body_text().is_empty());
+    assert_eq!(cached.header("etag"), Some(etag.as_str()));
+
+    let console = s.http_get("/console");
+    assert_eq!(console.status, 200);
+    assert!(console.body_text().contains("/ws?user="));
+    assert!(s.http_get("/").body_text().contains("/switchboard.js"));
 }
 
 #[test]

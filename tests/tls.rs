@@ -69,6 +69,22 @@ fn wss_join_and_broadcast_across_two_workers_and_https_api() {
     assert_eq!(got["action"], json!({"n": 1}));
     assert_eq!(got["conn"], a.conn());
 
+    // A burst far past rustls' own 32 KiB buffer arrives whole and in
+    // order (regression guard: a full rustls buffer is not a full socket).
+    let big = "b".repeat(60_000);
+    for n in 0..20 {
+        a.send_json(
+            json!({"type": "user_action", "channel": "doc:tls", "action": {"n": n, "big": big}}),
+        );
+    }
+    // The sender gets its own actions too.
+    for c in [&mut b, &mut a] {
+        for n in 0..20 {
+            let got = c.recv_until(|v| v["type"] == "user_action");
+            assert!(got["action"]["n"] == n, "action {n} out of order");
+        }
+    }
+
     // https: the page's API on the same port.
     let r = https(s.addr, config.clone(), &get("/healthz"));
     assert_eq!((r.status, r.body_text().trim()), (200, "ok"));

@@ -84,6 +84,8 @@ pub struct Head {
     pub ws_protocols: Vec<String>,
     pub origin: Option<String>,
     pub authorization: Option<String>,
+    /// `If-None-Match`, raw (the static assets compare it with their tag).
+    pub if_none_match: Option<String>,
     pub content_length: Option<u64>,
     /// `Transfer-Encoding` ends with `chunked`.
     pub chunked: bool,
@@ -158,6 +160,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
         ws_protocols: Vec::new(),
         origin: None,
         authorization: None,
+        if_none_match: None,
         content_length: None,
         chunked: false,
     };
@@ -222,6 +225,8 @@ fn apply_field(
         combine(&mut head.origin, text(value)?);
     } else if is("authorization") {
         combine(&mut head.authorization, text(value)?);
+    } else if is("if-none-match") {
+        combine(&mut head.if_none_match, text(value)?);
     } else if is("content-length") {
         // RFC 9112 §6.3 item 5 lets a server accept identical duplicates;
         // refusing every duplicate is simpler and closes the same hole.
@@ -286,10 +291,30 @@ fn content_length(value: &[u8]) -> Result<u64, HttpError> {
 /// decoded value is not UTF-8 (the `user` and `token` parameters are text);
 /// the decoding itself is `form_urlencoded`'s.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.contains(char::REPLACEMENT_CHARACTER))
+    match param(query, name) {
+        Param::Text(v) => Some(v),
+        Param::Absent | Param::NotText => None,
+    }
+}
+
+/// What a query says about one parameter; see [`query_param`] for how it
+/// is read. The one parser of queries: a parameter present under an
+/// escaped name (`us%65r`) is present, whatever its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    Absent,
+    Text(String),
+    /// Present, but its decoded value is not UTF-8.
+    NotText,
+}
+
+/// Reads parameter `name` of `query` (the first one, when repeated).
+pub fn param(query: &str, name: &str) -> Param {
+    match form_urlencoded::parse(query.as_bytes()).find(|(n, _)| n == name) {
+        None => Param::Absent,
+        Some((_, v)) if v.contains(char::REPLACEMENT_CHARACTER) => Param::NotText,
+        Some((_, v)) => Param::Text(v.into_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -219,9 +219,15 @@ impl TlsSession {
         }
     }
 
-    /// Plaintext bytes (as from a client's request) to encrypt, for the
-    /// client side: returns how many the buffer took.
+    /// Plaintext bytes to encrypt: returns how many the buffer took (0
+    /// once it is full, or after a fatal error, which the next read
+    /// reports).
     pub fn write_plaintext(&mut self, data: &[u8]) -> usize {
         self.conn.writer().write(data).unwrap_or(0)
+    }
+
+    /// [`Self::write_plaintext`] over several buffers; they share records.
+    pub fn write_plaintext_vectored(&mut self, bufs: &[IoSlice<'_>]) -> usize {
+        self.conn.writer().write_vectored(bufs).unwrap_or(0)
     }
 }

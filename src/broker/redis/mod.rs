@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mio::{Registry, Token};
 
-use super::{Answer, ConnId, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
+use super::{Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::proto::{server, Since};
@@ -38,6 +38,7 @@ use crate::ws;
 use json::{member_entry, presence_event};
 pub use link::Endpoint;
 use link::Link;
+use scripts::Script;
 
 /// Why a command was sent, to act on its reply.
 #[derive(Debug)]
@@ -114,6 +115,9 @@ struct Channel {
     per_worker: Vec<u32>,
     presence: bool,
     history: Option<usize>,
+    /// For a history channel: the last offset delivered here, to send
+    /// `resync` on a gap (PROTOCOL.md §5).
+    watch: Option<GapWatch>,
     /// `join` events this node published whose push has not come back yet,
     /// with their joiner. Redis 7.2+ sends a connection the push of its own
     /// `PUBLISH` after the command's reply, older versions before it (both
@@ -150,7 +154,7 @@ pub struct RedisOwner {
     channels: HashMap<Arc<str>, Channel>,
     /// Redis pub/sub name back to the channel.
     by_pubsub: HashMap<Bytes, Arc<str>>,
-    shas: Vec<String>,
+    shas: scripts::Shas,
     seed: u64,
     next_refresh: Instant,
     next_reap: Instant,
@@ -177,12 +181,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn sha1_hex(script: &str) -> String {
-    use sha1::Digest;
-    let digest = sha1::Sha1::digest(script.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl RedisOwner {
     pub fn new(
         config: Arc<Config>,
@@ -199,7 +197,7 @@ impl RedisOwner {
             link: Link::new(url, endpoint, token, seed),
             channels: HashMap::new(),
             by_pubsub: HashMap::new(),
-            shas: scripts::ALL.iter().map(|s| sha1_hex(s)).collect(),
+            shas: scripts::Shas::default(),
             seed: seed | 1,
             next_refresh: now,
             next_reap: now,
@@ -288,7 +286,7 @@ impl RedisOwner {
                 }
                 Query::Channels => {
                     let now = now_ms().to_string();
-                    let sha = self.shas[3].clone();
+                    let sha = self.shas.of(Script::Channels).to_owned();
                     let prefix = self.config.redis_prefix.clone();
                     self.command_or_fail(
                         &[
@@ -356,6 +354,7 @@ impl RedisOwner {
                 per_worker: vec![0; workers],
                 presence: presence_on,
                 history,
+                watch: history.map(|_| GapWatch::default()),
                 own_joins: Vec::new(),
             }
         });
@@ -402,7 +401,7 @@ impl RedisOwner {
         let expiry = self.expiry_ms().to_string();
         let epoch = self.epoch_candidate();
         let ttl = KEY_TTL.as_secs().to_string();
-        let sha = self.shas[0].clone();
+        let sha = self.shas.of(Script::Join).to_owned();
         let tag = Tag::Join {
             channel,
             who,
@@ -553,7 +552,7 @@ impl RedisOwner {
                 let n = n.to_string();
                 let epoch = self.epoch_candidate();
                 let ttl = KEY_TTL.as_secs().to_string();
-                let sha = self.shas[1].clone();
+                let sha = self.shas.of(Script::Publish).to_owned();
                 self.command_or_fail(
                     &[
                         b"EVALSHA",

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use super::json::json_str;
 use super::link::LinkEvent;
-use super::{now_ms, scripts, RedisOwner, Tag, KEY_TTL, OWED_DELAY};
+use super::replies::send_resync;
+use super::scripts::Script;
+use super::{now_ms, RedisOwner, Tag, KEY_TTL, OWED_DELAY};
 use crate::broker::Outbox;
 use crate::resp::Event;
 
@@ -17,7 +19,7 @@ impl RedisOwner {
         let events = self.link.take_events();
         for ev in events {
             match ev {
-                LinkEvent::Up => self.on_up(),
+                LinkEvent::Up => self.on_up(out),
                 LinkEvent::Down(lost) => self.on_down(lost, out),
                 LinkEvent::Session(Event::Reply { tag, value }) => self.on_reply(tag, value, out),
                 LinkEvent::Session(Event::Push(push)) => self.on_push(push, out),
@@ -32,8 +34,8 @@ impl RedisOwner {
     /// after it on this connection.
     pub(super) fn load_scripts(&mut self) {
         self.reloading = true;
-        let last = scripts::ALL.len() - 1;
-        for (i, script) in scripts::ALL.iter().enumerate() {
+        let last = Script::ALL.len() - 1;
+        for (i, script) in Script::ALL.iter().enumerate() {
             let tag = if i == last {
                 Tag::ScriptsLoaded
             } else {
@@ -41,7 +43,7 @@ impl RedisOwner {
             };
             if self
                 .link
-                .command(&[b"SCRIPT", b"LOAD", script.as_bytes()], tag)
+                .command(&[b"SCRIPT", b"LOAD", script.source().as_bytes()], tag)
                 .is_err()
             {
                 self.reloading = false;
@@ -49,7 +51,16 @@ impl RedisOwner {
         }
     }
 
-    pub(super) fn on_up(&mut self) {
+    pub(super) fn on_up(&mut self, out: &mut Outbox) {
+        // Whatever was published while the link was down never reaches
+        // this node: the members of every history channel fill the gap
+        // themselves, told before any event of the new connection.
+        for (name, ch) in &mut self.channels {
+            if let Some(watch) = ch.watch.as_mut() {
+                watch.forget();
+                send_resync(name, &ch.per_worker, out);
+            }
+        }
         self.load_scripts();
         let names: Vec<Vec<u8>> = self
             .channels
@@ -149,7 +160,7 @@ impl RedisOwner {
     /// `leave` events.
     pub(super) fn reap(&mut self) {
         let now = now_ms().to_string();
-        let sha = self.shas[2].clone();
+        let sha = self.shas.of(Script::Reap).to_owned();
         for (name, ch) in &self.channels {
             let mut channel_json = Vec::new();
             json_str(&mut channel_json, name);
