@@ -92,7 +92,7 @@ export interface Options {
   maxDelayMs?: number;
   /** A connection that dies sooner than this after its welcome counts as a failed attempt. Default 1000. */
   stableMs?: number;
-  /** Send `refresh` this long before the token's `exp` (at the latest at 90 % of its life). Default 30000. */
+  /** Send `refresh` this long before the token's `exp`, but not before half its remaining life. Default 30000. */
   refreshBeforeMs?: number;
   /** Source of randomness for the jitter (tests). Default Math.random. */
   random?: () => number;

@@ -712,7 +712,10 @@ export class Switchboard extends Emitter {
     const exp = tokenExpiry(this._token);
     if (exp === undefined) return;
     const left = exp * 1000 - Date.now();
-    const delay = Math.max(0, Math.min(left - this._opts.refreshBeforeMs, left * 0.9));
+    // `refreshBeforeMs` ahead of exp, but not before half of the time left:
+    // a token that lives less than `refreshBeforeMs` would otherwise be
+    // refreshed again and again without pause.
+    const delay = Math.max(0, left - this._opts.refreshBeforeMs, left / 2);
     const ws = this._ws;
     this._refreshTimer = this._later(delay, () => this._refresh(ws));
   }

@@ -102,6 +102,12 @@ pub(crate) struct Args {
     /// PEM CA certificates trusted for rediss:// instead of the system roots
     #[arg(long, value_name = "FILE")]
     redis_ca: Option<String>,
+    /// Accept permessage-deflate offers (RFC 7692)
+    #[arg(long)]
+    compression: bool,
+    /// Messages shorter than this are sent uncompressed
+    #[arg(long, value_name = "N")]
+    compression_min_bytes: Option<String>,
     /// PEM public key (RSA, EC P-256/P-384, Ed25519) for RS*/PS256/ES*/EdDSA tokens
     #[arg(long, value_name = "FILE")]
     jwt_public_key: Option<String>,
@@ -179,6 +185,7 @@ impl Args {
             (Setting::TlsCert, &self.tls_cert),
             (Setting::TlsKey, &self.tls_key),
             (Setting::RedisCa, &self.redis_ca),
+            (Setting::CompressionMinBytes, &self.compression_min_bytes),
             (Setting::JwtPublicKey, &self.jwt_public_key),
             (Setting::Jwks, &self.jwks),
             (Setting::JwksRefreshS, &self.jwks_refresh_s),
@@ -206,6 +213,9 @@ impl Args {
         // the environment and the file.
         if self.autobahn_echo {
             layer.set(Setting::AutobahnEcho, Raw::One("true".to_owned()));
+        }
+        if self.compression {
+            layer.set(Setting::Compression, Raw::One("true".to_owned()));
         }
         layer
     }

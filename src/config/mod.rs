@@ -60,6 +60,7 @@ const DEFAULT_BURST: u32 = 200;
 const DEFAULT_OUTBOUND_LIMIT: usize = 4 * 1024 * 1024;
 const DEFAULT_DRAIN_S: u64 = 5;
 const DEFAULT_HANDSHAKE_TIMEOUT_S: u64 = 10;
+const DEFAULT_COMPRESSION_MIN_BYTES: usize = 128;
 const DEFAULT_JWKS_REFRESH_S: u64 = 300;
 const DEFAULT_JWT_LEEWAY_S: u64 = 60;
 /// Largest `--jwt-leeway-s`: a day; more would keep dead tokens alive.
@@ -136,6 +137,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// CA certificates for `rediss://`; `None`: the system's roots.
     pub redis_ca: Option<PathBuf>,
+    /// Accept permessage-deflate (PROTOCOL.md section 12).
+    pub compression: bool,
+    /// Payloads shorter than this go out uncompressed.
+    pub compression_min_bytes: usize,
 }
 
 impl Default for Config {
@@ -172,6 +177,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             redis_ca: None,
+            compression: false,
+            compression_min_bytes: DEFAULT_COMPRESSION_MIN_BYTES,
         }
     }
 }
@@ -194,6 +201,7 @@ fn default_text(key: Setting) -> Option<String> {
         Setting::MaxConnections => "0".to_owned(),
         Setting::DrainS => DEFAULT_DRAIN_S.to_string(),
         Setting::HandshakeTimeoutS => DEFAULT_HANDSHAKE_TIMEOUT_S.to_string(),
+        Setting::CompressionMinBytes => DEFAULT_COMPRESSION_MIN_BYTES.to_string(),
         Setting::JwksRefreshS => DEFAULT_JWKS_REFRESH_S.to_string(),
         Setting::JwtLeewayS => DEFAULT_JWT_LEEWAY_S.to_string(),
         Setting::Redis
@@ -204,6 +212,7 @@ fn default_text(key: Setting) -> Option<String> {
         | Setting::NoPresence
         | Setting::AllowedOrigin
         | Setting::AutobahnEcho
+        | Setting::Compression
         | Setting::JwtPublicKey
         | Setting::Jwks
         | Setting::JwtAudience
@@ -307,6 +316,12 @@ impl Config {
         count(ns).or_else(|| count("*"))
     }
 
+    /// From how many payload bytes a broadcast is compressed; `None` with
+    /// compression off (PROTOCOL.md section 12).
+    pub fn compress_from(&self) -> Option<usize> {
+        self.compression.then_some(self.compression_min_bytes)
+    }
+
     /// Whether `channel` keeps presence: false when its namespace or `*` is
     /// in `no_presence`.
     pub fn presence_on(&self, channel: &str) -> bool {
@@ -381,6 +396,8 @@ impl fmt::Debug for Config {
             .field("allowed_origin", &self.allowed_origin)
             .field("drain", &self.drain)
             .field("autobahn_echo", &self.autobahn_echo)
+            .field("compression", &self.compression)
+            .field("compression_min_bytes", &self.compression_min_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
@@ -628,6 +645,12 @@ fn resolve(layers: [(Source, Layer); 3]) -> Result<Config, ConfigError> {
     c.tls_cert = r.one(Setting::TlsCert, value::path)?;
     c.tls_key = r.one(Setting::TlsKey, value::path)?;
     c.redis_ca = r.one(Setting::RedisCa, value::path)?;
+    if let Some(v) = r.one(Setting::Compression, value::switch)? {
+        c.compression = v;
+    }
+    if let Some(v) = r.one(Setting::CompressionMinBytes, |s| int_in(s, 0, usize::MAX))? {
+        c.compression_min_bytes = v;
+    }
 
     check_across(&r, &c)?;
     Ok(c)

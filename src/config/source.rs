@@ -35,6 +35,8 @@ pub(crate) enum Setting {
     TlsCert,
     TlsKey,
     RedisCa,
+    Compression,
+    CompressionMinBytes,
     JwtPublicKey,
     Jwks,
     JwksRefreshS,
@@ -56,7 +58,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 31] = [
+    pub(crate) const ALL: [Setting; 33] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -82,6 +84,8 @@ impl Setting {
         Setting::TlsCert,
         Setting::TlsKey,
         Setting::RedisCa,
+        Setting::Compression,
+        Setting::CompressionMinBytes,
         Setting::JwtPublicKey,
         Setting::Jwks,
         Setting::JwksRefreshS,
@@ -118,6 +122,8 @@ impl Setting {
             Setting::TlsCert => "tls-cert",
             Setting::TlsKey => "tls-key",
             Setting::RedisCa => "redis-ca",
+            Setting::Compression => "compression",
+            Setting::CompressionMinBytes => "compression-min-bytes",
             Setting::JwtPublicKey => "jwt-public-key",
             Setting::Jwks => "jwks",
             Setting::JwksRefreshS => "jwks-refresh-s",
@@ -133,7 +139,7 @@ impl Setting {
             | Setting::NoClientPublish
             | Setting::NoPresence
             | Setting::AllowedOrigin => Shape::Many,
-            Setting::AutobahnEcho => Shape::Switch,
+            Setting::AutobahnEcho | Setting::Compression => Shape::Switch,
             _ => Shape::One,
         }
     }

@@ -121,7 +121,7 @@ impl Connection {
     }
 
     fn upgrade(&mut self, head: &Head, echo: bool, cx: &mut Cx<'_>) {
-        let up = match http::check_upgrade(head) {
+        let mut up = match http::check_upgrade(head) {
             Ok(up) => up,
             Err(UpgradeError::NotUpgrade) => {
                 let resp =
@@ -139,6 +139,11 @@ impl Connection {
         };
         let node = cx.node;
         let config = &node.config;
+        if config.compression {
+            if let Err(UpgradeError::BadRequest(why)) = up.negotiate_deflate(head) {
+                return self.respond(Response::text(400, why), false, false, cx);
+            }
+        }
         if !http::origin_allowed(head.origin.as_deref(), &config.allowed_origin) {
             let resp = Response::text(403, "origin not allowed");
             return self.respond(resp, false, false, cx);
@@ -183,7 +188,8 @@ impl Connection {
                 )
             }));
         }
-        let mut ws = Ws::new(member, allowed, echo, cx);
+        let window = up.deflate.map(|agreed| agreed.window());
+        let mut ws = Ws::new(member, allowed, echo, window, cx);
         ws.start_token_life(exp, cx);
         self.phase = Phase::Ws(Box::new(ws));
     }

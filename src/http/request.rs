@@ -82,6 +82,10 @@ pub struct Head {
     pub ws_version: Option<String>,
     /// `Sec-WebSocket-Protocol`, comma-split and trimmed, empty items dropped.
     pub ws_protocols: Vec<String>,
+    /// `Sec-WebSocket-Extensions`, several fields joined with `, ` (RFC 9110
+    /// 5.3); bytes that are not UTF-8 become U+FFFD, which no extension
+    /// grammar accepts, so only a server that reads offers refuses them.
+    pub ws_extensions: Option<String>,
     pub origin: Option<String>,
     pub authorization: Option<String>,
     /// `If-None-Match`, raw (the static assets compare it with their tag).
@@ -158,6 +162,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
         ws_key: None,
         ws_version: None,
         ws_protocols: Vec::new(),
+        ws_extensions: None,
         origin: None,
         authorization: None,
         if_none_match: None,
@@ -221,6 +226,8 @@ fn apply_field(
     } else if is("sec-websocket-protocol") {
         let offered = list(text(value)?).map(str::to_owned);
         head.ws_protocols.extend(offered);
+    } else if is("sec-websocket-extensions") {
+        combine(&mut head.ws_extensions, &String::from_utf8_lossy(value));
     } else if is("origin") {
         combine(&mut head.origin, text(value)?);
     } else if is("authorization") {

@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::net::TcpStream;
 
 use super::Shared;
@@ -25,6 +24,7 @@ use crate::conn::Outbound;
 use crate::connection::{Connection, Cx, MAX_HELD_INPUT};
 use crate::metrics::{DeliveredType, WorkerMetrics};
 use crate::registry::{Fanout, Recipient, Registry};
+use crate::ws::deflate::{Broadcast, Codec, WindowBits};
 
 /// The per-worker read buffer: a full default-sized message and its header
 /// fit in one read, and so does the input a held connection may keep.
@@ -100,6 +100,10 @@ impl<S> Recipient for Entry<S> {
     fn mark_dirty(&mut self) -> bool {
         !std::mem::replace(&mut self.dirty, true)
     }
+
+    fn deflate(&self) -> Option<WindowBits> {
+        self.conn.deflate_window()
+    }
 }
 
 #[derive(Debug)]
@@ -125,6 +129,9 @@ pub struct Driver<S> {
     scratch: Vec<u8>,
     next_serial: u32,
     conn_seq: u64,
+    /// permessage-deflate for every connection here: compressors made on
+    /// first use, reset per message (no connection owns one).
+    deflate: Codec,
     draining: bool,
     now: Instant,
     unix_secs: u64,
@@ -141,6 +148,7 @@ macro_rules! cx {
             metrics: &$w.metrics,
             out: &mut $w.outbox,
             conn_seq: &mut $w.conn_seq,
+            deflate: &mut $w.deflate,
         }
     };
 }
@@ -167,6 +175,7 @@ impl<S: Socket> Driver<S> {
             scratch: vec![0; SCRATCH],
             next_serial: 1,
             conn_seq: 1,
+            deflate: Codec::default(),
             draining: false,
             now: Instant::now(),
             unix_secs: unix_now(),
@@ -413,7 +422,7 @@ impl<S: Socket> Driver<S> {
                     continue;
                 }
             }
-            if entry.conn.poll_shutdown() {
+            if entry.conn.poll_shutdown(self.now) {
                 let _ = entry.stream.shutdown_write();
             }
             entry.conn.handle_written(&mut cx!(self));
@@ -484,10 +493,16 @@ impl<S: Socket> Driver<S> {
     }
 
     /// Queues one shared frame for every local member of `channel`.
+    /// Messages compressed by this worker so far (the fan-out tests count
+    /// them: one per broadcast and window size, none per recipient).
+    pub fn compressions(&self) -> u64 {
+        self.deflate.deflater.compressions()
+    }
+
     fn deliver(
         &mut self,
         channel: &str,
-        frame: &Bytes,
+        frame: &Broadcast,
         except: Option<ConnId>,
         kind: DeliveredType,
     ) {
@@ -505,6 +520,7 @@ impl<S: Socket> Driver<S> {
             self.shared.node.config.outbound_limit,
             &mut self.conns,
             &mut fanout,
+            &mut self.deflate.deflater,
         );
         self.dirty = fanout.dirty;
         for key in fanout.slow.drain(..) {

@@ -310,6 +310,21 @@ test("refresh: a new token is sent before exp, and again after refreshed", async
   sb.close();
 });
 
+test("a token shorter-lived than refreshBeforeMs is refreshed at half its life, not in a loop", async () => {
+  const now = () => Math.floor(Date.now() / 1000);
+  const getToken = async () => fakeToken({ sub: "a", exp: now() + 3 });
+  const { server, sb } = client("ws://h/ws", { getToken });
+  const ws = await server.socket(0);
+  ws.open();
+  await new Promise((r) => setTimeout(r, 600));
+  assert.equal(ws.sent.filter((m) => m.type === "refresh").length, 0, "not at once");
+  const req = await ws.waitSent((m) => m.type === "refresh", { timeoutMs: 3000 });
+  ws.push({ type: "refreshed", id: req.id, exp: now() + 3 });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(ws.sent.filter((m) => m.type === "refresh").length, 1, "one refresh per half-life");
+  sb.close();
+});
+
 test("no refresh without exp, nor without getToken", async () => {
   const { server, sb } = client("ws://h/ws", { getToken: async () => "opaque-token", refreshBeforeMs: 0 });
   const ws = await server.socket(0);

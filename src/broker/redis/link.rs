@@ -72,6 +72,7 @@ impl Stream {
         Ok(())
     }
 }
+use crate::rng::XorShift;
 
 /// Backoff before the first retry; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -123,7 +124,7 @@ pub struct Link<T> {
     attempt: u32,
     /// Bytes taken from the session but not yet accepted by the socket.
     unsent: Option<Bytes>,
-    rng: u64,
+    rng: XorShift,
     events: Vec<LinkEvent<T>>,
     /// When the socket last gave us bytes.
     last_rx: Instant,
@@ -141,7 +142,7 @@ impl<T> Link<T> {
             },
             attempt: 0,
             unsent: None,
-            rng: seed | 1,
+            rng: XorShift::new(seed),
             events: Vec::new(),
             last_rx: Instant::now(),
         }
@@ -260,10 +261,7 @@ impl<T> Link<T> {
         self.attempt += 1;
         let cap = exp.min(BACKOFF_MAX);
         // Full jitter over the upper half, so nodes do not retry in step.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let frac = (self.rng % 1000) as u32;
+        let frac = (self.rng.next_u64() % 1000) as u32;
         cap / 2 + cap / 2 * frac / 1000
     }
 

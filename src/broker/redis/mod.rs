@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::proto::{server, Since};
 use crate::resp::RedisUrl;
+use crate::rng::XorShift;
 use crate::ws;
 use json::{member_entry, presence_event};
 pub use link::Endpoint;
@@ -155,7 +156,8 @@ pub struct RedisOwner {
     /// Redis pub/sub name back to the channel.
     by_pubsub: HashMap<Bytes, Arc<str>>,
     shas: scripts::Shas,
-    seed: u64,
+    /// Epoch candidates for the scripts, which keep an epoch already set.
+    rng: XorShift,
     next_refresh: Instant,
     next_reap: Instant,
     next_ping: Instant,
@@ -198,7 +200,7 @@ impl RedisOwner {
             channels: HashMap::new(),
             by_pubsub: HashMap::new(),
             shas: scripts::Shas::default(),
-            seed: seed | 1,
+            rng: XorShift::new(seed),
             next_refresh: now,
             next_reap: now,
             next_ping: now,
@@ -223,12 +225,7 @@ impl RedisOwner {
     }
 
     fn epoch_candidate(&mut self) -> String {
-        let mut x = self.seed;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.seed = x;
-        format!("{:08x}", x as u32)
+        self.rng.epoch()
     }
 
     /// Applies one owner-bound message.

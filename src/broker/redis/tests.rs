@@ -294,11 +294,11 @@ fn kinds(msgs: &[Msg]) -> Vec<String> {
             Msg::Worker(ToWorker::Joined { .. }) => "joined".to_owned(),
             Msg::Worker(ToWorker::Deliver { frame, kind, .. }) => match kind {
                 crate::metrics::DeliveredType::Resync => {
-                    let text = String::from_utf8_lossy(&frame[2..]).into_owned();
+                    let text = String::from_utf8_lossy(&frame.plain()[2..]).into_owned();
                     assert_eq!(text, r#"{"type":"resync","channel":"doc:x"}"#);
                     "resync".to_owned()
                 }
-                _ => json::event_offset(&frame[2..])
+                _ => json::event_offset(&frame.plain()[2..])
                     .expect("an offset")
                     .to_string(),
             },
