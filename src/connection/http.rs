@@ -285,11 +285,11 @@ impl Connection {
                 }
             }
         };
-        self.api = Some(PendingApi {
+        self.api = Some(Box::new(PendingApi {
             wait,
             keep_alive,
             head_only,
-        });
+        }));
         None
     }
 
@@ -302,7 +302,7 @@ impl Connection {
             wait,
             keep_alive,
             head_only,
-        } = pending;
+        } = *pending;
         let resp = match (wait, answer) {
             (Awaited::Publish, Answer::Published(offset)) => {
                 let mut body = Vec::with_capacity(32);
@@ -323,14 +323,14 @@ impl Connection {
             (Awaited::Channels { remaining, mut acc }, Answer::Channels(list)) => {
                 acc.extend(list);
                 if remaining > 1 {
-                    self.api = Some(PendingApi {
+                    self.api = Some(Box::new(PendingApi {
                         wait: Awaited::Channels {
                             remaining: remaining - 1,
                             acc,
                         },
                         keep_alive,
                         head_only,
-                    });
+                    }));
                     return;
                 }
                 channels_body(acc)

@@ -120,7 +120,8 @@ pub struct Connection {
     /// Counted in the node's WebSocket total (for --max-connections).
     counted: bool,
     /// An API request waiting for owners to answer; input waits behind it.
-    api: Option<PendingApi>,
+    /// Boxed: an open WebSocket never has one.
+    api: Option<Box<PendingApi>>,
     /// HTTP input waits (an API answer is pending, or responses fill the
     /// queue): requests stay unparsed and, past [`MAX_HELD_INPUT`], unread.
     held: bool,

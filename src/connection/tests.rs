@@ -319,3 +319,36 @@ fn a_pipelined_request_waits_for_the_api_answer() {
 
 #[path = "token_tests.rs"]
 mod token;
+
+/// What every open connection holds inline, whatever it does: the slab
+/// entry (a `Connection` beside its socket) and the boxed WebSocket state.
+/// Idle memory per connection (issue 10) is mostly these two and the
+/// member's `Arc<MemberInfo>`; a field that makes them grow should be
+/// boxed where only some connections need it.
+#[test]
+fn an_open_connection_stays_small() {
+    let conn = std::mem::size_of::<Connection>();
+    let ws = std::mem::size_of::<super::ws::Ws>();
+    let session = std::mem::size_of::<crate::conn::Session>();
+    eprintln!("Connection {conn} B, Ws {ws} B (Session {session} B)");
+    assert!(conn <= 128, "Connection is {conn} bytes");
+    assert!(ws <= 256, "Ws is {ws} bytes");
+}
+
+#[test]
+fn an_idle_connection_gives_back_its_queue_at_the_heartbeat() {
+    let mut h = Harness::new(Config {
+        heartbeat: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let mut c = h.ws("user=a");
+    for _ in 0..8 {
+        c.transmit().push_unbounded(Bytes::from_static(b"x"));
+    }
+    let _ = written(&mut c);
+    assert!(c.transmit().capacity() >= 8);
+    h.now += Duration::from_secs(1);
+    c.handle_timeout(&mut h.cx());
+    assert_eq!(frames(&written(&mut c)), vec![(0x9, Value::Null)]);
+    assert_eq!(c.transmit().capacity(), 1, "one slot, the ping's");
+}

@@ -286,6 +286,8 @@ impl Connection {
         }
         if cx.now >= st.next_ping {
             st.next_ping = cx.now + hb;
+            // An idle connection keeps one slot, the ping's.
+            self.out.trim();
             st.send(&mut self.out, Bytes::from_static(&PING), cx);
             self.apply_close_request(cx);
         }
@@ -534,7 +536,7 @@ impl WsState {
                 Ok(())
             }
             Request::Join { channel, since } => {
-                let existing = session.channels.get(&*channel).cloned();
+                let existing = session.channels.get(&channel).cloned();
                 if !session.may_join(&channel) {
                     return Err((
                         ErrorCode::Forbidden,
@@ -569,7 +571,7 @@ impl WsState {
                 Ok(())
             }
             Request::Leave { channel } => {
-                let Some(channel) = session.channels.take(&*channel) else {
+                let Some(channel) = session.channels.take(&channel) else {
                     return Err((ErrorCode::NotJoined, "not joined to this channel"));
                 };
                 session.replies.ask();
@@ -592,7 +594,7 @@ impl WsState {
                         "clients may not publish in this namespace",
                     ));
                 }
-                let Some(channel) = session.channels.get(&*channel).cloned() else {
+                let Some(channel) = session.channels.get(&channel).cloned() else {
                     return Err((ErrorCode::NotJoined, "join the channel before acting in it"));
                 };
                 if !cx.node.broker_up() {
@@ -617,7 +619,7 @@ impl WsState {
                 if !config.presence_on(&channel) {
                     return Err((ErrorCode::Forbidden, "presence is off in this namespace"));
                 }
-                let Some(channel) = session.channels.get(&*channel).cloned() else {
+                let Some(channel) = session.channels.get(&channel).cloned() else {
                     return Err((ErrorCode::NotJoined, "join the channel first"));
                 };
                 session.replies.ask();
