@@ -86,6 +86,9 @@ struct Entry<S> {
     dirty: bool,
     /// Already on the list of connections whose reads wait.
     deferred: bool,
+    /// When the oldest unwritten byte was queued (the turn's time): the
+    /// start of the write delay observed once the backlog is written.
+    queued_since: Option<Instant>,
 }
 
 impl<S> Recipient for Entry<S> {
@@ -206,6 +209,7 @@ impl<S: Socket> Driver<S> {
             conn,
             dirty: false,
             deferred: false,
+            queued_since: None,
         })
     }
 
@@ -410,6 +414,9 @@ impl<S: Socket> Driver<S> {
                 continue;
             };
             entry.dirty = false;
+            if entry.queued_since.is_none() && !entry.conn.transmit().is_empty() {
+                entry.queued_since = Some(self.now);
+            }
             let written = entry
                 .conn
                 .transmit()
@@ -421,6 +428,15 @@ impl<S: Socket> Driver<S> {
                     self.drop_conn(key);
                     continue;
                 }
+            }
+            // One clock read per drained backlog, next to a write(2).
+            if let Some(t) = entry
+                .queued_since
+                .filter(|_| entry.conn.transmit().is_empty())
+            {
+                entry.queued_since = None;
+                let delay = Instant::now().saturating_duration_since(t);
+                self.metrics.write_delay.observe(delay.as_nanos() as u64);
             }
             if entry.conn.poll_shutdown(self.now) {
                 let _ = entry.stream.shutdown_write();
@@ -531,6 +547,9 @@ impl<S: Socket> Driver<S> {
         }
         self.slow = fanout.slow;
         self.metrics.delivered(kind, queued);
+        // One clock read per fan-out, not per recipient.
+        let spent = Instant::now().saturating_duration_since(self.now);
+        self.metrics.fanout.observe(spent.as_nanos() as u64);
     }
 
     fn start_drain(&mut self) {
