@@ -32,6 +32,9 @@ pub(crate) enum Setting {
     DrainS,
     AutobahnEcho,
     HandshakeTimeoutS,
+    TlsCert,
+    TlsKey,
+    RedisCa,
     Compression,
     CompressionMinBytes,
     JwtPublicKey,
@@ -55,7 +58,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 30] = [
+    pub(crate) const ALL: [Setting; 33] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -78,6 +81,9 @@ impl Setting {
         Setting::DrainS,
         Setting::AutobahnEcho,
         Setting::HandshakeTimeoutS,
+        Setting::TlsCert,
+        Setting::TlsKey,
+        Setting::RedisCa,
         Setting::Compression,
         Setting::CompressionMinBytes,
         Setting::JwtPublicKey,
@@ -113,6 +119,9 @@ impl Setting {
             Setting::DrainS => "drain-s",
             Setting::AutobahnEcho => "autobahn-echo",
             Setting::HandshakeTimeoutS => "handshake-timeout-s",
+            Setting::TlsCert => "tls-cert",
+            Setting::TlsKey => "tls-key",
+            Setting::RedisCa => "redis-ca",
             Setting::Compression => "compression",
             Setting::CompressionMinBytes => "compression-min-bytes",
             Setting::JwtPublicKey => "jwt-public-key",

@@ -23,6 +23,7 @@ mod order;
 mod raw;
 mod redis;
 mod server;
+mod tls;
 
 pub use client::*;
 // Only the ordering tests use this.
@@ -33,6 +34,9 @@ pub use raw::*;
 #[allow(unused_imports)]
 pub use redis::*;
 pub use server::*;
+// Only the TLS tests use these.
+#[allow(unused_imports)]
+pub use tls::*;
 
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
