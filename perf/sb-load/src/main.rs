@@ -3,6 +3,7 @@
 //! `cargo run --release -p sb-load -- --scenario fanout --url ws://127.0.0.1:8080/ws --server-pid PID`
 
 mod conn;
+mod inflate;
 mod ledger;
 mod payload;
 mod procstat;
@@ -13,6 +14,7 @@ mod scenario;
 mod schedule;
 #[cfg(test)]
 mod testserver;
+mod tls;
 mod track;
 mod worker;
 mod ws;
@@ -50,6 +52,10 @@ fn main() -> ExitCode {
 
 /// `--recover`: one summary line (and the JSON line with `--json`).
 fn recover_main(args: &scenario::Args) -> ExitCode {
+    if args.compression || args.urls.iter().any(|u| u.starts_with("wss://")) {
+        eprintln!("sb-load: --recover speaks ws:// without compression only");
+        return ExitCode::from(2);
+    }
     let summary = match recover::run(args) {
         Ok(s) => s,
         Err(e) => {
