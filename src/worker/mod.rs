@@ -38,7 +38,7 @@ use crate::broker::redis::RedisOwner;
 use crate::broker::{Msg, Owner, OwnerLimits};
 use crate::id::{key_of, token_of, LISTENER, REDIS, WAKER};
 use crate::node::Node;
-use crate::tls::{ServerTls, TlsSession};
+use crate::tls::{ServerSession, ServerTls};
 use stream::Stream;
 
 pub use driver::{Broker, Driver, Socket};
@@ -261,7 +261,7 @@ impl Worker {
         let tls = self
             .tls
             .as_ref()
-            .map(|t| Box::new(TlsSession::server(t.config())));
+            .map(|t| Box::new(ServerSession::new(t.config())));
         self.driver.insert(Stream::new(stream, tls));
     }
 }
