@@ -15,6 +15,7 @@
 //! in a channel reaps expired entries every TTL/6, publishing the `leave`
 //! events of members whose node died.
 
+pub mod cluster;
 mod json;
 mod link;
 mod replies;
