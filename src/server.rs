@@ -41,6 +41,14 @@ impl Server {
         // First, so that a bad key source stops the start before any port
         // is bound.
         let auth = crate::auth::Authenticator::start(&config).map_err(io::Error::other)?;
+        // The slot map, redirections and routing exist
+        // (`broker::redis::cluster`); the links to every master do not yet,
+        // and a node that accepted the flag but used no cluster would lie.
+        if !config.redis_cluster.is_empty() {
+            return Err(io::Error::other(
+                "--redis-cluster: serving over a Redis Cluster is not built yet; use --redis",
+            ));
+        }
         let config = Arc::new(config);
         let n = config.threads.max(1);
         let redis_addr = match config.redis_url() {

@@ -14,6 +14,7 @@ pub(crate) enum Setting {
     Threads,
     Node,
     Redis,
+    RedisCluster,
     RedisPrefix,
     HmacSecret,
     ApiKey,
@@ -53,11 +54,12 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 28] = [
+    pub(crate) const ALL: [Setting; 29] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
         Setting::Redis,
+        Setting::RedisCluster,
         Setting::RedisPrefix,
         Setting::HmacSecret,
         Setting::ApiKey,
@@ -91,6 +93,7 @@ impl Setting {
             Setting::Threads => "threads",
             Setting::Node => "node",
             Setting::Redis => "redis",
+            Setting::RedisCluster => "redis-cluster",
             Setting::RedisPrefix => "redis-prefix",
             Setting::HmacSecret => "hmac-secret",
             Setting::ApiKey => "api-key",
@@ -121,6 +124,7 @@ impl Setting {
     pub(crate) fn shape(self) -> Shape {
         match self {
             Setting::History
+            | Setting::RedisCluster
             | Setting::NoClientPublish
             | Setting::NoPresence
             | Setting::AllowedOrigin => Shape::Many,
