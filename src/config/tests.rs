@@ -614,7 +614,12 @@ fn redis_cluster_seeds_repeat_and_hide_their_password() {
 #[test]
 fn redis_cluster_refusals_name_the_settings() {
     let e = parse(
-        &["--redis", "redis://h:1", "--redis-cluster", "redis://u:pw9@h:2"],
+        &[
+            "--redis",
+            "redis://h:1",
+            "--redis-cluster",
+            "redis://u:pw9@h:2",
+        ],
         &[],
     )
     .unwrap_err()
