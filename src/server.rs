@@ -78,11 +78,11 @@ impl Server {
             senders.push(tx);
             receivers.push(rx);
         }
-        let shared = Arc::new(Shared {
-            node: Node::new(config.clone(), n, redis_addr.is_some(), auth),
+        let shared = Arc::new(Shared::new(
+            Node::new(config.clone(), n, redis_addr.is_some(), auth),
             senders,
             wakers,
-        });
+        ));
         let seed = seed();
         let mut threads = Vec::with_capacity(n);
         for (index, ((poll, listener), receiver)) in
@@ -114,9 +114,8 @@ impl Server {
     /// workers stop; returns when they did or when `drain` has passed.
     pub fn drain(self, drain: Duration) -> bool {
         self.shared.node.draining.store(true, Ordering::SeqCst);
-        for (tx, waker) in self.shared.senders.iter().zip(&self.shared.wakers) {
-            let _ = tx.send(vec![Msg::Worker(ToWorker::Shutdown)]);
-            let _ = waker.wake();
+        for w in 0..self.threads.len() {
+            self.shared.send(w, vec![Msg::Worker(ToWorker::Shutdown)]);
         }
         let deadline = Instant::now() + drain;
         for t in &self.threads {

@@ -416,3 +416,70 @@ fn start_fails_clearly_without_a_usable_key() {
     ]);
     assert_eq!(s.http_get("/healthz").status, 200);
 }
+
+/// A JWKS over HTTPS goes through rustls with certificate verification on:
+/// a server with a self-signed certificate (here `openssl s_server`) is
+/// refused, and with no other key source the start fails saying so.
+#[test]
+fn https_jwks_verifies_the_certificate() {
+    let dir = temp_dir("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            path(&key),
+            "-out",
+            path(&cert),
+        ],
+        b"",
+    );
+    let jwk = TestKey::generate(Kind::Ed25519).jwk("k", None);
+    std::fs::write(dir.join("jwks.json"), json!({ "keys": [jwk] }).to_string()).expect("write");
+    // A free port: bind, note, release (s_server binds it right after).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-cert"])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .args(["-accept", &format!("127.0.0.1:{port}")])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s_server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("https://127.0.0.1:{port}/jwks.json");
+    let err = start_fails(&["--jwks", &url]);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(
+        err.contains(&url) && err.contains("certificate"),
+        "not refused for its certificate: {err}"
+    );
+}

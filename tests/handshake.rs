@@ -116,6 +116,21 @@ fn invalid_user_answers_400_before_the_upgrade() {
     }
 }
 
+/// Caught: the check for an absent `user` read raw names while the lookup
+/// decoded them, so `/ws?us%65r=%FF` got an `anon-` user instead of 400.
+#[test]
+fn a_user_under_an_escaped_name_is_the_user() {
+    let s = Server::start(&[]);
+    for query in ["us%65r=%FF", "us%65r=bad~name", "%75ser="] {
+        let resp = http(
+            s.addr,
+            &upgrade_request(s.addr, &format!("/ws?{query}"), &[]),
+        );
+        assert_eq!(resp.status, 400, "?{query}: {resp:?}");
+    }
+    assert_eq!(s.connect("us%65r=bob").user(), "bob");
+}
+
 #[test]
 fn subprotocol_switchboard_v1_is_echoed_when_offered() {
     let s = Server::start(&[]);

@@ -63,3 +63,13 @@ fn restart_gives_a_new_epoch_embedded() {
     assert_ne!(epoch_of(&v), e1, "{v}");
     assert_eq!(offset_of(&v), 0, "{v}");
 }
+
+#[test]
+fn rejoin_with_since_while_joined_embedded() {
+    rejoin_with_since_while_joined(&cluster());
+}
+
+#[test]
+fn rejoin_with_since_while_publishing_embedded() {
+    rejoin_with_since_while_publishing(&cluster());
+}

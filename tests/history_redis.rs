@@ -85,6 +85,16 @@ fn history_survives_the_last_member_redis() {
 }
 
 #[test]
+fn rejoin_with_since_while_joined_redis() {
+    run(rejoin_with_since_while_joined);
+}
+
+#[test]
+fn rejoin_with_since_while_publishing_redis() {
+    run(rejoin_with_since_while_publishing);
+}
+
+#[test]
 fn ill_typed_since_is_bad_request_redis() {
     run(ill_typed_since_is_bad_request);
 }

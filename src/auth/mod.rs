@@ -12,6 +12,7 @@
 //! | [`keys`] | keys and which algorithms each may verify |
 //! | [`claims`] | every claim rule (`sub`, `exp`, `nbf`, `iss`, `aud`, `info`, `channels`) |
 //! | [`jwks`] | key sets, their fetch thread and lock-free hand-over |
+//! | [`session`] | a connection's expiry deadline and the `refresh` decision |
 //!
 //! [`verify`] is pure: the caller passes the keys, the rules and the
 //! current Unix time. [`Authenticator`] is the shell a worker holds: the
@@ -46,6 +47,7 @@
 pub mod claims;
 pub mod jwks;
 pub mod keys;
+pub mod session;
 pub mod token;
 
 use std::sync::Arc;

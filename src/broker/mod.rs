@@ -13,9 +13,11 @@
 //! back, and removes it when `Left` comes back, so a connection receives
 //! exactly the events the owner ordered after its join and before its leave.
 
+mod gap;
 mod owner;
 pub mod redis;
 
+pub use gap::GapWatch;
 pub use owner::{Owner, OwnerLimits};
 
 use std::hash::{Hash, Hasher};
@@ -25,6 +27,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 pub use crate::id::ConnId;
+use crate::metrics::DeliveredType;
 use crate::proto::Since;
 
 /// Who a connection is, as presence and events show it. Built once per
@@ -132,8 +135,9 @@ pub enum ToWorker {
         channel: Arc<str>,
         frame: Bytes,
         except: Option<ConnId>,
-        /// A presence event (else a `user_action`), for metrics.
-        presence: bool,
+        /// What the frame is (`user_action`, presence event, `resync`),
+        /// for metrics.
+        kind: DeliveredType,
     },
     /// An owner's answer for HTTP connection `to`.
     Answer { to: ConnId, answer: Answer },

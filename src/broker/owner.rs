@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::{Answer, ConnId, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
 use crate::config::Config;
+use crate::metrics::DeliveredType;
 use crate::proto::{self, server, ErrorCode, Since};
 use crate::ws;
 
@@ -198,7 +199,7 @@ impl Owner {
                     member.as_member(),
                 )
             });
-            deliver(ch, &channel, frame, Some(who), true, out);
+            deliver(ch, &channel, frame, Some(who), DeliveredType::Presence, out);
         }
     }
 
@@ -251,7 +252,7 @@ impl Owner {
                 server::presence(buf, &channel, server::PresenceEvent::Leave, m.as_member())
             });
             // `Left` already took the leaver out of its worker's fan-out.
-            deliver(ch, &channel, frame, None, true, out);
+            deliver(ch, &channel, frame, None, DeliveredType::Presence, out);
         }
         if ch.total == 0 {
             // Kept even before its first event: forgetting it would change
@@ -305,7 +306,7 @@ impl Owner {
             }
             h.ring.push_back((off, frame.clone()));
         }
-        deliver(ch, channel, frame, None, false, out);
+        deliver(ch, channel, frame, None, DeliveredType::UserAction, out);
         if ch.total == 0 && ch.history.is_none() {
             self.channels.remove(channel);
         }
@@ -422,7 +423,7 @@ fn deliver(
     channel: &Arc<str>,
     frame: Bytes,
     except: Option<ConnId>,
-    presence: bool,
+    kind: DeliveredType,
     out: &mut Outbox,
 ) {
     for (worker, &n) in ch.per_worker.iter().enumerate() {
@@ -434,7 +435,7 @@ fn deliver(
                     channel: channel.clone(),
                     frame: frame.clone(),
                     except,
-                    presence,
+                    kind,
                 },
             );
         }
@@ -595,6 +596,47 @@ mod tests {
                 "since {off}/{ep}"
             );
         }
+    }
+
+    /// PROTOCOL.md §5: a `since` join of a member is answered and replayed
+    /// like any other, with no presence event and no second membership.
+    #[test]
+    fn rejoin_with_since_replays_without_a_second_membership() {
+        let now = Instant::now();
+        let mut o = owner(10);
+        let epoch = text(&join(&mut o, "doc:r", 0, None, now)[0])["epoch"]
+            .as_str()
+            .expect("epoch")
+            .to_owned();
+        join(&mut o, "doc:r", 1, None, now);
+        for _ in 0..4 {
+            publish(&mut o, "doc:r", 1, now);
+        }
+        let (who, member) = member(0);
+        let mut out = Outbox::new(2);
+        let msg = ToOwner::Join {
+            channel: Arc::from("doc:r"),
+            who,
+            member,
+            id: Some(9),
+            since: since(1, &epoch),
+            rejoin: true,
+        };
+        o.handle(msg, now, &mut out);
+        let w0 = std::mem::take(out.queue_mut(0));
+        let w1 = std::mem::take(out.queue_mut(1));
+        assert!(
+            w1.is_empty(),
+            "no presence event for the other member: {w1:?}"
+        );
+        let [Msg::Worker(ToWorker::Joined { frames, .. })] = &w0[..] else {
+            panic!("only the joined: {w0:?}");
+        };
+        assert_eq!(recovery(frames), (Some(true), 3, vec![2, 3, 4]));
+        let Answer::Channels(list) = o.query(Query::Channels) else {
+            panic!("channels");
+        };
+        assert_eq!(list, vec![(Arc::from("doc:r"), 2)], "one membership each");
     }
 
     #[test]

@@ -642,3 +642,55 @@ fn redis_cluster_refusals_name_the_settings() {
         }
     }
 }
+
+#[test]
+fn token_key_settings() {
+    let c = parse(&[], &[]).unwrap();
+    assert!(!c.auth_on());
+    assert_eq!(c.jwks_refresh, Duration::from_secs(300));
+    assert_eq!(c.jwt_leeway_s, 60);
+    let c = parse(
+        &[
+            "--jwks",
+            "HTTPS://id.example.com/.well-known/jwks.json",
+            "--jwks-refresh-s",
+            "30",
+            "--jwt-audience",
+            "api",
+            "--jwt-leeway-s",
+            "0",
+        ],
+        &[
+            ("SWITCHBOARD_JWT_PUBLIC_KEY", "/etc/sb/key.pem"),
+            ("SWITCHBOARD_JWT_ISSUER", "https://id.example.com/"),
+        ],
+    )
+    .unwrap();
+    assert!(c.auth_on());
+    assert_eq!(c.jwt_public_key, Some(PathBuf::from("/etc/sb/key.pem")));
+    assert_eq!(c.jwks_refresh, Duration::from_secs(30));
+    assert_eq!(c.jwt_audience.as_deref(), Some("api"));
+    assert_eq!(c.jwt_issuer.as_deref(), Some("https://id.example.com/"));
+    assert_eq!(c.jwt_leeway_s, 0);
+    // A file path is a JWKS source too.
+    assert_eq!(
+        parse(&["--jwks", "keys/jwks.json"], &[])
+            .unwrap()
+            .jwks
+            .as_deref(),
+        Some("keys/jwks.json")
+    );
+    for bad in [
+        &["--jwks", "ftp://x/jwks"][..],
+        &["--jwks", "https://"],
+        &["--jwks", "http:///path"],
+        &["--jwks", ""],
+        &["--jwks-refresh-s", "0"],
+        &["--jwt-leeway-s", "86401"],
+        &["--jwt-leeway-s", "-1"],
+        &["--jwt-audience", ""],
+        &["--jwt-public-key", ""],
+    ] {
+        assert!(parse(bad, &[]).is_err(), "{bad:?}");
+    }
+}

@@ -44,6 +44,9 @@ pub struct Session {
     pub channels: HashSet<Arc<str>>,
     /// Replies owed by owners, and local ones and a close waiting for them.
     pub replies: Replies,
+    /// The token's expiry deadline and the leaves a refresh caused
+    /// (PROTOCOL.md §6); no deadline with authentication off.
+    pub token: crate::auth::session::TokenLife,
     bucket: TokenBucket,
     limited_streak: u32,
 }
@@ -60,6 +63,7 @@ impl Session {
             allowed,
             channels: HashSet::new(),
             replies: Replies::default(),
+            token: crate::auth::session::TokenLife::default(),
             bucket: TokenBucket::new(rate, now),
             limited_streak: 0,
         }

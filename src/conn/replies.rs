@@ -42,14 +42,24 @@ struct PendingClose {
 
 /// Replies owed by owners, local replies parked behind them, and a close
 /// waiting for both.
+///
+/// Every open WebSocket has one, so it is two counters and a pointer: what
+/// waits (rare: a local reply made while an owner's is in flight, or a
+/// close) lives in a box that exists only while something waits.
 #[derive(Debug, Default)]
 pub struct Replies {
-    /// Owed replies asked for, ever.
-    asked: u64,
-    /// Owed replies that have arrived, ever.
-    arrived: u64,
+    /// Owed replies asked for, ever (wrapping).
+    asked: u32,
+    /// Owed replies that have arrived, ever (wrapping).
+    arrived: u32,
+    waiting: Option<Box<Waiting>>,
+}
+
+/// What waits behind owed replies.
+#[derive(Debug, Default)]
+struct Waiting {
     /// Local replies, each with the value of `asked` when it was made.
-    parked: VecDeque<(u64, Bytes)>,
+    parked: VecDeque<(u32, Bytes)>,
     parked_bytes: usize,
     close: Option<PendingClose>,
 }
@@ -68,70 +78,95 @@ pub enum CloseNow {
 impl Replies {
     /// A request was sent to an owner that will answer it.
     pub fn ask(&mut self) {
-        self.asked += 1;
+        self.asked = self.asked.wrapping_add(1);
     }
 
     /// Replies owed and not yet arrived.
-    pub fn owed(&self) -> u64 {
-        self.asked - self.arrived
+    pub fn owed(&self) -> u32 {
+        self.asked.wrapping_sub(self.arrived)
     }
 
     /// Bytes of local replies parked.
     pub fn parked_bytes(&self) -> usize {
-        self.parked_bytes
+        self.waiting.as_ref().map_or(0, |w| w.parked_bytes)
+    }
+
+    fn nothing_parked(&self) -> bool {
+        self.waiting.as_ref().is_none_or(|w| w.parked.is_empty())
     }
 
     /// Whether a close was decided (input is then ignored).
     pub fn closing(&self) -> bool {
-        self.close.is_some()
+        self.waiting.as_ref().is_some_and(|w| w.close.is_some())
     }
 
     /// A local reply: returns it when it may be sent now, or parks it
     /// behind the owed replies and returns `None`.
     pub fn local(&mut self, frame: Bytes) -> Option<Bytes> {
-        if self.parked.is_empty() && self.owed() == 0 {
+        if self.nothing_parked() && self.owed() == 0 {
             return Some(frame);
         }
-        self.parked_bytes += frame.len();
-        self.parked.push_back((self.asked, frame));
+        let mark = self.asked;
+        let w = self.waiting.get_or_insert_default();
+        w.parked_bytes += frame.len();
+        w.parked.push_back((mark, frame));
         None
     }
 
     /// An owed reply arrived (the caller sends it first, then what
     /// [`Replies::pop_ready`] releases).
     pub fn arrived(&mut self) {
-        // A miscounted extra answer must not wrap the count.
-        if self.arrived < self.asked {
-            self.arrived += 1;
+        // A miscounted extra answer must not make the count run ahead.
+        if self.owed() > 0 {
+            self.arrived = self.arrived.wrapping_add(1);
         }
     }
 
     /// The next parked reply whose owed replies have all arrived.
     pub fn pop_ready(&mut self) -> Option<Bytes> {
-        match self.parked.front() {
-            Some(&(mark, _)) if mark <= self.arrived => {}
-            _ => return None,
+        let arrived = self.arrived;
+        let w = self.waiting.as_mut()?;
+        let &(mark, _) = w.parked.front()?;
+        // `mark <= arrived`, in wrapping arithmetic: the owed replies a
+        // reply waits for are fewer than 2^31.
+        if arrived.wrapping_sub(mark) > u32::MAX / 2 {
+            return None;
         }
-        let (_, frame) = self.parked.pop_front()?;
-        self.parked_bytes -= frame.len();
+        let (_, frame) = w.parked.pop_front()?;
+        w.parked_bytes -= frame.len();
+        self.tidy();
         Some(frame)
+    }
+
+    /// Frees the box once nothing waits in it.
+    fn tidy(&mut self) {
+        if self
+            .waiting
+            .as_ref()
+            .is_some_and(|w| w.parked.is_empty() && w.close.is_none())
+        {
+            self.waiting = None;
+        }
     }
 
     /// Forgets parked replies (a slow consumer's queue is dropped).
     pub fn drop_parked(&mut self) {
-        self.parked.clear();
-        self.parked_bytes = 0;
+        if let Some(w) = &mut self.waiting {
+            w.parked.clear();
+            w.parked_bytes = 0;
+        }
+        self.tidy();
     }
 
     /// Decides a close with `frame` (the close frame).
     pub fn request_close(&mut self, frame: Bytes, now: Instant) -> CloseNow {
-        if self.close.is_some() {
+        if self.closing() {
             return CloseNow::AlreadyClosing;
         }
-        if self.owed() == 0 && self.parked.is_empty() {
+        if self.owed() == 0 && self.nothing_parked() {
             return CloseNow::Yes(frame);
         }
-        self.close = Some(PendingClose {
+        self.waiting.get_or_insert_default().close = Some(PendingClose {
             frame,
             deadline: now + REPLY_WAIT,
         });
@@ -143,30 +178,30 @@ impl Replies {
     /// (then the caller sends what is still parked, see
     /// [`Replies::take_parked`]).
     pub fn poll_close(&mut self, now: Instant) -> Option<Bytes> {
-        let ready = self.owed() == 0 && self.parked.is_empty();
-        let close = self.close.as_ref()?;
+        let ready = self.owed() == 0 && self.nothing_parked();
+        let w = self.waiting.as_mut()?;
+        let close = w.close.as_ref()?;
         if ready || now >= close.deadline {
-            return self.close.take().map(|c| c.frame);
+            return w.close.take().map(|c| c.frame);
         }
         None
     }
 
     /// When a decided close must go out now.
     pub fn close_deadline(&self) -> Option<Instant> {
-        self.close.as_ref().map(|c| c.deadline)
+        self.waiting.as_ref()?.close.as_ref().map(|c| c.deadline)
     }
 
     /// Gives up waiting (the connection's queue overflowed: the bound
     /// wins): forgets parked replies and returns the decided close frame.
     pub fn abandon(&mut self) -> Option<Bytes> {
-        self.drop_parked();
-        self.close.take().map(|c| c.frame)
+        self.waiting.take()?.close.map(|c| c.frame)
     }
 
     /// Takes every parked reply, ready or not (the wait is over).
-    pub fn take_parked(&mut self) -> impl Iterator<Item = Bytes> + '_ {
-        self.parked_bytes = 0;
-        self.parked.drain(..).map(|(_, f)| f)
+    pub fn take_parked(&mut self) -> impl Iterator<Item = Bytes> {
+        let parked = self.waiting.take().map(|w| w.parked).unwrap_or_default();
+        parked.into_iter().map(|(_, f)| f)
     }
 }
 

@@ -8,7 +8,7 @@ use super::ws::Ws;
 use super::{Connection, Cx, Phase};
 use crate::auth::Identity;
 use crate::broker::{Answer, MemberInfo, Origin, Query, ToOwner};
-use crate::http::{self, Head, Method, Response, Route, UpgradeError};
+use crate::http::{self, Head, Method, Param, Response, Route, UpgradeError};
 use crate::metrics::{self, Gauges, HttpRoute};
 use crate::node::Node;
 use crate::proto::{self, server};
@@ -148,7 +148,7 @@ impl Connection {
             user,
             info,
             channels: allowed,
-            exp: _,
+            exp,
         } = match identify(head, &conn_id, cx) {
             Ok(identity) => identity,
             Err(resp) => return self.respond(resp, false, false, cx),
@@ -183,7 +183,9 @@ impl Connection {
                 )
             }));
         }
-        self.phase = Phase::Ws(Box::new(Ws::new(self.id, member, allowed, echo, cx)));
+        let mut ws = Ws::new(member, allowed, echo, cx);
+        ws.start_token_life(exp, cx);
+        self.phase = Phase::Ws(Box::new(ws));
     }
 
     /// §9's API: checks the key, then asks the owners; the response is sent
@@ -297,22 +299,16 @@ impl Connection {
         } = pending;
         let resp = match (wait, answer) {
             (Awaited::Publish, Answer::Published(offset)) => {
-                let body = match offset {
-                    Some(o) => format!("{{\"offset\":{o}}}"),
-                    None => "{}".to_string(),
-                };
-                Response::json(200, body.into_bytes())
+                let mut body = Vec::with_capacity(32);
+                server::api_published(&mut body, offset);
+                Response::json(200, body)
             }
             (Awaited::Presence(_), Answer::Presence(None)) => {
                 Response::api_error(403, "forbidden", "presence is off in this namespace")
             }
             (Awaited::Presence(channel), Answer::Presence(Some(array))) => {
                 let mut body = Vec::with_capacity(32 + channel.len() + array.len());
-                body.extend_from_slice(b"{\"channel\":");
-                proto::write_string(&mut body, &channel);
-                body.extend_from_slice(b",\"members\":");
-                body.extend_from_slice(&array);
-                body.push(b'}');
+                server::api_presence(&mut body, &channel, &array);
                 Response::json(200, body)
             }
             (_, Answer::Unavailable) => {
@@ -377,11 +373,11 @@ fn identify(head: &Head, conn_id: &str, cx: &Cx<'_>) -> Result<Identity, Respons
             Response::text(401, "a valid token is required")
         });
     }
-    let user = match http::query_param(&head.query, "user") {
-        Some(user) if proto::valid_user(&user) => user,
-        // Absent; a `user` whose value is not UTF-8 is invalid.
-        None if !has_param(&head.query, "user") => format!("anon-{conn_id}"),
-        _ => {
+    let user = match http::param(&head.query, "user") {
+        Param::Text(user) if proto::valid_user(&user) => user,
+        Param::Absent => format!("anon-{conn_id}"),
+        // Not UTF-8, or outside the alphabet.
+        Param::Text(_) | Param::NotText => {
             return Err(Response::text(
                 400,
                 "invalid user: 1-64 bytes of A-Z a-z 0-9 _ - : . @ = /",
@@ -396,30 +392,12 @@ fn identify(head: &Head, conn_id: &str, cx: &Cx<'_>) -> Result<Identity, Respons
     })
 }
 
-/// Whether `query` has a parameter called `name` (spelled without
-/// escapes), whatever its value.
-fn has_param(query: &str, name: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split_once('=').map_or(pair, |(n, _)| n) == name)
-}
-
 /// `{"channels":[{"channel":..,"members":N},...]}` (§9), sorted by name so
 /// that the answer does not depend on the order the owners answered in.
 fn channels_body(mut acc: Vec<(Arc<str>, usize)>) -> Response {
     acc.sort();
-    let mut body = b"{\"channels\":[".to_vec();
-    for (i, (name, members)) in acc.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(b"{\"channel\":");
-        proto::write_string(&mut body, name);
-        body.extend_from_slice(b",\"members\":");
-        proto::write_u64(&mut body, *members as u64);
-        body.push(b'}');
-    }
-    body.extend_from_slice(b"]}");
+    let mut body = Vec::with_capacity(16 + 48 * acc.len());
+    server::api_channels(&mut body, acc.iter().map(|(name, n)| (&**name, *n)));
     Response::json(200, body)
 }
 
@@ -428,14 +406,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn has_param_matches_names_not_substrings() {
-        assert!(has_param("user=a", "user"));
-        assert!(has_param("x=1&user", "user"));
-        assert!(has_param("token=t&user=", "user"));
+    fn a_parameter_is_found_by_its_decoded_name_only() {
+        let p = |q| http::param(q, "user");
+        assert_eq!(p("user=a"), Param::Text("a".into()));
+        assert_eq!(p("x=1&user"), Param::Text(String::new()));
+        assert_eq!(p("token=t&user="), Param::Text(String::new()));
         // Caught: `contains("user=")` took these for a `user` parameter.
-        assert!(!has_param("xuser=1", "user"));
-        assert!(!has_param("a=user=1", "user"));
-        assert!(!has_param("", "user"));
+        assert_eq!(p("xuser=1"), Param::Absent);
+        assert_eq!(p("a=user=1"), Param::Absent);
+        assert_eq!(p(""), Param::Absent);
+        // Caught: a raw-name check and a decoded-name lookup disagreed, and
+        // this got an `anon-` user instead of 400.
+        assert_eq!(p("us%65r=%FF"), Param::NotText);
+        assert_eq!(p("us%65r=bob"), Param::Text("bob".into()));
     }
 
     #[test]

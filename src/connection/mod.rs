@@ -19,8 +19,7 @@
 //! - [`Connection::handle_input`] takes bytes read from the peer;
 //! - [`Connection::handle_timeout`] runs deadlines and heartbeats once
 //!   [`Connection::poll_timeout`] has passed;
-//! - the owners' answers come in through `handle_joined`, `handle_left`,
-//!   `handle_reply`, `handle_join_failed` and `handle_answer`;
+//! - the owners' answers come in through [`Connection::handle_owner`];
 //! - what the peer must receive waits in [`Connection::transmit`], which the
 //!   driver writes and then reports with [`Connection::handle_written`];
 //! - [`Connection::poll_shutdown`] says when to half-close, and
@@ -39,6 +38,7 @@
 //! the message handler, deflate where text frames are built.
 
 mod http;
+mod token;
 mod ws;
 
 #[cfg(test)]
@@ -48,9 +48,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::broker::{Answer, Outbox};
+use crate::broker::{Answer, Outbox, ToWorker};
 use crate::conn::Outbound;
 use crate::id::ConnId;
+use crate::metrics::DeliveredType;
 use crate::metrics::WorkerMetrics;
 use crate::node::Node;
 use crate::registry::Handle;
@@ -311,8 +312,34 @@ impl Connection {
         self.phase = Phase::Done;
     }
 
+    /// An owner's message for this connection (the driver has already
+    /// applied `Joined` and `Left` to its fan-out registry).
+    pub fn handle_owner(&mut self, msg: ToWorker, cx: &mut Cx<'_>) {
+        match msg {
+            ToWorker::Joined { frames, .. } => {
+                cx.metrics
+                    .delivered(DeliveredType::Reply, frames.len() as u64);
+                self.handle_joined(frames, cx);
+            }
+            ToWorker::Left { channel, frame, .. } => self.handle_left(&channel, frame, cx),
+            ToWorker::JoinFailed {
+                channel,
+                id,
+                rejoin,
+                ..
+            } => self.handle_join_failed(&channel, id, rejoin, cx),
+            ToWorker::Reply { frame, owed, .. } => {
+                cx.metrics.delivered(DeliveredType::Reply, 1);
+                self.handle_reply(frame, owed, cx);
+            }
+            ToWorker::Answer { answer, .. } => self.handle_answer(answer, cx),
+            // For the worker, not for one connection.
+            ToWorker::Deliver { .. } | ToWorker::Shutdown => {}
+        }
+    }
+
     /// An owner's API answer for this (HTTP) connection.
-    pub fn handle_answer(&mut self, answer: Answer, cx: &mut Cx<'_>) {
+    pub(super) fn handle_answer(&mut self, answer: Answer, cx: &mut Cx<'_>) {
         self.on_answer(answer, cx);
         // Pipelined requests waited behind this one.
         self.resume_input(cx);

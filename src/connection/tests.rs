@@ -275,3 +275,6 @@ fn a_pipelined_request_waits_for_the_api_answer() {
     assert!(out.find("{}").expect("publish body") < out.find("ok").expect("health body"));
     assert!(c.take_read_again(), "the socket is read again");
 }
+
+#[path = "token_tests.rs"]
+mod token;

@@ -38,14 +38,23 @@ pub(super) struct Ws {
 #[derive(Debug, Clone, Copy)]
 struct CloseRequest {
     code: u16,
-    reason: &'static str,
     /// A slow consumer: unsent frames are dropped first.
     drop_queue: bool,
 }
 
+impl CloseRequest {
+    /// The close frame's reason: said where it helps the client.
+    fn reason(self) -> &'static str {
+        match self.code {
+            4008 => "slow consumer",
+            4009 => "rate limit exceeded repeatedly",
+            _ => "",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct WsState {
-    id: ConnId,
     session: Session,
     /// `/echo` (the conformance-suite endpoint) instead of the protocol.
     echo: bool,
@@ -56,7 +65,6 @@ struct WsState {
 
 impl Ws {
     pub(super) fn new(
-        id: ConnId,
         member: Arc<MemberInfo>,
         allowed: Option<Vec<String>>,
         echo: bool,
@@ -75,7 +83,6 @@ impl Ws {
         Ws {
             decoder: Decoder::new(Role::Server, max),
             state: WsState {
-                id,
                 session: Session::new(member, allowed, rate, cx.now),
                 echo,
                 last_recv: cx.now,
@@ -83,6 +90,11 @@ impl Ws {
                 close: None,
             },
         }
+    }
+
+    /// Sets the expiry deadline of the connection's token (PROTOCOL.md §6).
+    pub(super) fn start_token_life(&mut self, exp: u64, cx: &Cx<'_>) {
+        super::token::start(&mut self.state.session, exp, cx);
     }
 
     /// Whether a close is decided (then input is ignored).
@@ -95,7 +107,10 @@ impl Ws {
         let st = &self.state;
         match st.session.replies.close_deadline() {
             Some(t) => t,
-            None => st.next_ping.min(st.last_recv + heartbeat * 3),
+            None => {
+                let next = st.next_ping.min(st.last_recv + heartbeat * 3);
+                st.session.token.deadline().map_or(next, |t| next.min(t))
+            }
         }
     }
 
@@ -124,12 +139,12 @@ impl Connection {
                 Ok((n, msg)) => {
                     pos += n;
                     if let Some(msg) = msg {
-                        state.on_message(msg, &mut self.out, cx);
+                        state.on_message(msg, self.id, &mut self.out, cx);
                     }
                 }
                 Err(e) => {
                     tracing::debug!(conn = ?self.id, error = ?e, "websocket protocol error");
-                    state.close_with(e.close_code(), "", false);
+                    state.close_with(e.close_code(), false);
                 }
             }
             self.apply_close_request(cx);
@@ -142,7 +157,7 @@ impl Connection {
             return;
         };
         if let Some(c) = ws.state.close.take() {
-            self.begin_close(c.code, c.reason, c.drop_queue, cx);
+            self.begin_close(c.code, c.reason(), c.drop_queue, cx);
         }
     }
 
@@ -234,6 +249,11 @@ impl Connection {
         if st.session.replies.closing() {
             return self.close_if_settled(cx);
         }
+        if st.session.token.expired(cx.now) {
+            tracing::debug!(conn = ?self.id, "token expired");
+            let code = crate::auth::session::CLOSE_TOKEN_EXPIRED;
+            return self.begin_close(code, super::token::EXPIRED_REASON, false, cx);
+        }
         if cx.now.saturating_duration_since(st.last_recv) >= hb * 3 {
             return self.begin_close(1001, "heartbeat timeout", false, cx);
         }
@@ -251,21 +271,30 @@ impl Connection {
 
     /// The owner applied a join: `frames` are the `joined` reply and any
     /// replayed events.
-    pub fn handle_joined(&mut self, frames: Vec<Bytes>, cx: &mut Cx<'_>) {
+    pub(super) fn handle_joined(&mut self, frames: Vec<Bytes>, cx: &mut Cx<'_>) {
         self.owed_reply(frames, cx);
     }
 
-    /// The owner applied a leave; `frame` is the `left` reply when the
-    /// client asked.
-    pub fn handle_left(&mut self, frame: Option<Bytes>, cx: &mut Cx<'_>) {
-        if let Some(frame) = frame {
-            self.owed_reply([frame], cx);
-        }
+    /// The owner applied a leave of `channel`; `frame` is the `left` reply
+    /// when the client asked. A leave a `refresh` caused gets its notice
+    /// here.
+    pub(super) fn handle_left(&mut self, channel: &str, frame: Option<Bytes>, cx: &mut Cx<'_>) {
+        let frame = match (frame, &mut self.phase) {
+            (Some(frame), _) => frame,
+            (None, Phase::Ws(ws)) => {
+                match super::token::confirmed(&mut ws.state.session, channel) {
+                    Some(notice) => notice,
+                    None => return,
+                }
+            }
+            (None, _) => return,
+        };
+        self.owed_reply([frame], cx);
     }
 
     /// The join could not be applied: `unavailable`, and the channel is
     /// forgotten unless it was a re-join.
-    pub fn handle_join_failed(
+    pub(super) fn handle_join_failed(
         &mut self,
         channel: &str,
         id: Option<u64>,
@@ -286,7 +315,7 @@ impl Connection {
 
     /// One frame from an owner; `owed` when it answers a request counted as
     /// owed.
-    pub fn handle_reply(&mut self, frame: Bytes, owed: bool, cx: &mut Cx<'_>) {
+    pub(super) fn handle_reply(&mut self, frame: Bytes, owed: bool, cx: &mut Cx<'_>) {
         if owed {
             return self.owed_reply([frame], cx);
         }
@@ -317,12 +346,8 @@ impl Connection {
 
 impl WsState {
     /// Records a close for the decode loop to apply (the first one wins).
-    fn close_with(&mut self, code: u16, reason: &'static str, drop_queue: bool) {
-        self.close.get_or_insert(CloseRequest {
-            code,
-            reason,
-            drop_queue,
-        });
+    fn close_with(&mut self, code: u16, drop_queue: bool) {
+        self.close.get_or_insert(CloseRequest { code, drop_queue });
     }
 
     /// Queues `frame`; a full queue makes a slow consumer.
@@ -332,7 +357,7 @@ impl WsState {
 
     fn send_within(&mut self, out: &mut Outbound, frame: Bytes, limit: usize) {
         if out.push(frame, limit).is_err() {
-            self.close_with(4008, "slow consumer", true);
+            self.close_with(4008, true);
         }
     }
 
@@ -345,7 +370,7 @@ impl WsState {
         match replies.local(frame) {
             Some(frame) => self.send(out, frame, cx),
             None if out.queued_bytes() + replies.parked_bytes() > limit => {
-                self.close_with(4008, "slow consumer", true);
+                self.close_with(4008, true);
             }
             None => {}
         }
@@ -364,12 +389,12 @@ impl WsState {
         self.local_reply(out, frame, cx);
     }
 
-    fn on_message(&mut self, msg: Message<'_>, out: &mut Outbound, cx: &mut Cx<'_>) {
+    fn on_message(&mut self, msg: Message<'_>, id: ConnId, out: &mut Outbound, cx: &mut Cx<'_>) {
         self.last_recv = cx.now;
         match msg {
             Message::Text(t) if self.echo => self.echo(out, OpCode::Text, t, cx),
             Message::Binary(b) if self.echo => self.echo(out, OpCode::Binary, b, cx),
-            Message::Text(t) => self.on_text(out, t, cx),
+            Message::Text(t) => self.on_text(out, t, id, cx),
             Message::Binary(_) => {
                 if self.admit(out, None, cx) {
                     self.reply_error(
@@ -385,10 +410,10 @@ impl WsState {
             Message::Pong(_) => {}
             // The decoder returns these only where permessage-deflate was
             // negotiated, which needs `--compression`.
-            Message::Deflated { .. } => self.close_with(1002, "", false),
+            Message::Deflated { .. } => self.close_with(1002, false),
             Message::Close(frame) => {
                 // RFC 6455 §5.5.1: answer with a close frame, echoing the code.
-                self.close_with(frame.map_or(1000, |f| f.code), "", false);
+                self.close_with(frame.map_or(1000, |f| f.code), false);
             }
         }
     }
@@ -420,12 +445,12 @@ impl WsState {
             self.reply_error(out, id, ErrorCode::RateLimited, "slow down", cx);
         }
         if admission == Admission::LimitedClose {
-            self.close_with(4009, "rate limit exceeded repeatedly", false);
+            self.close_with(4009, false);
         }
         admission == Admission::Allowed
     }
 
-    fn on_text(&mut self, out: &mut Outbound, text: &[u8], cx: &mut Cx<'_>) {
+    fn on_text(&mut self, out: &mut Outbound, text: &[u8], who: ConnId, cx: &mut Cx<'_>) {
         let env = proto::parse(text);
         cx.metrics.received(match &env.request {
             Ok(Request::Join { .. }) => MsgType::Join,
@@ -441,7 +466,7 @@ impl WsState {
         }
         match env.request {
             Ok(req) => {
-                if let Err((code, message)) = self.on_request(out, env.id, req, cx) {
+                if let Err((code, message)) = self.on_request(out, env.id, req, who, cx) {
                     self.reply_error(out, env.id, code, message, cx);
                 }
             }
@@ -456,10 +481,10 @@ impl WsState {
         out: &mut Outbound,
         id: Option<u64>,
         req: Request<'_>,
+        who: ConnId,
         cx: &mut Cx<'_>,
     ) -> Result<(), (ErrorCode, &'static str)> {
         let config = &cx.node.config;
-        let who = self.id;
         let session = &mut self.session;
         match req {
             Request::Ping => {
@@ -467,17 +492,12 @@ impl WsState {
                 self.local_reply(out, frame, cx);
                 Ok(())
             }
-            // §6: with authentication off a refresh is `bad_request`. Token
-            // refresh itself (1.1) is not built yet; until it is, a refresh
-            // changes nothing and says so.
-            Request::Refresh { .. } => Err((
-                ErrorCode::BadRequest,
-                if cx.node.auth.is_none() {
-                    "refresh needs authentication to be on"
-                } else {
-                    "token refresh is not supported yet"
-                },
-            )),
+            Request::Refresh { token } => {
+                let done = super::token::refresh(session, id, &token, cx)?;
+                self.local_reply(out, done.frame, cx);
+                super::token::leave_forbidden(&mut self.session, who, done.gone, cx);
+                Ok(())
+            }
             Request::Join { channel, since } => {
                 let existing = session.channels.get(&*channel).cloned();
                 if !session.may_join(&channel) {

@@ -24,7 +24,7 @@ pub mod route;
 pub mod upgrade;
 
 pub use api::{check_api_key, parse_publish};
-pub use request::{parse_head, query_param, Head, HttpError, Method, MAX_HEAD};
+pub use request::{param, parse_head, query_param, Head, HttpError, Method, Param, MAX_HEAD};
 pub use response::{reason, Response};
 pub use route::{body_len, is_api_path, keep_alive, route, Route, MAX_BODY};
 pub use upgrade::{

@@ -286,10 +286,30 @@ fn content_length(value: &[u8]) -> Result<u64, HttpError> {
 /// decoded value is not UTF-8 (the `user` and `token` parameters are text);
 /// the decoding itself is `form_urlencoded`'s.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.contains(char::REPLACEMENT_CHARACTER))
+    match param(query, name) {
+        Param::Text(v) => Some(v),
+        Param::Absent | Param::NotText => None,
+    }
+}
+
+/// What a query says about one parameter; see [`query_param`] for how it
+/// is read. The one parser of queries: a parameter present under an
+/// escaped name (`us%65r`) is present, whatever its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    Absent,
+    Text(String),
+    /// Present, but its decoded value is not UTF-8.
+    NotText,
+}
+
+/// Reads parameter `name` of `query` (the first one, when repeated).
+pub fn param(query: &str, name: &str) -> Param {
+    match form_urlencoded::parse(query.as_bytes()).find(|(n, _)| n == name) {
+        None => Param::Absent,
+        Some((_, v)) if v.contains(char::REPLACEMENT_CHARACTER) => Param::NotText,
+        Some((_, v)) => Param::Text(v.into_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -103,6 +103,8 @@ label_enum! {
     DeliveredType {
         UserAction => "user_action",
         Presence => "presence",
+        /// A `resync` (PROTOCOL.md §5): the node saw a gap in a channel.
+        Resync => "resync",
         /// A direct answer to one request (`joined`, `pong`, `error`, ...).
         Reply => "reply",
     }
@@ -119,6 +121,8 @@ label_enum! {
         TooBig => "1009",
         SlowConsumer => "4008",
         RateLimited => "4009",
+        /// The token expired without a successful `refresh`.
+        TokenExpired => "4010",
         Other => "other",
     }
 }
@@ -153,6 +157,7 @@ impl CloseKind {
             1009 => CloseKind::TooBig,
             4008 => CloseKind::SlowConsumer,
             4009 => CloseKind::RateLimited,
+            4010 => CloseKind::TokenExpired,
             _ => CloseKind::Other,
         }
     }

@@ -175,7 +175,8 @@ pub fn refreshed(out: &mut Vec<u8>, id: Option<u64>, exp: u64) {
 }
 
 /// `{"type":"resync","channel":..}` (§5, 1.1): the node saw a gap in the
-/// channel's offsets; the client should re-join with `since`.
+/// channel's offsets (or its broker link was down), so the member must join
+/// again with `since` to fill it. Sent to every local member, encoded once.
 pub fn resync(out: &mut Vec<u8>, channel: &str) {
     out.extend_from_slice(br#"{"type":"resync""#);
     channel_field(out, channel);
@@ -293,6 +294,44 @@ pub fn write_members(out: &mut Vec<u8>, members: &[Member<'_>]) {
         out.push(b'}');
     }
     out.push(b']');
+}
+
+/// `{"offset":N}`, or `{}` for a channel without history: the answer of
+/// `POST /api/publish` (§9).
+pub fn api_published(out: &mut Vec<u8>, offset: Option<u64>) {
+    out.push(b'{');
+    if let Some(o) = offset {
+        out.extend_from_slice(br#""offset":"#);
+        write_u64(out, o);
+    }
+    out.push(b'}');
+}
+
+/// `{"channel":..,"members":[..]}`: the answer of `GET /api/presence` (§9),
+/// `members` already a JSON array.
+pub fn api_presence(out: &mut Vec<u8>, channel: &str, members: &[u8]) {
+    out.extend_from_slice(br#"{"channel":"#);
+    write_string(out, channel);
+    out.extend_from_slice(br#","members":"#);
+    out.extend_from_slice(members);
+    out.push(b'}');
+}
+
+/// `{"channels":[{"channel":..,"members":N},..]}`: the answer of
+/// `GET /api/channels` (§9), in the order given.
+pub fn api_channels<'a>(out: &mut Vec<u8>, channels: impl IntoIterator<Item = (&'a str, usize)>) {
+    out.extend_from_slice(br#"{"channels":["#);
+    for (i, (name, members)) in channels.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"channel":"#);
+        write_string(out, name);
+        out.extend_from_slice(br#","members":"#);
+        write_u64(out, members as u64);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
 }
 
 fn id_field(out: &mut Vec<u8>, id: Option<u64>) {

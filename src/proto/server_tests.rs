@@ -117,6 +117,16 @@ fn left_ack_presence_state_pong_match_section_3() {
 }
 
 #[test]
+fn resync_matches_section_5() {
+    let (text, _) = encode(|out| resync(out, "doc:42"));
+    assert_eq!(text, r#"{"type":"resync","channel":"doc:42"}"#);
+    assert_eq!(
+        encode(|out| resync(out, "a\"b")).1,
+        json!({"type":"resync","channel":"a\"b"})
+    );
+}
+
+#[test]
 fn replies_without_id_omit_it() {
     assert_eq!(
         encode(|out| left(out, None, "c")).1,
@@ -300,4 +310,22 @@ proptest! {
         let (_, v) = encode(|out| error(out, id, ErrorCode::Forbidden, &s));
         prop_assert_eq!(&v["message"], &json!(s));
     }
+}
+
+#[test]
+fn api_answers_match_section_9() {
+    assert_eq!(encode(|o| api_published(o, Some(18))).0, r#"{"offset":18}"#);
+    assert_eq!(encode(|o| api_published(o, None)).0, "{}");
+    let (text, v) = encode(|o| api_presence(o, "doc:\"42", br#"[{"user":"a","conn":"c"}]"#));
+    assert_eq!(
+        v,
+        json!({"channel": "doc:\"42", "members": [{"user": "a", "conn": "c"}]})
+    );
+    assert!(text.starts_with(r#"{"channel":"doc:\"42""#));
+    let (_, v) = encode(|o| api_channels(o, [("a:1", 1), ("b:1", 2)]));
+    assert_eq!(
+        v,
+        json!({"channels": [{"channel": "a:1", "members": 1}, {"channel": "b:1", "members": 2}]})
+    );
+    assert_eq!(encode(|o| api_channels(o, [])).0, r#"{"channels":[]}"#);
 }

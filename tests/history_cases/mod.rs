@@ -602,3 +602,109 @@ pub fn ill_typed_since_is_bad_request(cl: &Cluster) {
         assert_error(&v, "not_joined", v["id"].as_u64());
     }
 }
+
+// ---------------------------------------------------------------------------
+// Re-joining with `since` while joined (PROTOCOL.md §5, 1.1).
+
+/// A member that joins its channel again with `since` is answered and
+/// replayed exactly like a reconnecting client: `joined` with `recovered`
+/// and `replayed:K`, then the K events, then live ones; no presence event
+/// and still one membership (one leave ends it).
+pub fn rejoin_with_since_while_joined(cl: &Cluster) {
+    let ch = "doc:rejoin";
+    let mut a = cl.connect(0, "ja");
+    let mut b = cl.connect(1, "jb");
+    let epoch = epoch_of(&a.join(ch));
+    b.join(ch);
+    for i in 1..=4 {
+        assert_eq!(publish(&mut b, ch, json!(i)), Some(i));
+    }
+    for i in 1..=4 {
+        assert_eq!(offset_of(&next_action(&mut a, ch)), i);
+    }
+    let v = join_since(&mut a, ch, 1, &epoch);
+    assert_eq!(v["recovered"], json!(true), "{v}");
+    assert_eq!(v["replayed"], json!(3), "{v}");
+    assert_eq!(offset_of(&v), 4, "{v}");
+    assert_eq!(epoch_of(&v), epoch, "{v}");
+    for i in 2..=4 {
+        let e = next_action(&mut a, ch);
+        assert_eq!((offset_of(&e), &e["action"]), (i, &json!(i)), "{e}");
+    }
+    expect_next_live(&mut a, &mut b, ch, "after");
+    // The other member heard no presence event; the list has one entry
+    // per connection.
+    let (state, before) = b.request_noting(json!({"type": "presence", "channel": ch}));
+    assert!(
+        before.iter().all(|v| v["type"] == "user_action"),
+        "the re-join showed as a presence event: {before:?}"
+    );
+    assert_eq!(members(&state), who(&[&a, &b]), "{state}");
+    // A `since` the history cannot honour answers recovered:false and
+    // leaves the membership alone too.
+    let v = join_since(&mut a, ch, 2, "not-the-epoch");
+    assert_not_recovered(&v);
+    expect_next_live(&mut a, &mut b, ch, "still");
+    a.leave(ch);
+    let state = b.request(json!({"type": "presence", "channel": ch}));
+    assert_eq!(members(&state), who(&[&b]), "one leave ends it: {state}");
+}
+
+/// Re-joins with `since` while another node publishes without pause: each
+/// answer's replay is exactly `since+1..=offset`, nothing before it is past
+/// `offset`, and the first live event after it is `offset+1`: no live event
+/// overtakes the replay and none falls between replay and live.
+pub fn rejoin_with_since_while_publishing(cl: &Cluster) {
+    const REJOINS: usize = 30;
+    let ch = "doc:rejoinlive";
+    let mut a = cl.connect(0, "jla");
+    let epoch = epoch_of(&a.join(ch));
+    let stop = Arc::new(AtomicUsize::new(0));
+    let publisher = {
+        let mut p = cl.connect(1, "jlp");
+        p.join(ch);
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while stop.load(Ordering::Relaxed) == 0 {
+                n += 1;
+                publish(&mut p, ch, json!(n));
+                // Paced so that a replay is a handful of events.
+                thread::sleep(Duration::from_millis(2));
+            }
+            n
+        })
+    };
+    let mut last = 0u64;
+    for round in 0..REJOINS {
+        // Rewind by up to 3 events: the replay repeats some applied ones.
+        let since = last.saturating_sub(round as u64 % 4);
+        let (v, before) = a.request_noting(json!({
+            "type": "join_channel", "channel": ch,
+            "since": {"offset": since, "epoch": epoch}
+        }));
+        assert_eq!(v["recovered"], json!(true), "round {round}: {v}");
+        let at = offset_of(&v);
+        for e in before.iter().filter(|e| e["type"] == "user_action") {
+            let off = offset_of(e);
+            assert!(
+                off <= at,
+                "round {round}: live {off} before the joined at {at}"
+            );
+            assert_eq!(off, last + 1, "round {round}: {e}");
+            last = off;
+        }
+        let k = v["replayed"].as_u64().expect("replayed");
+        assert_eq!(k, at - since, "round {round}: {v}");
+        for off in since + 1..=at {
+            assert_eq!(offset_of(&next_action(&mut a, ch)), off, "round {round}");
+        }
+        last = at;
+        let e = next_action(&mut a, ch);
+        assert_eq!(offset_of(&e), at + 1, "round {round}: first live event");
+        last += 1;
+    }
+    stop.store(1, Ordering::Relaxed);
+    let published = publisher.join().expect("publisher");
+    assert!(published >= last, "{published} published, {last} seen");
+}

@@ -66,3 +66,47 @@ pub(super) fn bulk_items(v: &Value) -> impl Iterator<Item = &[u8]> {
         _ => None,
     })
 }
+
+/// The offset a history event ends with: the publish script appends
+/// `"offset":N}` to every `user_action` of a history channel. `None` for
+/// anything else (a presence event, a channel without history).
+pub(super) fn event_offset(payload: &[u8]) -> Option<u64> {
+    let body = payload.strip_suffix(b"}")?;
+    let digits = body.len() - body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits == body.len() || body.len() - digits > 20 {
+        return None;
+    }
+    if !body[..digits].ends_with(b"\"offset\":") {
+        return None;
+    }
+    std::str::from_utf8(&body[digits..]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_offset;
+
+    #[test]
+    fn offset_is_read_from_the_end_of_a_history_event() {
+        let cases: [(&[u8], Option<u64>); 7] = [
+            (
+                br#"{"type":"user_action","action":1,"offset":17}"#,
+                Some(17),
+            ),
+            (br#"{"action":{"offset":3},"offset":0}"#, Some(0)),
+            (br#"{"type":"user_action","action":{"offset":3}}"#, None),
+            (br#"{"type":"user_action","action":12}"#, None),
+            (br#"{"type":"presence","event":"join"}"#, None),
+            (br#""offset":99999999999999999999999}"#, None),
+            (b"", None),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(
+                event_offset(payload),
+                want,
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+}

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mio::{Registry, Token};
 
-use super::{Answer, ConnId, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
+use super::{Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::proto::{server, Since};
@@ -115,6 +115,9 @@ struct Channel {
     per_worker: Vec<u32>,
     presence: bool,
     history: Option<usize>,
+    /// For a history channel: the last offset delivered here, to send
+    /// `resync` on a gap (PROTOCOL.md §5).
+    watch: Option<GapWatch>,
     /// `join` events this node published whose push has not come back yet,
     /// with their joiner. Redis 7.2+ sends a connection the push of its own
     /// `PUBLISH` after the command's reply, older versions before it (both
@@ -180,8 +183,7 @@ fn now_ms() -> u64 {
 
 fn sha1_hex(script: &str) -> String {
     use sha1::Digest;
-    let digest = sha1::Sha1::digest(script.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(script.as_bytes()))
 }
 
 impl RedisOwner {
@@ -357,6 +359,7 @@ impl RedisOwner {
                 per_worker: vec![0; workers],
                 presence: presence_on,
                 history,
+                watch: history.map(|_| GapWatch::default()),
                 own_joins: Vec::new(),
             }
         });

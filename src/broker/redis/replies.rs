@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::json::{bulk_items, members_json};
+use super::json::{bulk_items, event_offset, members_json};
 use super::{RedisOwner, Tag};
 use crate::broker::{Answer, ConnId, Origin, Outbox, ToWorker};
+use crate::metrics::DeliveredType;
 use crate::proto::{server, ErrorCode};
 use crate::resp::{Push, Value};
 use crate::ws;
@@ -113,6 +114,15 @@ impl RedisOwner {
             return;
         };
         let presence = payload.starts_with(br#"{"type":"presence""#);
+        // One comparison per event on this node: a gap is told to every
+        // local member once, before the event that revealed it.
+        if let Some(watch) = ch.watch.as_mut().filter(|_| !presence) {
+            if let Some(offset) = event_offset(&payload) {
+                if watch.event(offset) {
+                    send_resync(name, &ch.per_worker, out);
+                }
+            }
+        }
         // A joiner never hears its own join (PROTOCOL.md §4).
         let mut except = None;
         if !ch.own_joins.is_empty() {
@@ -130,7 +140,11 @@ impl RedisOwner {
                         channel: name.clone(),
                         frame: frame.clone(),
                         except,
-                        presence,
+                        kind: if presence {
+                            DeliveredType::Presence
+                        } else {
+                            DeliveredType::UserAction
+                        },
                     },
                 );
             }
@@ -298,6 +312,19 @@ impl RedisOwner {
             epoch: &epoch,
         });
         let replayed = history.then_some(replay.len() as u64);
+        // The answer states the channel's position at the join's point in
+        // Redis's order, which every event delivered here so far precedes:
+        // a mismatch means local members missed events (or the epoch
+        // changed). They hear it before the joiner is one of them.
+        if history {
+            if let Some(ch) = self.channels.get_mut(&channel) {
+                if let Some(watch) = ch.watch.as_mut() {
+                    if watch.position(offset, &epoch) {
+                        send_resync(&channel, &ch.per_worker, out);
+                    }
+                }
+            }
+        }
         let mut frames = Vec::with_capacity(1 + replay.len());
         frames.push(ws::text_frame_with(|b| {
             server::joined_raw(
@@ -319,5 +346,24 @@ impl RedisOwner {
                 frames,
             },
         );
+    }
+}
+
+/// One `resync` for `channel`, framed once, to every worker with local
+/// members (PROTOCOL.md §5).
+pub(super) fn send_resync(channel: &Arc<str>, per_worker: &[u32], out: &mut Outbox) {
+    let frame = ws::text_frame_with(|b| server::resync(b, channel));
+    for (worker, &n) in per_worker.iter().enumerate() {
+        if n > 0 {
+            out.to_worker(
+                worker,
+                ToWorker::Deliver {
+                    channel: channel.clone(),
+                    frame: frame.clone(),
+                    except: None,
+                    kind: DeliveredType::Resync,
+                },
+            );
+        }
     }
 }

@@ -23,6 +23,8 @@ struct Scripted {
     owner: RedisOwner,
     out: Outbox,
     redis: TcpStream,
+    /// Where the owner connects again after its link dropped.
+    listener: TcpListener,
     /// Everything the owner wrote to Redis so far.
     seen: Vec<u8>,
 }
@@ -45,12 +47,16 @@ fn push(kind: &[u8], channel: &[u8], last: &[u8]) -> Vec<u8> {
 impl Scripted {
     /// An owner whose link is up: handshake and script loads answered.
     fn up() -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = Arc::new(Config {
+        Scripted::up_with(Config {
             threads: 2,
             ..Config::default()
-        });
+        })
+    }
+
+    fn up_with(config: Config) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Arc::new(config);
         let url = crate::resp::parse_url(&format!("redis://{addr}")).unwrap();
         let links_down = Arc::new(AtomicUsize::new(1));
         let poll = Poll::new().unwrap();
@@ -64,19 +70,58 @@ impl Scripted {
             owner,
             out,
             redis,
+            listener,
             seen: Vec::new(),
         };
-        s.redis
+        s.handshake();
+        s
+    }
+
+    /// Answers the `HELLO` and the script loads of a fresh connection.
+    fn handshake(&mut self) {
+        self.seen.clear();
+        self.redis
             .set_read_timeout(Some(Duration::from_millis(5)))
             .unwrap();
-        s.wait_for(b"HELLO", 1);
-        s.send(b"%1\r\n+proto\r\n:3\r\n");
-        s.wait_for(b"SCRIPT", scripts::ALL.len());
-        assert!(s.owner.up);
+        self.wait_for(b"HELLO", 1);
+        self.send(b"%1\r\n+proto\r\n:3\r\n");
+        self.wait_for(b"SCRIPT", scripts::ALL.len());
+        assert!(self.owner.up);
         for _ in scripts::ALL {
-            s.send(b"+sha\r\n");
+            self.send(b"+sha\r\n");
         }
-        s
+    }
+
+    /// Drops the owner's connection as a crashed Redis would, and takes
+    /// its next one (after the reconnection backoff) through the handshake.
+    fn restart(&mut self) {
+        self.redis.shutdown(std::net::Shutdown::Both).unwrap();
+        let deadline = Instant::now() + WAIT;
+        while self.owner.up {
+            assert!(
+                Instant::now() < deadline,
+                "the owner never saw its link drop"
+            );
+            self.turn();
+        }
+        self.listener.set_nonblocking(true).unwrap();
+        loop {
+            assert!(Instant::now() < deadline, "the owner never connected again");
+            self.owner
+                .tick(Instant::now(), self.poll.registry(), &mut self.out);
+            match self.listener.accept() {
+                Ok((redis, _)) => {
+                    redis.set_nonblocking(false).unwrap();
+                    self.redis = redis;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        self.handshake();
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -201,4 +246,105 @@ fn joiner_never_gets_its_own_join_whichever_comes_first() {
         // Redis's order is kept: the owner does not hold either back.
         assert_eq!(deliver < joined, push_first, "{got:?}");
     }
+}
+
+/// A member of a history channel without presence on worker `worker`.
+fn history_join(s: &mut Scripted, key: u32, worker: u16, reply_offset: u64, epoch: &str) {
+    let who = ConnId::new(usize::from(worker), key as usize, 1);
+    s.owner.handle(
+        ToOwner::Join {
+            channel: Arc::from("doc:x"),
+            who,
+            member: member("u", "n-0-1"),
+            id: None,
+            since: None,
+            rejoin: false,
+        },
+        &mut s.out,
+    );
+    let sent = s.seen.windows(7).filter(|w| w == b"EVALSHA").count();
+    s.wait_for(b"EVALSHA", sent + 1);
+    if key == 1 {
+        s.send(&push(b"subscribe", b"sb:{doc:x}:ch", b":1\r\n"));
+    }
+    let mut reply = format!("*5\r\n*0\r\n:{reply_offset}\r\n").into_bytes();
+    reply.extend(bulk(epoch.as_bytes()));
+    reply.extend_from_slice(b":-1\r\n*0\r\n");
+    s.send(&reply);
+}
+
+fn action_push(offset: u64) -> Vec<u8> {
+    let event =
+        format!(r#"{{"type":"user_action","channel":"doc:x","action":1,"offset":{offset}}}"#);
+    push(b"message", b"sb:{doc:x}:ch", &bulk(event.as_bytes()))
+}
+
+/// What worker 0 got, as `joined`, `resync` or the offset of an event.
+fn kinds(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| match m {
+            Msg::Worker(ToWorker::Joined { .. }) => "joined".to_owned(),
+            Msg::Worker(ToWorker::Deliver { frame, kind, .. }) => match kind {
+                crate::metrics::DeliveredType::Resync => {
+                    let text = String::from_utf8_lossy(&frame[2..]).into_owned();
+                    assert_eq!(text, r#"{"type":"resync","channel":"doc:x"}"#);
+                    "resync".to_owned()
+                }
+                _ => json::event_offset(&frame[2..])
+                    .expect("an offset")
+                    .to_string(),
+            },
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// PROTOCOL.md §5 "Gaps are never silent", as the owner sees it: one
+/// `resync` to each worker with members before an event whose offset does
+/// not follow, before a join answer that contradicts what was delivered,
+/// and when the link comes back; none while offsets follow.
+#[test]
+fn gaps_are_told_once_before_the_event_that_reveals_them() {
+    let mut s = Scripted::up_with(Config {
+        threads: 2,
+        history: vec![("doc".to_owned(), 100)],
+        no_presence: vec!["doc".to_owned()],
+        ..Config::default()
+    });
+    history_join(&mut s, 1, 0, 3, "e1");
+    for off in [4, 5, 7, 8, 1, 2] {
+        s.send(&action_push(off));
+    }
+    let got = s.messages(9);
+    assert_eq!(
+        kinds(&got),
+        ["joined", "4", "5", "resync", "7", "8", "resync", "1", "2"]
+    );
+    assert!(s.out.queue_mut(1).is_empty(), "no members on worker 1");
+
+    // A second member's join answer: Redis is at 4, this node delivered
+    // only up to 2 (or another epoch): the first member is told, then the
+    // joiner gets its `joined`.
+    history_join(&mut s, 2, 1, 4, "e1");
+    let got = s.messages(1);
+    assert_eq!(kinds(&got), ["resync"]);
+    // Worker 1 hears it too, before the `joined` that makes the joiner a
+    // member there: it reaches nobody.
+    assert_eq!(
+        kinds(&std::mem::take(s.out.queue_mut(1))),
+        ["resync", "joined"]
+    );
+    history_join(&mut s, 3, 0, 4, "e2");
+    assert_eq!(kinds(&s.messages(2)), ["resync", "joined"]);
+    assert_eq!(kinds(&std::mem::take(s.out.queue_mut(1))), ["resync"]);
+    history_join(&mut s, 4, 0, 4, "e2");
+    assert_eq!(kinds(&s.messages(1)), ["joined"], "it agrees: no resync");
+
+    // The link drops and comes back: every worker with members is told at
+    // once, and the first event on the new link starts afresh.
+    std::mem::take(s.out.queue_mut(1));
+    s.restart();
+    s.send(&action_push(9));
+    assert_eq!(kinds(&s.messages(2)), ["resync", "9"]);
+    assert_eq!(kinds(&std::mem::take(s.out.queue_mut(1))), ["resync", "9"]);
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::json::json_str;
 use super::link::LinkEvent;
+use super::replies::send_resync;
 use super::{now_ms, scripts, RedisOwner, Tag, KEY_TTL, OWED_DELAY};
 use crate::broker::Outbox;
 use crate::resp::Event;
@@ -17,7 +18,7 @@ impl RedisOwner {
         let events = self.link.take_events();
         for ev in events {
             match ev {
-                LinkEvent::Up => self.on_up(),
+                LinkEvent::Up => self.on_up(out),
                 LinkEvent::Down(lost) => self.on_down(lost, out),
                 LinkEvent::Session(Event::Reply { tag, value }) => self.on_reply(tag, value, out),
                 LinkEvent::Session(Event::Push(push)) => self.on_push(push, out),
@@ -49,7 +50,16 @@ impl RedisOwner {
         }
     }
 
-    pub(super) fn on_up(&mut self) {
+    pub(super) fn on_up(&mut self, out: &mut Outbox) {
+        // Whatever was published while the link was down never reaches
+        // this node: the members of every history channel fill the gap
+        // themselves, told before any event of the new connection.
+        for (name, ch) in &mut self.channels {
+            if let Some(watch) = ch.watch.as_mut() {
+                watch.forget();
+                send_resync(name, &ch.per_worker, out);
+            }
+        }
         self.load_scripts();
         let names: Vec<Vec<u8>> = self
             .channels

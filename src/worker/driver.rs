@@ -1,0 +1,547 @@
+//! The part of a worker that needs no `mio::Poll`: its connections over
+//! any [`Socket`], the fan-out registry, the owners, and the queues to other
+//! workers. [`super::Worker`] runs it over TCP; the fan-out bench and the
+//! allocation test run it over in-memory sockets, so they measure the code
+//! the server runs.
+//!
+//! It decides nothing about the protocol: it reads sockets into
+//! [`Connection`]s, moves what they ask of owners to the owners' queues,
+//! hands the owners' answers back to connections (and to the registry, for
+//! deliveries), writes what connections queued, and runs their timers.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+
+use super::Shared;
+use crate::auth::unix_now;
+use crate::broker::redis::RedisOwner;
+use crate::broker::{ConnId, Msg, Outbox, Owner, ToWorker};
+use crate::conn::Outbound;
+use crate::connection::{Connection, Cx, MAX_HELD_INPUT};
+use crate::metrics::{DeliveredType, WorkerMetrics};
+use crate::registry::{Fanout, Recipient, Registry};
+
+/// The per-worker read buffer: a full default-sized message and its header
+/// fit in one read, and so does the input a held connection may keep.
+const SCRATCH: usize = MAX_HELD_INPUT;
+
+/// Emptied batches (this worker's own, and those other workers sent) kept
+/// to carry the next ones: traffic between workers flows both ways, so in a
+/// steady state no turn allocates a batch.
+const SPARE_BATCHES: usize = 8;
+/// A batch grown past this (a burst) is freed rather than kept.
+const SPARE_BATCH_CAPACITY: usize = 4096;
+
+/// A connection's byte stream. TLS goes here: a stream that decrypts what
+/// it reads and encrypts what it writes is a `Socket` like a TCP one.
+pub trait Socket: Read + Write {
+    /// Half-closes the write side once the last bytes are out.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Socket for TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// Where a worker's channels are ordered.
+#[derive(Debug)]
+pub enum Broker {
+    /// In this process.
+    Embedded(Owner),
+    /// Through Redis, shared with other nodes; the link is registered with
+    /// the worker's poll through `registry`.
+    Redis {
+        owner: Box<RedisOwner>,
+        registry: mio::Registry,
+    },
+}
+
+/// A socket and its connection.
+#[derive(Debug)]
+struct Entry<S> {
+    stream: S,
+    conn: Connection,
+    /// Already on the list of connections to flush.
+    dirty: bool,
+    /// Already on the list of connections whose reads wait.
+    deferred: bool,
+}
+
+impl<S> Recipient for Entry<S> {
+    fn serial(&self) -> u32 {
+        self.conn.id().serial()
+    }
+
+    fn outbound(&mut self) -> Option<&mut Outbound> {
+        self.conn.event_queue()
+    }
+
+    fn mark_dirty(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
+    }
+}
+
+#[derive(Debug)]
+pub struct Driver<S> {
+    index: usize,
+    shared: Arc<Shared>,
+    metrics: Arc<WorkerMetrics>,
+    conns: slab::Slab<Entry<S>>,
+    registry: Registry,
+    broker: Broker,
+    outbox: Outbox,
+    dirty: Vec<usize>,
+    /// Slow consumers found by a delivery, kept for its capacity.
+    slow: Vec<usize>,
+    /// Connections whose held input was released: read them again.
+    to_read: Vec<usize>,
+    /// Connections whose reads wait for another worker's queue to drain.
+    deferred: Vec<usize>,
+    /// Connections with a timer due, kept for its capacity.
+    due: Vec<usize>,
+    /// See [`SPARE_BATCHES`].
+    spare: Vec<Vec<Msg>>,
+    scratch: Vec<u8>,
+    next_serial: u32,
+    conn_seq: u64,
+    draining: bool,
+    now: Instant,
+    unix_secs: u64,
+}
+
+/// The context of a call into a connection, borrowed field by field so the
+/// slab stays free to lend the connection itself.
+macro_rules! cx {
+    ($w:ident) => {
+        Cx {
+            now: $w.now,
+            unix_secs: $w.unix_secs,
+            node: &$w.shared.node,
+            metrics: &$w.metrics,
+            out: &mut $w.outbox,
+            conn_seq: &mut $w.conn_seq,
+        }
+    };
+}
+
+impl<S: Socket> Driver<S> {
+    /// Worker `index`'s driver, ordering its channels through `broker`.
+    pub fn new(index: usize, shared: Arc<Shared>, broker: Broker) -> Self {
+        let metrics = shared.node.metrics[index].clone();
+        let workers = shared.node.config.threads;
+        Driver {
+            index,
+            metrics,
+            conns: slab::Slab::new(),
+            registry: Registry::default(),
+            broker,
+            outbox: Outbox::new(workers),
+            shared,
+            dirty: Vec::new(),
+            slow: Vec::new(),
+            to_read: Vec::new(),
+            deferred: Vec::new(),
+            due: Vec::new(),
+            spare: Vec::new(),
+            scratch: vec![0; SCRATCH],
+            next_serial: 1,
+            conn_seq: 1,
+            draining: false,
+            now: Instant::now(),
+            unix_secs: unix_now(),
+        }
+    }
+
+    /// The time of this loop turn.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        // Token times (PROTOCOL.md §6) are wall-clock seconds.
+        self.unix_secs = unix_now();
+    }
+
+    /// The slab key the next connection gets (its poll token is derived
+    /// from it).
+    pub fn vacant_key(&self) -> usize {
+        self.conns.vacant_key()
+    }
+
+    /// Adds a connection over `stream`; returns its slab key.
+    pub fn insert(&mut self, stream: S) -> usize {
+        let key = self.conns.vacant_key();
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1).max(1);
+        let conn = Connection::new(ConnId::new(self.index, key, serial), &cx!(self));
+        self.conns.insert(Entry {
+            stream,
+            conn,
+            dirty: false,
+            deferred: false,
+        })
+    }
+
+    /// This worker's counters.
+    pub fn metrics(&self) -> Arc<WorkerMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Whether the node is draining and every connection is gone.
+    pub fn drained(&self) -> bool {
+        self.draining && self.conns.is_empty()
+    }
+
+    /// Publishes how many channels this worker owns (for `/metrics`).
+    pub fn store_owned_channels(&self) {
+        let owned = match &self.broker {
+            Broker::Embedded(owner) => owner.channel_count(),
+            Broker::Redis { owner, .. } => owner.channel_count(),
+        };
+        self.shared.node.owned_channels[self.index].store(owned, Ordering::Relaxed);
+    }
+
+    /// The Redis link's socket is ready.
+    pub fn redis_ready(&mut self) {
+        if let Broker::Redis { owner, registry } = &mut self.broker {
+            owner.on_ready(self.now, registry, &mut self.outbox);
+        }
+    }
+
+    /// Handles a batch another worker sent.
+    pub fn receive(&mut self, mut batch: Vec<Msg>) {
+        let n = batch.len();
+        for msg in batch.drain(..) {
+            self.dispatch(msg);
+        }
+        self.shared.handled(self.index, n);
+        self.keep_spare(batch);
+    }
+
+    /// Whether reads wait for another worker's queue to drain.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Reads the connections whose reads waited, once no queue is over
+    /// its bound.
+    pub fn resume_deferred(&mut self) {
+        if self.deferred.is_empty() || self.shared.congested(self.index) {
+            return;
+        }
+        for key in std::mem::take(&mut self.deferred) {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.deferred = false;
+                // The readiness edge was spent: read to `WouldBlock` (or
+                // to the EOF of a peer that hung up meanwhile).
+                self.read(key, true);
+            }
+        }
+    }
+
+    /// After messages were handled outside [`Driver::pump`]: lets the Redis
+    /// link send what they queued.
+    pub fn flush_broker(&mut self) {
+        if let Broker::Redis { owner, registry } = &mut self.broker {
+            owner.flush(self.now, registry, &mut self.outbox);
+        }
+    }
+
+    /// Drains the outbox and flushes dirty connections until nothing is left.
+    pub fn pump(&mut self) {
+        loop {
+            for key in std::mem::take(&mut self.to_read) {
+                self.read(key, false);
+            }
+            for w in 0..self.outbox.workers() {
+                if w == self.index || self.outbox.queue_mut(w).is_empty() {
+                    continue;
+                }
+                let fresh = self.spare.pop().unwrap_or_default();
+                let batch = std::mem::replace(self.outbox.queue_mut(w), fresh);
+                self.shared.send(w, batch);
+            }
+            if self.outbox.queue_mut(self.index).is_empty() {
+                self.flush_dirty();
+                // Flushing can release held HTTP input, to be read.
+                if self.to_read.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            // Owners handling these queue more for this worker: they go to
+            // a fresh batch, handled in the next round.
+            let fresh = self.spare.pop().unwrap_or_default();
+            let mut local = std::mem::replace(self.outbox.queue_mut(self.index), fresh);
+            for msg in local.drain(..) {
+                self.dispatch(msg);
+            }
+            self.flush_broker();
+            self.keep_spare(local);
+        }
+    }
+
+    /// Keeps an emptied batch for reuse (see [`SPARE_BATCHES`]).
+    fn keep_spare(&mut self, batch: Vec<Msg>) {
+        debug_assert!(batch.is_empty());
+        let cap = batch.capacity();
+        if cap > 0 && cap <= SPARE_BATCH_CAPACITY && self.spare.len() < SPARE_BATCHES {
+            self.spare.push(batch);
+        }
+    }
+
+    /// Reads until the socket is drained. `closed`: the event said the peer
+    /// hung up or the socket failed, so reading goes on to the 0 or the
+    /// error that makes the connection go away.
+    ///
+    /// # Draining readiness
+    ///
+    /// A read that fills less than the buffer drained a stream socket, and
+    /// data arriving later raises a new edge (epoll(7), "edge-triggered"), so
+    /// the loop stops there instead of paying one more `recv` for its
+    /// `EAGAIN`: in chatty traffic that is one system call per client
+    /// message. A hang-up arriving after the event was reported raises its
+    /// own edge too. Held HTTP input leaves the rest in the kernel, so TCP
+    /// pushes back, until the connection releases it.
+    pub fn read(&mut self, key: usize, closed: bool) {
+        loop {
+            let Some(entry) = self.conns.get_mut(key) else {
+                return;
+            };
+            if !entry.conn.wants_input() {
+                break;
+            }
+            if self.shared.congested(self.index) {
+                // Another worker's queue is at its bound: leave the input
+                // in the kernel (TCP pushes back) and read it later.
+                if !std::mem::replace(&mut entry.deferred, true) {
+                    self.deferred.push(key);
+                }
+                break;
+            }
+            match entry.stream.read(&mut self.scratch) {
+                Ok(0) => return self.drop_conn(key),
+                Ok(n) => {
+                    self.metrics.bytes_in(n as u64);
+                    entry
+                        .conn
+                        .handle_input(&mut self.scratch[..n], &mut cx!(self));
+                    if entry.conn.is_done() || (n < self.scratch.len() && !closed) {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.drop_conn(key),
+            }
+        }
+        self.after_call(key);
+    }
+
+    /// After a call into a connection: forget it when done, read it again
+    /// when its held input was released, flush it when it queued bytes.
+    fn after_call(&mut self, key: usize) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        if entry.conn.is_done() {
+            return self.drop_conn(key);
+        }
+        if entry.conn.take_read_again() {
+            self.to_read.push(key);
+        }
+        if entry.conn.wants_flush() {
+            self.mark_dirty(key);
+        }
+    }
+
+    /// The live connection a message is addressed to, if it still exists.
+    fn conn_for(&mut self, who: ConnId) -> Option<&mut Connection> {
+        self.conns
+            .get_mut(who.key())
+            .map(|e| &mut e.conn)
+            .filter(|c| c.id() == who)
+    }
+
+    /// The socket can take bytes again (or some were queued).
+    pub fn mark_dirty(&mut self, key: usize) {
+        if let Some(entry) = self.conns.get_mut(key) {
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Writes every connection that has bytes queued, half-closes those
+    /// whose last bytes are out, and lets each release held input.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            let Some(entry) = self.conns.get_mut(key) else {
+                continue;
+            };
+            entry.dirty = false;
+            match entry.conn.transmit().write_to(&mut entry.stream) {
+                Ok(written) => self.metrics.bytes_out(written as u64),
+                Err(_) => {
+                    self.drop_conn(key);
+                    continue;
+                }
+            }
+            if entry.conn.poll_shutdown() {
+                let _ = entry.stream.shutdown_write();
+            }
+            entry.conn.handle_written(&mut cx!(self));
+            if entry.conn.take_read_again() {
+                self.to_read.push(key);
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    /// Forgets a connection at once (the peer is gone, the socket failed,
+    /// or the connection is done).
+    fn drop_conn(&mut self, key: usize) {
+        if let Some(mut entry) = self.conns.try_remove(key) {
+            entry.conn.handle_gone(&mut cx!(self));
+            // Dropping the stream closes the socket, which also removes it
+            // from epoll.
+        }
+    }
+
+    /// Handles a message from a worker (this one included).
+    pub fn dispatch(&mut self, msg: Msg) {
+        match msg {
+            Msg::Owner(msg) => match &mut self.broker {
+                Broker::Embedded(owner) => owner.handle(msg, self.now, &mut self.outbox),
+                Broker::Redis { owner, .. } => owner.handle(msg, &mut self.outbox),
+            },
+            Msg::Worker(msg) => self.on_worker_msg(msg),
+        }
+    }
+
+    /// Hands an owner's message to the connection it is for (and keeps the
+    /// fan-out registry in step with the owner's membership).
+    fn on_worker_msg(&mut self, msg: ToWorker) {
+        let who = match msg {
+            ToWorker::Deliver {
+                channel,
+                frame,
+                except,
+                kind,
+            } => return self.deliver(&channel, &frame, except, kind),
+            ToWorker::Shutdown => return self.start_drain(),
+            ToWorker::Joined {
+                ref channel, who, ..
+            } => {
+                if self.conn_for(who).is_some_and(|c| c.takes_events()) {
+                    self.registry.add(channel, who.handle());
+                }
+                who
+            }
+            ToWorker::Left {
+                ref channel, who, ..
+            } => {
+                self.registry.remove(channel, who.handle());
+                who
+            }
+            ToWorker::JoinFailed { who, .. } | ToWorker::Reply { who, .. } => who,
+            ToWorker::Answer { to, .. } => to,
+        };
+        let Some(entry) = self.conns.get_mut(who.key()).filter(|e| e.conn.id() == who) else {
+            return;
+        };
+        entry.conn.handle_owner(msg, &mut cx!(self));
+        self.after_call(who.key());
+    }
+
+    /// Queues one shared frame for every local member of `channel`.
+    fn deliver(
+        &mut self,
+        channel: &str,
+        frame: &Bytes,
+        except: Option<ConnId>,
+        kind: DeliveredType,
+    ) {
+        let except = except
+            .filter(|e| e.worker() == self.index)
+            .map(ConnId::handle);
+        let mut fanout = Fanout {
+            dirty: std::mem::take(&mut self.dirty),
+            slow: std::mem::take(&mut self.slow),
+        };
+        let queued = self.registry.deliver(
+            channel,
+            frame,
+            except,
+            self.shared.node.config.outbound_limit,
+            &mut self.conns,
+            &mut fanout,
+        );
+        self.dirty = fanout.dirty;
+        for key in fanout.slow.drain(..) {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.conn.handle_slow(&mut cx!(self));
+                self.after_call(key);
+            }
+        }
+        self.slow = fanout.slow;
+        self.metrics.delivered(kind, queued);
+    }
+
+    fn start_drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.conn.handle_drain(&mut cx!(self));
+                self.after_call(key);
+            }
+        }
+    }
+
+    /// The Redis link's upkeep, then every connection's due timers; runs a
+    /// few times per heartbeat interval.
+    /// Returns when to tick next.
+    pub fn tick(&mut self) -> Instant {
+        let hb = self.shared.node.config.heartbeat;
+        let interval = (hb / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut next = self.now + interval;
+        match &mut self.broker {
+            Broker::Embedded(owner) => owner.sweep(self.now),
+            Broker::Redis { owner, registry } => {
+                owner.tick(self.now, registry, &mut self.outbox);
+                if let Some(t) = owner.next_deadline() {
+                    next = next.min(t.max(self.now + Duration::from_millis(10)));
+                }
+            }
+        }
+        let mut due = std::mem::take(&mut self.due);
+        {
+            let cx = cx!(self);
+            due.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, e)| e.conn.poll_timeout(&cx).is_some_and(|t| t <= cx.now))
+                    .map(|(k, _)| k),
+            );
+        }
+        for &key in &due {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.conn.handle_timeout(&mut cx!(self));
+                self.after_call(key);
+            }
+        }
+        due.clear();
+        self.due = due;
+        next
+    }
+}
