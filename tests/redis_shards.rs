@@ -194,3 +194,82 @@ fn the_binary_checks_redis_cluster_and_refuses_to_serve_on_it_yet() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("not built yet"), "{err}");
 }
+
+/// A live resharding of one channel's slot, step by step, as a real cluster
+/// answers it: `ASK` for a key already moved, `TRYAGAIN` for a script's
+/// keys split over source and target, an answer at the target after
+/// `ASKING`, and `MOVED` plus a new map once the slot is given away.
+#[test]
+fn resharding_answers_ask_tryagain_then_moved() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (k1, k2) = ("sb:{room:7}:hm", "sb:{room:7}:pr");
+    let slot = cluster.key_slot(k1);
+    let from = cluster.master_port(slot).unwrap();
+    let to = *cluster.master_ports().iter().find(|&&p| p != from).unwrap();
+    for k in [k1, k2] {
+        assert_eq!(
+            cluster.node(from).cmd(&["SET", k, "v"]),
+            Resp::Simple("OK".into())
+        );
+    }
+    assert_eq!(cluster.begin_migration(slot, to), from);
+    cluster.migrate_keys(from, to, &[k1]);
+
+    let parse_err = |v: &Value| match v {
+        Value::Error(e) => redirect::parse(e),
+        other => panic!("expected an error, got {other:?}"),
+    };
+    let replies = resp3(
+        from,
+        &[
+            &[b"GET", k1.as_bytes()],
+            &[b"GET", k2.as_bytes()],
+            &[b"EXISTS", k1.as_bytes(), k2.as_bytes()],
+        ],
+    );
+    assert_eq!(
+        parse_err(&replies[0]),
+        Ok(Some(Redirect::Ask {
+            slot,
+            to: Endpoint::Node(addr(to))
+        }))
+    );
+    assert!(
+        matches!(&replies[1], Value::Bulk(b) if &b[..] == b"v"),
+        "{replies:?}"
+    );
+    assert_eq!(parse_err(&replies[2]), Ok(Some(Redirect::TryAgain)));
+    // The target answers only after ASKING; without it, MOVED to the source.
+    let replies = resp3(
+        to,
+        &[
+            &[b"GET", k1.as_bytes()],
+            &[b"ASKING"],
+            &[b"GET", k1.as_bytes()],
+        ],
+    );
+    assert_eq!(
+        parse_err(&replies[0]),
+        Ok(Some(Redirect::Moved {
+            slot,
+            to: Endpoint::Node(addr(from))
+        }))
+    );
+    assert!(
+        matches!(&replies[2], Value::Bulk(b) if &b[..] == b"v"),
+        "{replies:?}"
+    );
+
+    cluster.finish_migration(slot, from, to);
+    let reply = resp3(from, &[&[b"GET", k2.as_bytes()]]).remove(0);
+    assert_eq!(
+        parse_err(&reply),
+        Ok(Some(Redirect::Moved {
+            slot,
+            to: Endpoint::Node(addr(to))
+        }))
+    );
+    assert_eq!(shards_map(from).master_of(slot).unwrap().1.port, to);
+}

@@ -250,3 +250,89 @@ impl RedisCluster {
         }
     }
 }
+
+impl RedisCluster {
+    /// The cluster node id of the node on `port` (`CLUSTER MYID`).
+    pub fn node_id(&self, port: u16) -> String {
+        self.node(port).cmd(&["CLUSTER", "MYID"]).text()
+    }
+
+    /// Starts moving `slot` from its master to the master on `to`: the
+    /// target `IMPORTING`, the source `MIGRATING` (Redis Cluster
+    /// specification, "Live resharding"). Returns the source's port.
+    pub fn begin_migration(&self, slot: u16, to: u16) -> u16 {
+        let from = self.master_port(slot).expect("slot has a master");
+        assert_ne!(from, to, "slot {slot} is already on {to}");
+        let s = slot.to_string();
+        let ok = |r: Resp| assert_eq!(r, Resp::Simple("OK".into()));
+        ok(self
+            .node(to)
+            .cmd(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &self.node_id(from)]));
+        ok(self
+            .node(from)
+            .cmd(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &self.node_id(to)]));
+        from
+    }
+
+    /// `MIGRATE`s `keys` of a slot being moved from `from` to `to`.
+    pub fn migrate_keys(&self, from: u16, to: u16, keys: &[&str]) {
+        let port = to.to_string();
+        let mut args = vec![
+            "MIGRATE",
+            "127.0.0.1",
+            port.as_str(),
+            "",
+            "0",
+            "5000",
+            "KEYS",
+        ];
+        args.extend_from_slice(keys);
+        let r = self.node(from).cmd(&args);
+        assert!(
+            matches!(&r, Resp::Simple(s) if s == "OK" || s == "NOKEY"),
+            "MIGRATE: {r:?}"
+        );
+    }
+
+    /// Moves every remaining key of `slot` and gives the slot to `to` on
+    /// every master (`CLUSTER SETSLOT … NODE`), then waits for the cluster
+    /// to agree.
+    pub fn finish_migration(&self, slot: u16, from: u16, to: u16) {
+        let s = slot.to_string();
+        loop {
+            let keys = self
+                .node(from)
+                .cmd(&["CLUSTER", "GETKEYSINSLOT", &s, "100"])
+                .strings();
+            if keys.is_empty() {
+                break;
+            }
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            self.migrate_keys(from, to, &keys);
+        }
+        let id = self.node_id(to);
+        for port in [to, from] {
+            let r = self
+                .node(port)
+                .cmd(&["CLUSTER", "SETSLOT", &s, "NODE", &id]);
+            assert_eq!(r, Resp::Simple("OK".into()), "SETSLOT NODE on {port}");
+        }
+        for port in self.master_ports() {
+            if port != to && port != from {
+                self.node(port)
+                    .cmd(&["CLUSTER", "SETSLOT", &s, "NODE", &id]);
+            }
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        while self.live().any(|n| {
+            n.cmd(&["CLUSTER", "SLOTS"]).array().iter().any(|r| {
+                let r = r.array();
+                (r[0].int()..=r[1].int()).contains(&i64::from(slot))
+                    && r[2].array()[1].int() != i64::from(to)
+            })
+        }) {
+            assert!(Instant::now() < deadline, "slot {slot} not agreed on {to}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
