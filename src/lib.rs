@@ -10,6 +10,7 @@
 //! | [`http`] | pure | HTTP/1.1 request heads, the WebSocket upgrade, responses, the demo page |
 //! | [`proto`] | pure | the JSON messages of PROTOCOL.md, channel names, error codes |
 //! | [`resp`] | pure | RESP3 commands and replies for the Redis link |
+//! | [`rng`] | pure | the one xorshift sequence: epochs, reconnect jitter |
 //! | [`auth`] | pure + one thread | JWT verification (HS256, RS/PS/ES/EdDSA, JWKS by `kid`), claim rules, channel permissions; the JWKS fetch thread |
 //! | [`config`] | pure | every setting, from flags, environment and TOML |
 //! | [`registry`] | pure | which connections are in which channel |
@@ -34,6 +35,7 @@ pub mod node;
 pub mod proto;
 pub mod registry;
 pub mod resp;
+pub mod rng;
 pub mod server;
 pub mod worker;
 pub mod ws;

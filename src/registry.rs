@@ -9,15 +9,18 @@
 //! is ([`Recipient`]), so the worker runs it over its sockets and the benches
 //! over in-memory connections: one channel lookup per message, then per
 //! member a slab index, a serial check and a reference-count increment, with
-//! no allocation once the queues have their capacity.
+//! no allocation once the queues have their capacity. A member that
+//! negotiated permessage-deflate gets the broadcast's compressed twin for its
+//! window size, which the first such member (on any worker) compresses and
+//! every later one shares: no compression and no allocation per member.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use slab::Slab;
 
 use crate::conn::{Outbound, Overflow};
+use crate::ws::deflate::{Broadcast, Deflater, WindowBits};
 
 /// A slab key with the serial of the connection it was given to, so a stale
 /// entry for a reused slot is recognised and skipped.
@@ -37,6 +40,11 @@ pub trait Recipient {
     /// Flags the connection for the end-of-turn flush; true when it was not
     /// flagged yet (the caller then lists it once).
     fn mark_dirty(&mut self) -> bool;
+    /// The compressor window it negotiated with permessage-deflate; `None`
+    /// (the default) for a connection that gets plain frames.
+    fn deflate(&self) -> Option<WindowBits> {
+        None
+    }
 }
 
 /// What one delivery did, besides queueing.
@@ -91,15 +99,18 @@ impl Registry {
     /// Queues `frame` for every live member of `channel` but `except`, each
     /// under `limit` bytes; returns how many were queued. Newly flagged
     /// connections go to `out.dirty`, the full ones to `out.slow` (nothing
-    /// was queued for them).
+    /// was queued for them). `deflater` compresses a twin of `frame` the
+    /// first time a member needs one.
+    #[allow(clippy::too_many_arguments)]
     pub fn deliver<R: Recipient>(
         &self,
         channel: &str,
-        frame: &Bytes,
+        frame: &Broadcast,
         except: Option<Handle>,
         limit: usize,
         conns: &mut Slab<R>,
         out: &mut Fanout,
+        deflater: &mut Deflater,
     ) -> u64 {
         let mut queued = 0;
         for &h in self.members(channel) {
@@ -110,10 +121,12 @@ impl Registry {
             let Some(conn) = conns.get_mut(key).filter(|c| c.serial() == h.serial) else {
                 continue;
             };
+            let window = conn.deflate();
             let Some(queue) = conn.outbound() else {
                 continue;
             };
-            if let Err(Overflow { .. }) = queue.push(frame.clone(), limit) {
+            let frame = frame.frame_for(window, deflater).clone();
+            if let Err(Overflow { .. }) = queue.push(frame, limit) {
                 out.slow.push(key);
                 continue;
             }
@@ -129,6 +142,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn h(key: u32) -> Handle {
         Handle { key, serial: 1 }
@@ -186,10 +200,14 @@ mod tests {
             .out
             .push(Bytes::from_static(b"0123456789"), 100)
             .unwrap();
-        let frame = Bytes::from_static(b"frame");
+        let frame = Broadcast::from(Bytes::from_static(b"frame"));
         let mut out = Fanout::default();
+        let mut d = Deflater::default();
         let except = Some(Handle { key: 0, serial: 1 });
-        assert_eq!(r.deliver("c", &frame, except, 12, &mut conns, &mut out), 2);
+        assert_eq!(
+            r.deliver("c", &frame, except, 12, &mut conns, &mut out, &mut d),
+            2
+        );
         assert_eq!(out.dirty, [1, 3]);
         assert_eq!(out.slow, [2]);
         assert!(conns[0].out.is_empty(), "the sender was skipped");
@@ -197,13 +215,79 @@ mod tests {
         // Already flagged: queued again but not listed twice.
         out.dirty.clear();
         out.slow.clear();
-        assert_eq!(r.deliver("c", &frame, None, 100, &mut conns, &mut out), 4);
+        assert_eq!(
+            r.deliver("c", &frame, None, 100, &mut conns, &mut out, &mut d),
+            4
+        );
         assert_eq!(out.dirty, [0, 2]);
         assert_eq!(conns[1].out.queued_bytes(), 10);
         assert_eq!(
-            r.deliver("nobody", &frame, None, 100, &mut conns, &mut out),
+            r.deliver("nobody", &frame, None, 100, &mut conns, &mut out, &mut d),
             0
         );
+    }
+
+    #[test]
+    fn compressing_members_share_one_twin_per_window() {
+        use crate::ws::{server_frame, OpCode};
+        let mut conns = Slab::new();
+        let c: Arc<str> = "c".into();
+        let mut r = Registry::default();
+        let windows = [None, Some(15), Some(15), Some(10), None, Some(10), Some(15)];
+        for (i, w) in windows.iter().enumerate() {
+            let serial = i as u32 + 1;
+            let key = conns.insert(Deflating {
+                mock: Mock {
+                    serial,
+                    ..Mock::default()
+                },
+                window: w.map(WindowBits::new),
+            }) as u32;
+            r.add(&c, Handle { key, serial });
+        }
+        let payload =
+            br#"{"type":"user_action","action":{"text":"hello hello hello hello hello"}}"#;
+        let plain = server_frame(OpCode::Text, payload);
+        let frame = Broadcast::new(plain.clone(), Some(16));
+        let mut out = Fanout::default();
+        let mut d = Deflater::default();
+        assert_eq!(
+            r.deliver("c", &frame, None, 1000, &mut conns, &mut out, &mut d),
+            7
+        );
+        assert_eq!(d.compressions(), 2, "one per window size in use");
+        let front = |k: usize| {
+            let mut s = [std::io::IoSlice::new(&[]); 1];
+            conns[k].mock.out.io_slices(&mut s);
+            s[0].as_ptr()
+        };
+        assert_eq!(front(0), plain.as_ptr());
+        assert_eq!(front(4), plain.as_ptr());
+        assert_eq!(front(1), front(2));
+        assert_eq!(front(1), front(6));
+        assert_eq!(front(3), front(5));
+        assert_ne!(front(1), front(3));
+        assert!(conns[1].mock.out.queued_bytes() < plain.len());
+    }
+
+    struct Deflating {
+        mock: Mock,
+        window: Option<WindowBits>,
+    }
+
+    impl Recipient for Deflating {
+        fn serial(&self) -> u32 {
+            self.mock.serial
+        }
+        fn outbound(&mut self) -> Option<&mut Outbound> {
+            Some(&mut self.mock.out)
+        }
+        fn mark_dirty(&mut self) -> bool {
+            self.mock.mark_dirty()
+        }
+        fn deflate(&self) -> Option<WindowBits> {
+            self.window
+        }
     }
 
     #[test]

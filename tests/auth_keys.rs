@@ -355,13 +355,26 @@ fn jwks_down_keeps_the_last_set() {
     jwks.set_down(true);
     jwks.wait_requests(2, true, Duration::from_secs(5));
     assert_user(&s, &tok, "still");
-    let metrics = s.http_get("/metrics").body_text();
-    let failed = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"switchboard_jwks_fetches_total{result="error"} "#))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no JWKS error counter:\n{metrics}"));
-    assert!(failed >= 2, "{failed} failures counted:\n{metrics}");
+    // The JWKS server counts a request when it arrives; the fetcher counts the
+    // failure only once it has read the refusal, a moment later. A counter has
+    // no event to wait on, so scrape until it shows both, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = s.http_get("/metrics").body_text();
+        let failed = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"switchboard_jwks_fetches_total{result="error"} "#))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if failed >= 2 {
+            break metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{failed} JWKS failures counted after 5 s:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(metrics.contains("switchboard_jwks_keys 1\n"), "{metrics}");
     // Back up: refreshes succeed again.
     jwks.set_down(false);

@@ -99,3 +99,100 @@ fn publish_through_the_owner_allocates_per_message_only() {
         allocs as f64 / MESSAGES as f64
     );
 }
+
+/// A 1 KiB JSON event, compressible like real channel traffic: a batch of
+/// cursor positions.
+fn cursor_json(seq: u64) -> String {
+    let cursors: Vec<String> = (0..16)
+        .map(|i| {
+            format!(
+                r#"{{"user":"user-{i}","x":{},"y":{},"sel":[{},{}]}}"#,
+                (seq + i) * 37 % 1000,
+                i * 91 % 800,
+                i * 3,
+                i * 5
+            )
+        })
+        .collect();
+    format!(r#"{{"seq":{seq},"cursors":[{}]}}"#, cursors.join(","))
+}
+
+/// Issue 12: a broadcast to members that negotiated permessage-deflate is
+/// compressed once per window size in use, and per member costs no
+/// allocation and no compression, whatever the mix of compressing and
+/// plain members.
+#[test]
+fn compressing_recipients_cost_no_allocation_and_no_compression_each() {
+    use switchboard::ws::deflate::Broadcast;
+    use switchboard::ws::{server_frame, OpCode};
+    let mixes: [&[Option<u8>]; 3] = [&[Some(15)], &[Some(15), None], &[Some(15), None, Some(10)]];
+    for offers in mixes {
+        let windows = offers.iter().flatten().count() as u64;
+        let mut room = Room::with_offers(MEMBERS, ROOM, offers);
+        let broadcast = |seq| {
+            Broadcast::new(
+                server_frame(OpCode::Text, cursor_json(seq).as_bytes()),
+                Some(128),
+            )
+        };
+        room.deliver_broadcast(&broadcast(0));
+        room.flush();
+        // Built outside the count: the owner's per-message work.
+        let frames: Vec<Broadcast> = (1..=MESSAGES).map(broadcast).collect();
+        let plain = frames[0].plain().len() as u64;
+        let before = (room.taken(), room.driver.compressions());
+        let ((), allocs) = alloc::counting(|| {
+            for f in &frames {
+                room.deliver_broadcast(f);
+                room.flush();
+            }
+        });
+        let compressions = room.driver.compressions() - before.1;
+        assert_eq!(
+            compressions,
+            MESSAGES * windows,
+            "one per message and window size ({offers:?})"
+        );
+        // Per message, the shared header the plain frame's first clone makes;
+        // per compression, the compressed frame and its shared header; once,
+        // a growth of the worker's scratch buffer. Nothing per member.
+        assert!(
+            allocs <= MESSAGES + 2 * compressions + 2,
+            "{allocs} allocations for {compressions} compressions ({offers:?})"
+        );
+        let per_member = (room.taken() - before.0) / MESSAGES / MEMBERS as u64;
+        if !offers.contains(&None) {
+            assert!(
+                per_member * 2 < plain,
+                "compressed: {per_member} B of {plain}"
+            );
+        }
+    }
+}
+
+#[test]
+fn publish_through_the_owner_with_compression_allocates_per_message_only() {
+    let mut room = Room::with_offers(MEMBERS, ROOM, &[Some(15), None]);
+    let a = node::client_text(
+        format!(
+            r#"{{"type":"user_action","channel":"{}","action":{}}}"#,
+            node::CHANNEL,
+            cursor_json(7)
+        )
+        .as_bytes(),
+    );
+    room.publish(0, &a);
+    let compressions = room.driver.compressions();
+    let ((), allocs) = alloc::counting(|| {
+        for _ in 0..MESSAGES {
+            room.publish(0, &a);
+        }
+    });
+    assert_eq!(room.driver.compressions() - compressions, MESSAGES);
+    // The plain path's allowance, plus the twins' box, the compressed
+    // frame and its shared header.
+    assert!(
+        allocs <= (PER_MESSAGE + 3) * MESSAGES,
+        "{allocs} allocations for {MESSAGES} messages to {MEMBERS} members"
+    );
+}

@@ -211,6 +211,34 @@ fn root_serves_the_demo_page() {
 }
 
 #[test]
+fn the_client_library_and_console_are_served_with_etags() {
+    let s = Server::start(&[]);
+    let js = s.http_get("/switchboard.js");
+    assert_eq!(js.status, 200, "{js:?}");
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let on_disk = include_str!("../clients/js/switchboard.js");
+    assert_eq!(js.body_text(), on_disk, "the same file as clients/js");
+    let etag = js.header("etag").expect("ETag").to_owned();
+
+    let revalidate = format!(
+        "GET /switchboard.js HTTP/1.1\r\nHost: {}\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n",
+        s.addr
+    );
+    let cached = http(s.addr, &revalidate);
+    assert_eq!(cached.status, 304, "{cached:?}");
+    assert!(cached.body_text().is_empty());
+    assert_eq!(cached.header("etag"), Some(etag.as_str()));
+
+    let console = s.http_get("/console");
+    assert_eq!(console.status, 200);
+    assert!(console.body_text().contains("/ws?user="));
+    assert!(s.http_get("/").body_text().contains("/switchboard.js"));
+}
+
+#[test]
 fn http_keep_alive_serves_two_requests_on_one_connection() {
     let s = Server::start(&[]);
     let mut raw = Raw::connect(s.addr);

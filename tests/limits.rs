@@ -55,13 +55,26 @@ fn slow_consumer_is_closed_4008_while_others_keep_receiving() {
     // The fast consumer reports its progress so the publisher can stay at
     // most WINDOW messages ahead of it too.
     let (progress_tx, progress) = mpsc::channel::<usize>();
+    // The slow consumer resumes reading once it is cut off (the others see
+    // it leave) or publishing is over. It must not wait longer: the server
+    // keeps a closing connection's last bytes for a bounded time
+    // (`FLUSH_GRACE`), and a consumer that does not read by then gets an
+    // EOF instead of the close frame, however long this test's publishing
+    // takes on a loaded machine.
+    let (cut_tx, cut) = mpsc::channel::<()>();
+    let slow_reader = thread::spawn(move || {
+        let _ = cut.recv_timeout(Duration::from_secs(120));
+        slow.timeout = Duration::from_secs(10);
+        slow.expect_close(4008)
+    });
     let fast_reader = {
         let gone = gone.clone();
+        let cut_tx = cut_tx.clone();
         thread::spawn(move || {
             fast.timeout = Duration::from_secs(20);
             let mut saw_leave = false;
             for i in 0..MESSAGES {
-                let v = next_action(&mut fast, &gone, &mut saw_leave);
+                let v = next_action(&mut fast, &gone, &mut saw_leave, &cut_tx);
                 assert_eq!(
                     v["action"]["seq"].as_u64(),
                     Some(i as u64),
@@ -88,7 +101,7 @@ fn slow_consumer_is_closed_4008_while_others_keep_receiving() {
             json!({"type": "user_action", "channel": "slow:1", "action": {"seq": seq, "pad": pad}}),
         );
         if seq + 1 - echoed >= WINDOW {
-            next_action(&mut publisher, &gone, &mut publisher_saw_leave);
+            next_action(&mut publisher, &gone, &mut publisher_saw_leave, &cut_tx);
             echoed += 1;
         }
         while seq + 1 - fast_seen >= WINDOW {
@@ -101,7 +114,7 @@ fn slow_consumer_is_closed_4008_while_others_keep_receiving() {
         }
     }
     while echoed < MESSAGES {
-        next_action(&mut publisher, &gone, &mut publisher_saw_leave);
+        next_action(&mut publisher, &gone, &mut publisher_saw_leave, &cut_tx);
         echoed += 1;
     }
     peak = peak.max(s.vm_rss_kib());
@@ -115,9 +128,11 @@ fn slow_consumer_is_closed_4008_while_others_keep_receiving() {
         "server RSS grew by {growth} KiB (baseline {baseline} KiB, peak {peak} KiB) with a {OUTBOUND_LIMIT}-byte outbound limit"
     );
 
-    // Resume reading: the queued data comes first, then the close.
-    slow.timeout = Duration::from_secs(10);
-    let texts = slow.expect_close(4008);
+    // The queued data comes first, then the close.
+    let _ = cut_tx.send(());
+    let texts = slow_reader
+        .join()
+        .unwrap_or_else(|_| panic!("the slow consumer got no 4008 close (see above)"));
     let actions = texts
         .iter()
         .filter(|t| t.contains("\"user_action\""))
@@ -154,10 +169,14 @@ fn is_leave_of(v: &Value, conn: &str) -> bool {
     v["type"] == "presence" && v["event"] == "leave" && v["conn"] == conn
 }
 
-/// Reads until the next `user_action`, noting a presence leave of `gone`.
-fn next_action(c: &mut Client, gone: &str, saw_leave: &mut bool) -> Value {
+/// Reads until the next `user_action`, noting a presence leave of `gone`
+/// (and telling `cut` when it is the first).
+fn next_action(c: &mut Client, gone: &str, saw_leave: &mut bool, cut: &mpsc::Sender<()>) -> Value {
     let mut seen = c.recv_all_until(|v| v["type"] == "user_action");
-    *saw_leave |= seen.iter().any(|v| is_leave_of(v, gone));
+    if !*saw_leave && seen.iter().any(|v| is_leave_of(v, gone)) {
+        *saw_leave = true;
+        let _ = cut.send(());
+    }
     seen.pop().expect("recv_all_until returns the match last")
 }
 

@@ -11,7 +11,7 @@ use switchboard::metrics::{
     render, DeliveredType, Gauges, HttpRoute, MsgType, WorkerMetrics, BUCKETS,
 };
 
-const FAMILIES: [&str; 18] = [
+const FAMILIES: [&str; 20] = [
     "switchboard_workers",
     "switchboard_connections",
     "switchboard_channels",
@@ -30,6 +30,8 @@ const FAMILIES: [&str; 18] = [
     "switchboard_replayed_events_total",
     "switchboard_broker_round_trip_seconds",
     "switchboard_loop_iteration_seconds",
+    "switchboard_fanout_seconds",
+    "switchboard_write_delay_seconds",
 ];
 
 fn parse(text: &str) -> Scrape {

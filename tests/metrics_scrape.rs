@@ -99,6 +99,24 @@ fn metrics_move_with_traffic() {
         ) >= 1.0
     );
 
+    // The server's own latency: one fan-out observed (two recipients, one
+    // observation), and written backlogs.
+    let count = |s: &Scrape, name: &str| -> f64 {
+        s.samples
+            .iter()
+            .filter(|x| x.metric == name)
+            .filter_map(|x| match &x.value {
+                Value::Histogram(b) => b.last().map(|b| b.count),
+                _ => None,
+            })
+            .sum()
+    };
+    assert!(count(&after, "switchboard_fanout_seconds") >= 1.0);
+    assert!(
+        count(&after, "switchboard_write_delay_seconds")
+            > count(&before, "switchboard_write_delay_seconds")
+    );
+
     drop(a);
     drop(b);
 }

@@ -22,6 +22,7 @@ use switchboard::config::Config;
 use switchboard::metrics::DeliveredType;
 use switchboard::node::Node;
 use switchboard::worker::{Broker, Driver, Shared, Socket};
+use switchboard::ws::deflate::Broadcast;
 
 /// The channel every member joins.
 pub const CHANNEL: &str = "doc:bench";
@@ -121,12 +122,21 @@ impl Room {
     /// One worker (so every message is local), no presence, no rate limit
     /// in the way: the shape of `perf/compare` runs.
     pub fn new(members: usize, room: usize) -> Self {
+        Self::with_offers(members, room, &[None])
+    }
+
+    /// As [`Room::new`] with `--compression`: member `i` offers
+    /// permessage-deflate as `offers[i % offers.len()]` says (`None`: no
+    /// offer; `Some(15)`: a plain offer; `Some(n)`: with
+    /// `server_max_window_bits=n`).
+    pub fn with_offers(members: usize, room: usize, offers: &[Option<u8>]) -> Self {
         let config = Arc::new(Config {
             threads: 1,
             node: "bench".into(),
             no_presence: vec!["*".to_owned()],
             rate: u32::MAX,
             burst: u32::MAX,
+            compression: offers.iter().any(Option::is_some),
             ..Config::default()
         });
         let poll = Poll::new().expect("poll");
@@ -145,7 +155,7 @@ impl Room {
         };
         let join =
             client_text(format!(r#"{{"type":"join_channel","channel":"{CHANNEL}"}}"#).as_bytes());
-        for _ in 0..members {
+        for i in 0..members {
             let input = Rc::new(RefCell::new(Vec::new()));
             let key = r.driver.insert(MemSocket {
                 input: input.clone(),
@@ -155,8 +165,17 @@ impl Room {
             assert_eq!(key, r.inputs.len());
             let mut bytes = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                Sec-WebSocket-Version: 13\r\n\r\n"
+                Sec-WebSocket-Version: 13\r\n"
                 .to_vec();
+            match offers[i % offers.len()] {
+                None => {}
+                Some(15) => bytes.extend_from_slice(b"Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+                Some(n) => bytes.extend_from_slice(
+                    format!("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits={n}\r\n")
+                        .as_bytes(),
+                ),
+            }
+            bytes.extend_from_slice(b"\r\n");
             bytes.extend_from_slice(&join);
             *input.borrow_mut() = bytes;
             r.inputs.push(input);
@@ -179,6 +198,11 @@ impl Room {
     /// An owner's delivery of `frame` reaching this worker, queued for
     /// every member (not yet written).
     pub fn deliver(&mut self, frame: &Bytes) {
+        self.deliver_broadcast(&Broadcast::from(frame.clone()));
+    }
+
+    /// As [`Room::deliver`], for a broadcast that may carry compressed twins.
+    pub fn deliver_broadcast(&mut self, frame: &Broadcast) {
         self.driver.dispatch(Msg::Worker(ToWorker::Deliver {
             channel: self.channel.clone(),
             frame: frame.clone(),

@@ -7,7 +7,6 @@
 //! plain `Option<Instant>` in the connection, checked by the worker's
 //! periodic timer scan, so no timer is allocated per connection.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,9 +114,12 @@ pub fn refresh(
 }
 
 /// The joined channels that the new `channels` claim no longer allows.
-pub fn no_longer_allowed(joined: &HashSet<Arc<str>>, allowed: Option<&[String]>) -> Vec<Arc<str>> {
+pub fn no_longer_allowed<'a>(
+    joined: impl IntoIterator<Item = &'a Arc<str>>,
+    allowed: Option<&[String]>,
+) -> Vec<Arc<str>> {
     joined
-        .iter()
+        .into_iter()
         .filter(|c| !channel_allowed(allowed, c))
         .cloned()
         .collect()
@@ -126,6 +128,7 @@ pub fn no_longer_allowed(joined: &HashSet<Arc<str>>, allowed: Option<&[String]>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn id(user: &str, exp: u64, channels: Option<&[&str]>) -> Identity {
         Identity {

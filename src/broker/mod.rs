@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 pub use crate::id::ConnId;
 use crate::metrics::DeliveredType;
 use crate::proto::Since;
+use crate::ws::deflate::Broadcast;
 
 /// Who a connection is, as presence and events show it. Built once per
 /// connection and shared by reference with every owner it joins through.
@@ -133,7 +134,9 @@ pub enum ToWorker {
     /// One frame for each local member of `channel`, except `except`.
     Deliver {
         channel: Arc<str>,
-        frame: Bytes,
+        /// Framed once; with compression on, also compressed at most once
+        /// per window size, by the first recipient that needs it.
+        frame: Broadcast,
         except: Option<ConnId>,
         /// What the frame is (`user_action`, presence event, `resync`),
         /// for metrics.

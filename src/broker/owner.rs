@@ -16,7 +16,9 @@ use super::{Answer, ConnId, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker
 use crate::config::Config;
 use crate::metrics::DeliveredType;
 use crate::proto::{self, server, ErrorCode, Since};
+use crate::rng::XorShift;
 use crate::ws;
+use crate::ws::deflate::Broadcast;
 
 /// How long a channel with history and no members keeps it, so that clients
 /// who all dropped at once can still recover (docs/protocol-notes.md).
@@ -41,6 +43,9 @@ struct Channel {
     presence: bool,
     history: Option<History>,
     idle_since: Option<Instant>,
+    /// [`Config::compress_from`]: events this long are compressed for
+    /// recipients that negotiated permessage-deflate.
+    compress_from: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -57,7 +62,7 @@ struct History {
 pub struct Owner {
     limits: OwnerLimits,
     channels: HashMap<Arc<str>, Channel>,
-    epoch_seed: u64,
+    rng: XorShift,
 }
 
 impl Owner {
@@ -65,7 +70,7 @@ impl Owner {
         Owner {
             limits,
             channels: HashMap::new(),
-            epoch_seed: seed | 1,
+            rng: XorShift::new(seed),
         }
     }
 
@@ -103,7 +108,7 @@ impl Owner {
     fn channel_entry(&mut self, channel: &Arc<str>) -> &mut Channel {
         let workers = self.limits_workers();
         let config = &self.limits.config;
-        let seed = &mut self.epoch_seed;
+        let rng = &mut self.rng;
         self.channels
             .entry(channel.clone())
             .or_insert_with(|| Channel {
@@ -114,10 +119,11 @@ impl Owner {
                 history: config.history_for(channel).map(|capacity| History {
                     capacity,
                     offset: 0,
-                    epoch: new_epoch(seed),
+                    epoch: new_epoch(rng),
                     ring: VecDeque::new(),
                 }),
                 idle_since: None,
+                compress_from: config.compress_from(),
             })
     }
 
@@ -426,6 +432,7 @@ fn deliver(
     kind: DeliveredType,
     out: &mut Outbox,
 ) {
+    let frame = Broadcast::new(frame, ch.compress_from);
     for (worker, &n) in ch.per_worker.iter().enumerate() {
         let only_except = except.is_some_and(|e| e.worker() == worker) && n == 1;
         if n > 0 && !only_except {
@@ -442,15 +449,10 @@ fn deliver(
     }
 }
 
-/// A fresh epoch: 8 hex digits from a per-owner xorshift sequence seeded
-/// with the time and the process id, so a restarted node never reuses one.
-fn new_epoch(seed: &mut u64) -> Box<str> {
-    let mut x = *seed;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *seed = x;
-    format!("{:08x}", x as u32).into_boxed_str()
+/// A fresh epoch: 8 hex digits from a per-owner sequence seeded with the
+/// time and the process id, so a restarted node never reuses one.
+fn new_epoch(rng: &mut XorShift) -> Box<str> {
+    rng.epoch().into_boxed_str()
 }
 
 /// The members as the JSON array `[{"user":…,"conn":…},…]`.
@@ -707,8 +709,8 @@ mod tests {
 
     #[test]
     fn epochs_differ_between_channels_and_seeds() {
-        let mut a = 0x1234_5679_u64;
-        let mut b = 0x8765_4321_u64;
+        let mut a = XorShift::new(0x1234_5679);
+        let mut b = XorShift::new(0x8765_4321);
         let (a1, a2, b1) = (new_epoch(&mut a), new_epoch(&mut a), new_epoch(&mut b));
         assert_ne!(a1, a2);
         assert_ne!(a1, b1);

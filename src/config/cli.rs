@@ -96,6 +96,12 @@ pub(crate) struct Args {
     /// Seconds a client has to send its HTTP request head
     #[arg(long, value_name = "S")]
     handshake_timeout_s: Option<String>,
+    /// Accept permessage-deflate offers (RFC 7692)
+    #[arg(long)]
+    compression: bool,
+    /// Messages shorter than this are sent uncompressed
+    #[arg(long, value_name = "N")]
+    compression_min_bytes: Option<String>,
     /// PEM public key (RSA, EC P-256/P-384, Ed25519) for RS*/PS256/ES*/EdDSA tokens
     #[arg(long, value_name = "FILE")]
     jwt_public_key: Option<String>,
@@ -170,6 +176,7 @@ impl Args {
             (Setting::MaxConnections, &self.max_connections),
             (Setting::DrainS, &self.drain_s),
             (Setting::HandshakeTimeoutS, &self.handshake_timeout_s),
+            (Setting::CompressionMinBytes, &self.compression_min_bytes),
             (Setting::JwtPublicKey, &self.jwt_public_key),
             (Setting::Jwks, &self.jwks),
             (Setting::JwksRefreshS, &self.jwks_refresh_s),
@@ -198,6 +205,9 @@ impl Args {
         // the environment and the file.
         if self.autobahn_echo {
             layer.set(Setting::AutobahnEcho, Raw::One("true".to_owned()));
+        }
+        if self.compression {
+            layer.set(Setting::Compression, Raw::One("true".to_owned()));
         }
         layer
     }

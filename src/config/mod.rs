@@ -60,6 +60,7 @@ const DEFAULT_BURST: u32 = 200;
 const DEFAULT_OUTBOUND_LIMIT: usize = 4 * 1024 * 1024;
 const DEFAULT_DRAIN_S: u64 = 5;
 const DEFAULT_HANDSHAKE_TIMEOUT_S: u64 = 10;
+const DEFAULT_COMPRESSION_MIN_BYTES: usize = 128;
 const DEFAULT_JWKS_REFRESH_S: u64 = 300;
 const DEFAULT_JWT_LEEWAY_S: u64 = 60;
 /// Largest `--jwt-leeway-s`: a day; more would keep dead tokens alive.
@@ -133,6 +134,10 @@ pub struct Config {
     /// testing only).
     pub autobahn_echo: bool,
     pub handshake_timeout: Duration,
+    /// Accept permessage-deflate (PROTOCOL.md section 12).
+    pub compression: bool,
+    /// Payloads shorter than this go out uncompressed.
+    pub compression_min_bytes: usize,
 }
 
 impl Default for Config {
@@ -167,6 +172,8 @@ impl Default for Config {
             drain: Duration::from_secs(DEFAULT_DRAIN_S),
             autobahn_echo: false,
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_S),
+            compression: false,
+            compression_min_bytes: DEFAULT_COMPRESSION_MIN_BYTES,
         }
     }
 }
@@ -189,6 +196,7 @@ fn default_text(key: Setting) -> Option<String> {
         Setting::MaxConnections => "0".to_owned(),
         Setting::DrainS => DEFAULT_DRAIN_S.to_string(),
         Setting::HandshakeTimeoutS => DEFAULT_HANDSHAKE_TIMEOUT_S.to_string(),
+        Setting::CompressionMinBytes => DEFAULT_COMPRESSION_MIN_BYTES.to_string(),
         Setting::JwksRefreshS => DEFAULT_JWKS_REFRESH_S.to_string(),
         Setting::JwtLeewayS => DEFAULT_JWT_LEEWAY_S.to_string(),
         Setting::Redis
@@ -200,6 +208,7 @@ fn default_text(key: Setting) -> Option<String> {
         | Setting::NoPresence
         | Setting::AllowedOrigin
         | Setting::AutobahnEcho
+        | Setting::Compression
         | Setting::JwtPublicKey
         | Setting::Jwks
         | Setting::JwtAudience
@@ -300,6 +309,12 @@ impl Config {
         count(ns).or_else(|| count("*"))
     }
 
+    /// From how many payload bytes a broadcast is compressed; `None` with
+    /// compression off (PROTOCOL.md section 12).
+    pub fn compress_from(&self) -> Option<usize> {
+        self.compression.then_some(self.compression_min_bytes)
+    }
+
     /// Whether `channel` keeps presence: false when its namespace or `*` is
     /// in `no_presence`.
     pub fn presence_on(&self, channel: &str) -> bool {
@@ -391,6 +406,8 @@ impl fmt::Debug for Config {
             .field("allowed_origin", &self.allowed_origin)
             .field("drain", &self.drain)
             .field("autobahn_echo", &self.autobahn_echo)
+            .field("compression", &self.compression)
+            .field("compression_min_bytes", &self.compression_min_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
@@ -634,6 +651,12 @@ fn resolve(layers: [(Source, Layer); 3]) -> Result<Config, ConfigError> {
     }
     if let Some(v) = r.one(Setting::HandshakeTimeoutS, |s| seconds(s, 1))? {
         c.handshake_timeout = v;
+    }
+    if let Some(v) = r.one(Setting::Compression, value::switch)? {
+        c.compression = v;
+    }
+    if let Some(v) = r.one(Setting::CompressionMinBytes, |s| int_in(s, 0, usize::MAX))? {
+        c.compression_min_bytes = v;
     }
 
     check_across(&r, &c)?;

@@ -33,6 +33,8 @@ pub(crate) enum Setting {
     DrainS,
     AutobahnEcho,
     HandshakeTimeoutS,
+    Compression,
+    CompressionMinBytes,
     JwtPublicKey,
     Jwks,
     JwksRefreshS,
@@ -54,7 +56,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 29] = [
+    pub(crate) const ALL: [Setting; 31] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -78,6 +80,8 @@ impl Setting {
         Setting::DrainS,
         Setting::AutobahnEcho,
         Setting::HandshakeTimeoutS,
+        Setting::Compression,
+        Setting::CompressionMinBytes,
         Setting::JwtPublicKey,
         Setting::Jwks,
         Setting::JwksRefreshS,
@@ -112,6 +116,8 @@ impl Setting {
             Setting::DrainS => "drain-s",
             Setting::AutobahnEcho => "autobahn-echo",
             Setting::HandshakeTimeoutS => "handshake-timeout-s",
+            Setting::Compression => "compression",
+            Setting::CompressionMinBytes => "compression-min-bytes",
             Setting::JwtPublicKey => "jwt-public-key",
             Setting::Jwks => "jwks",
             Setting::JwksRefreshS => "jwks-refresh-s",
@@ -128,7 +134,7 @@ impl Setting {
             | Setting::NoClientPublish
             | Setting::NoPresence
             | Setting::AllowedOrigin => Shape::Many,
-            Setting::AutobahnEcho => Shape::Switch,
+            Setting::AutobahnEcho | Setting::Compression => Shape::Switch,
             _ => Shape::One,
         }
     }

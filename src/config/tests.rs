@@ -78,6 +78,9 @@ fn defaults() {
     assert_eq!(c.drain, Duration::from_secs(5));
     assert!(!c.autobahn_echo);
     assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+    assert!(!c.compression);
+    assert_eq!(c.compression_min_bytes, 128);
+    assert_eq!(c.compress_from(), None);
 }
 
 #[test]
@@ -137,6 +140,9 @@ fn every_flag_sets_its_field() {
             "--autobahn-echo",
             "--handshake-timeout-s",
             "3",
+            "--compression",
+            "--compression-min-bytes",
+            "64",
         ],
         &[],
     )
@@ -159,6 +165,8 @@ fn every_flag_sets_its_field() {
     assert_eq!(c.drain, Duration::ZERO);
     assert!(c.autobahn_echo);
     assert_eq!(c.handshake_timeout, Duration::from_secs(3));
+    assert!(c.compression);
+    assert_eq!(c.compress_from(), Some(64));
 }
 
 #[test]

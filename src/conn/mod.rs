@@ -5,14 +5,15 @@
 //! requests in a row were refused for rate. The worker owns the socket and
 //! the outbound queue; this module decides.
 
+pub mod channels;
 pub mod outbound;
 pub mod rate;
 pub mod replies;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use channels::ChannelSet;
 pub use outbound::{Outbound, Overflow};
 pub use rate::{Rate, TokenBucket};
 pub use replies::{CloseNow, Replies};
@@ -41,7 +42,7 @@ pub struct Session {
     /// Channels the token allows (`None`: all), PROTOCOL.md §6.
     pub allowed: Option<Vec<String>>,
     /// Channels joined or being joined, as the client sees it.
-    pub channels: HashSet<Arc<str>>,
+    pub channels: ChannelSet,
     /// Replies owed by owners, and local ones and a close waiting for them.
     pub replies: Replies,
     /// The token's expiry deadline and the leaves a refresh caused
@@ -61,7 +62,7 @@ impl Session {
         Session {
             member,
             allowed,
-            channels: HashSet::new(),
+            channels: ChannelSet::default(),
             replies: Replies::default(),
             token: crate::auth::session::TokenLife::default(),
             bucket: TokenBucket::new(rate, now),

@@ -64,6 +64,23 @@ impl Outbound {
         self.frames.is_empty()
     }
 
+    /// Gives back the capacity of an empty queue but one slot (a heartbeat
+    /// ping's). Called for a connection with nothing queued at a heartbeat,
+    /// so an idle connection holds 32 bytes of queue rather than what its
+    /// last burst grew; delivery keeps the capacity it grows between
+    /// heartbeats, so the fan-out path still allocates nothing per
+    /// recipient in steady traffic.
+    pub fn trim(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 1 {
+            self.frames = VecDeque::with_capacity(1);
+        }
+    }
+
+    /// Slots the queue holds without allocating.
+    pub fn capacity(&self) -> usize {
+        self.frames.capacity()
+    }
+
     pub fn queued_bytes(&self) -> usize {
         self.queued
     }

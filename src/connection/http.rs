@@ -55,7 +55,7 @@ impl Connection {
         let route = http::route(&head, config.autobahn_echo);
         cx.metrics.http(match route {
             Route::WebSocket | Route::Echo => HttpRoute::Ws,
-            Route::Demo => HttpRoute::Demo,
+            Route::Static(_) => HttpRoute::Demo,
             Route::Healthz => HttpRoute::Healthz,
             Route::Metrics => HttpRoute::Metrics,
             Route::ApiPublish => HttpRoute::ApiPublish,
@@ -82,7 +82,7 @@ impl Connection {
         let head_only = head.method == Method::Head;
         let node = cx.node;
         let resp = match route {
-            Route::Demo => Some(Response::html(http::DEMO_PAGE)),
+            Route::Static(asset) => Some(asset.response(&head)),
             Route::Healthz => Some(if node.draining() {
                 Response::text(503, "draining")
             } else if !node.broker_up() {
@@ -121,7 +121,7 @@ impl Connection {
     }
 
     fn upgrade(&mut self, head: &Head, echo: bool, cx: &mut Cx<'_>) {
-        let up = match http::check_upgrade(head) {
+        let mut up = match http::check_upgrade(head) {
             Ok(up) => up,
             Err(UpgradeError::NotUpgrade) => {
                 let resp =
@@ -139,6 +139,11 @@ impl Connection {
         };
         let node = cx.node;
         let config = &node.config;
+        if config.compression {
+            if let Err(UpgradeError::BadRequest(why)) = up.negotiate_deflate(head) {
+                return self.respond(Response::text(400, why), false, false, cx);
+            }
+        }
         if !http::origin_allowed(head.origin.as_deref(), &config.allowed_origin) {
             let resp = Response::text(403, "origin not allowed");
             return self.respond(resp, false, false, cx);
@@ -183,7 +188,8 @@ impl Connection {
                 )
             }));
         }
-        let mut ws = Ws::new(member, allowed, echo, cx);
+        let window = up.deflate.map(|agreed| agreed.window());
+        let mut ws = Ws::new(member, allowed, echo, window, cx);
         ws.start_token_life(exp, cx);
         self.phase = Phase::Ws(Box::new(ws));
     }
@@ -279,11 +285,11 @@ impl Connection {
                 }
             }
         };
-        self.api = Some(PendingApi {
+        self.api = Some(Box::new(PendingApi {
             wait,
             keep_alive,
             head_only,
-        });
+        }));
         None
     }
 
@@ -296,7 +302,7 @@ impl Connection {
             wait,
             keep_alive,
             head_only,
-        } = pending;
+        } = *pending;
         let resp = match (wait, answer) {
             (Awaited::Publish, Answer::Published(offset)) => {
                 let mut body = Vec::with_capacity(32);
@@ -317,14 +323,14 @@ impl Connection {
             (Awaited::Channels { remaining, mut acc }, Answer::Channels(list)) => {
                 acc.extend(list);
                 if remaining > 1 {
-                    self.api = Some(PendingApi {
+                    self.api = Some(Box::new(PendingApi {
                         wait: Awaited::Channels {
                             remaining: remaining - 1,
                             acc,
                         },
                         keep_alive,
                         head_only,
-                    });
+                    }));
                     return;
                 }
                 channels_body(acc)

@@ -55,12 +55,21 @@ use crate::metrics::DeliveredType;
 use crate::metrics::WorkerMetrics;
 use crate::node::Node;
 use crate::registry::Handle;
+use crate::ws::deflate::{Codec, WindowBits};
 
 use http::PendingApi;
 use ws::Ws;
 
-/// How long a closing connection may take to read our close and hang up.
+/// How long a closing connection whose last bytes are written may take to
+/// hang up (its EOF after our half-close).
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a closing connection may take to read the last bytes (the rest
+/// of a started frame and the close frame) before they are abandoned. Longer
+/// than [`CLOSE_GRACE`]: a slow consumer's kernel buffers are full when its
+/// 4008 is decided, so the close frame reaches it only once it reads again,
+/// and it should see the close code rather than a bare EOF (PROTOCOL.md §8).
+/// It holds at most one started frame and the close frame meanwhile.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(10);
 /// HTTP input held (an API answer is pending, or responses fill the queue)
 /// past this many bytes is left in the kernel, so TCP pushes back.
 pub const MAX_HELD_INPUT: usize = 64 * 1024 + 64;
@@ -78,6 +87,8 @@ pub struct Cx<'a> {
     pub out: &'a mut Outbox,
     /// The worker's count of WebSockets opened, for `conn` ids.
     pub conn_seq: &'a mut u64,
+    /// The worker's compressor and inflater (permessage-deflate).
+    pub deflate: &'a mut Codec,
 }
 
 /// Where a connection is in its life.
@@ -89,6 +100,8 @@ enum Phase {
     },
     Ws(Box<Ws>),
     /// The last bytes are queued; `shut`: the write side is half-closed.
+    /// `deadline` is [`FLUSH_GRACE`] after the close, then at most
+    /// [`CLOSE_GRACE`] after the half-close.
     Closing {
         deadline: Instant,
         shut: bool,
@@ -107,7 +120,8 @@ pub struct Connection {
     /// Counted in the node's WebSocket total (for --max-connections).
     counted: bool,
     /// An API request waiting for owners to answer; input waits behind it.
-    api: Option<PendingApi>,
+    /// Boxed: an open WebSocket never has one.
+    api: Option<Box<PendingApi>>,
     /// HTTP input waits (an API answer is pending, or responses fill the
     /// queue): requests stay unparsed and, past [`MAX_HELD_INPUT`], unread.
     held: bool,
@@ -227,6 +241,15 @@ impl Connection {
 
     /// The queue to deliver an event to, or `None` when the connection no
     /// longer takes events (its close is decided).
+    /// The window of permessage-deflate when the WebSocket negotiated it:
+    /// broadcasts then go out as their compressed twin for that window.
+    pub fn deflate_window(&self) -> Option<WindowBits> {
+        match &self.phase {
+            Phase::Ws(ws) => ws.deflate_window(),
+            _ => None,
+        }
+    }
+
     pub fn event_queue(&mut self) -> Option<&mut Outbound> {
         match &self.phase {
             Phase::Ws(ws) if !ws.closing() => Some(&mut self.out),
@@ -251,11 +274,13 @@ impl Connection {
         self.resume_input(cx);
     }
 
-    /// Whether the driver should half-close the socket now (once).
-    pub fn poll_shutdown(&mut self) -> bool {
+    /// Whether the driver should half-close the socket now (once); from
+    /// `now`, the peer has [`CLOSE_GRACE`] to hang up.
+    pub fn poll_shutdown(&mut self, now: Instant) -> bool {
         match &mut self.phase {
-            Phase::Closing { shut, .. } if !*shut && self.out.is_empty() => {
+            Phase::Closing { shut, deadline } if !*shut && self.out.is_empty() => {
                 *shut = true;
+                *deadline = (*deadline).min(now + CLOSE_GRACE);
                 true
             }
             _ => false,
@@ -360,7 +385,7 @@ impl Connection {
     fn close_with(&mut self, last: Bytes, cx: &Cx<'_>) {
         self.push_unbounded(last);
         self.phase = Phase::Closing {
-            deadline: cx.now + CLOSE_GRACE,
+            deadline: cx.now + FLUSH_GRACE,
             shut: false,
         };
     }

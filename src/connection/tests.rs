@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::id::ConnId;
 use crate::metrics::WorkerMetrics;
 use crate::node::Node;
+use crate::ws::deflate::Codec;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -23,6 +24,7 @@ struct Harness {
     out: Outbox,
     seq: u64,
     now: Instant,
+    deflate: Codec,
 }
 
 impl Harness {
@@ -38,6 +40,7 @@ impl Harness {
             out: Outbox::new(1),
             seq: 1,
             now: Instant::now(),
+            deflate: Codec::default(),
         }
     }
 
@@ -49,6 +52,7 @@ impl Harness {
             metrics: &self.metrics,
             out: &mut self.out,
             conn_seq: &mut self.seq,
+            deflate: &mut self.deflate,
         }
     }
 
@@ -196,7 +200,10 @@ fn a_close_decided_while_acks_are_owed_waits_for_them() {
     assert!(got[1..11].iter().all(|(_, v)| v["code"] == "rate_limited"));
     assert_eq!(got[11], (0x8, json!(4009)));
     assert_eq!(got.len(), 12);
-    assert!(c.poll_shutdown(), "half-close once the close frame is out");
+    assert!(
+        c.poll_shutdown(h.now),
+        "half-close once the close frame is out"
+    );
 }
 
 #[test]
@@ -230,10 +237,44 @@ fn heartbeat_pings_then_a_silent_peer_is_closed_1001() {
     h.now += Duration::from_secs(2);
     c.handle_timeout(&mut h.cx());
     assert_eq!(frames(&written(&mut c)), vec![(0x8, json!(1001))]);
-    assert!(c.poll_shutdown());
+    assert!(c.poll_shutdown(h.now));
     h.now += super::CLOSE_GRACE;
     c.handle_timeout(&mut h.cx());
     assert!(c.is_done(), "the grace is over");
+}
+
+#[test]
+fn a_close_frame_not_yet_written_waits_for_a_peer_that_does_not_read() {
+    let mut h = Harness::new(Config {
+        heartbeat: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let mut c = h.ws("user=a");
+    let _ = written(&mut c);
+    h.now += Duration::from_secs(3);
+    c.handle_timeout(&mut h.cx());
+    // The peer's kernel buffers are full: the close frame stays queued.
+    assert!(
+        !c.poll_shutdown(h.now),
+        "the close frame is not written yet"
+    );
+    h.now += super::CLOSE_GRACE;
+    c.handle_timeout(&mut h.cx());
+    assert!(!c.is_done(), "a peer that reads within FLUSH_GRACE gets it");
+    h.now += super::FLUSH_GRACE / 2;
+    assert_eq!(frames(&written(&mut c)), vec![(0x8, json!(1001))]);
+    assert!(c.poll_shutdown(h.now));
+    h.now += super::CLOSE_GRACE;
+    c.handle_timeout(&mut h.cx());
+    assert!(c.is_done(), "CLOSE_GRACE after the half-close");
+
+    let mut mute = h.ws("user=b");
+    let _ = written(&mut mute);
+    h.now += Duration::from_secs(3);
+    mute.handle_timeout(&mut h.cx());
+    h.now += super::FLUSH_GRACE;
+    mute.handle_timeout(&mut h.cx());
+    assert!(mute.is_done(), "a peer that never reads is dropped");
 }
 
 #[test]
@@ -246,8 +287,8 @@ fn an_http_exchange_answers_then_half_closes_and_a_slow_head_times_out() {
     );
     let out = String::from_utf8(written(&mut c)).expect("text");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(c.poll_shutdown());
-    assert!(!c.poll_shutdown(), "once");
+    assert!(c.poll_shutdown(h.now));
+    assert!(!c.poll_shutdown(h.now), "once");
 
     let mut slow = h.conn();
     h.input(&mut slow, b"GET /ws HTTP/1.1\r\n");
@@ -278,3 +319,36 @@ fn a_pipelined_request_waits_for_the_api_answer() {
 
 #[path = "token_tests.rs"]
 mod token;
+
+/// What every open connection holds inline, whatever it does: the slab
+/// entry (a `Connection` beside its socket) and the boxed WebSocket state.
+/// Idle memory per connection (issue 10) is mostly these two and the
+/// member's `Arc<MemberInfo>`; a field that makes them grow should be
+/// boxed where only some connections need it.
+#[test]
+fn an_open_connection_stays_small() {
+    let conn = std::mem::size_of::<Connection>();
+    let ws = std::mem::size_of::<super::ws::Ws>();
+    let session = std::mem::size_of::<crate::conn::Session>();
+    eprintln!("Connection {conn} B, Ws {ws} B (Session {session} B)");
+    assert!(conn <= 128, "Connection is {conn} bytes");
+    assert!(ws <= 256, "Ws is {ws} bytes");
+}
+
+#[test]
+fn an_idle_connection_gives_back_its_queue_at_the_heartbeat() {
+    let mut h = Harness::new(Config {
+        heartbeat: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let mut c = h.ws("user=a");
+    for _ in 0..8 {
+        c.transmit().push_unbounded(Bytes::from_static(b"x"));
+    }
+    let _ = written(&mut c);
+    assert!(c.transmit().capacity() >= 8);
+    h.now += Duration::from_secs(1);
+    c.handle_timeout(&mut h.cx());
+    assert_eq!(frames(&written(&mut c)), vec![(0x9, Value::Null)]);
+    assert_eq!(c.transmit().capacity(), 1, "one slot, the ping's");
+}

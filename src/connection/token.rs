@@ -82,7 +82,7 @@ pub(super) fn refresh(
         });
     }
     session.allowed = new.channels;
-    let gone = session::no_longer_allowed(&session.channels, session.allowed.as_deref());
+    let gone = session::no_longer_allowed(session.channels.iter(), session.allowed.as_deref());
     for channel in &gone {
         session.channels.remove(channel);
     }

@@ -18,6 +18,7 @@ use crate::conn::{Admission, CloseNow, Outbound, Rate, Session};
 use crate::id::ConnId;
 use crate::metrics::MsgType;
 use crate::proto::{self, server, ErrorCode, Request};
+use crate::ws::deflate::WindowBits;
 use crate::ws::{self, Decoder, Message, OpCode, Role};
 
 /// The message limit of `/echo`: Autobahn's 9.* cases send up to 16 MiB.
@@ -58,6 +59,9 @@ struct WsState {
     session: Session,
     /// `/echo` (the conformance-suite endpoint) instead of the protocol.
     echo: bool,
+    /// permessage-deflate was negotiated with this compressor window: the
+    /// connection's only compression state.
+    deflate: Option<WindowBits>,
     last_recv: Instant,
     next_ping: Instant,
     close: Option<CloseRequest>,
@@ -68,6 +72,7 @@ impl Ws {
         member: Arc<MemberInfo>,
         allowed: Option<Vec<String>>,
         echo: bool,
+        deflate: Option<WindowBits>,
         cx: &Cx<'_>,
     ) -> Self {
         let config = &cx.node.config;
@@ -80,11 +85,14 @@ impl Ws {
         } else {
             config.max_message_bytes
         };
+        let mut decoder = Decoder::new(Role::Server, max);
+        decoder.set_deflate(deflate.is_some());
         Ws {
-            decoder: Decoder::new(Role::Server, max),
+            decoder,
             state: WsState {
                 session: Session::new(member, allowed, rate, cx.now),
                 echo,
+                deflate,
                 last_recv: cx.now,
                 next_ping: cx.now + config.heartbeat,
                 close: None,
@@ -95,6 +103,10 @@ impl Ws {
     /// Sets the expiry deadline of the connection's token (PROTOCOL.md §6).
     pub(super) fn start_token_life(&mut self, exp: u64, cx: &Cx<'_>) {
         super::token::start(&mut self.state.session, exp, cx);
+    }
+
+    pub(super) fn deflate_window(&self) -> Option<WindowBits> {
+        self.state.deflate
     }
 
     /// Whether a close is decided (then input is ignored).
@@ -134,12 +146,27 @@ impl Connection {
                 return data.len();
             }
             let Ws { decoder, state } = &mut **ws;
+            let max = decoder.max_message();
             match decoder.decode(&mut data[pos..]) {
                 Ok((0, None)) => return pos,
                 Ok((n, msg)) => {
                     pos += n;
-                    if let Some(msg) = msg {
-                        state.on_message(msg, self.id, &mut self.out, cx);
+                    match msg {
+                        None => {}
+                        Some(msg @ Message::Deflated { .. }) => {
+                            // Lent out of the context so the handler may use
+                            // the rest of it; the message borrows it.
+                            let mut inflater = std::mem::take(&mut cx.deflate.inflater);
+                            match inflater.message(msg, max) {
+                                Ok(msg) => state.on_message(msg, self.id, &mut self.out, cx),
+                                Err(e) => {
+                                    tracing::debug!(conn = ?self.id, error = ?e, "compressed message refused");
+                                    state.close_with(e.close_code(), false);
+                                }
+                            }
+                            cx.deflate.inflater = inflater;
+                        }
+                        Some(msg) => state.on_message(msg, self.id, &mut self.out, cx),
                     }
                 }
                 Err(e) => {
@@ -259,6 +286,8 @@ impl Connection {
         }
         if cx.now >= st.next_ping {
             st.next_ping = cx.now + hb;
+            // An idle connection keeps one slot, the ping's.
+            self.out.trim();
             st.send(&mut self.out, Bytes::from_static(&PING), cx);
             self.apply_close_request(cx);
         }
@@ -408,8 +437,7 @@ impl WsState {
             }
             Message::Ping(p) => self.send(out, ws::server_frame(OpCode::Pong, p), cx),
             Message::Pong(_) => {}
-            // The decoder returns these only where permessage-deflate was
-            // negotiated, which needs `--compression`.
+            // `on_ws` inflates every compressed message before this.
             Message::Deflated { .. } => self.close_with(1002, false),
             Message::Close(frame) => {
                 // RFC 6455 §5.5.1: answer with a close frame, echoing the code.
@@ -421,14 +449,23 @@ impl WsState {
     /// Sends a message back on `/echo`. The queue must hold one echo of the
     /// largest message the endpoint accepts, whatever `--outbound-limit`
     /// says, or the conformance suite's 4-16 MiB cases would end in 4008.
-    fn echo(&mut self, out: &mut Outbound, op: OpCode, payload: &[u8], cx: &Cx<'_>) {
+    fn echo(&mut self, out: &mut Outbound, op: OpCode, payload: &[u8], cx: &mut Cx<'_>) {
         let limit = cx
             .node
             .config
             .outbound_limit
             // An unmasked header is at most 10 bytes.
             .max(ECHO_MAX_MESSAGE + 10);
-        self.send_within(out, ws::server_frame(op, payload), limit);
+        // Compressed back when the connection negotiated it, so the
+        // conformance suite's 12.* and 13.* cases check our compressor too.
+        let compressed = match (self.deflate, cx.node.config.compress_from()) {
+            (Some(w), Some(min)) if payload.len() >= min => {
+                cx.deflate.deflater.frame(op, payload, w)
+            }
+            _ => None,
+        };
+        let frame = compressed.unwrap_or_else(|| ws::server_frame(op, payload));
+        self.send_within(out, frame, limit);
     }
 
     /// Charges one data message; answers `rate_limited` (and closes on the
@@ -499,7 +536,7 @@ impl WsState {
                 Ok(())
             }
             Request::Join { channel, since } => {
-                let existing = session.channels.get(&*channel).cloned();
+                let existing = session.channels.get(&channel).cloned();
                 if !session.may_join(&channel) {
                     return Err((
                         ErrorCode::Forbidden,
@@ -534,7 +571,7 @@ impl WsState {
                 Ok(())
             }
             Request::Leave { channel } => {
-                let Some(channel) = session.channels.take(&*channel) else {
+                let Some(channel) = session.channels.take(&channel) else {
                     return Err((ErrorCode::NotJoined, "not joined to this channel"));
                 };
                 session.replies.ask();
@@ -557,7 +594,7 @@ impl WsState {
                         "clients may not publish in this namespace",
                     ));
                 }
-                let Some(channel) = session.channels.get(&*channel).cloned() else {
+                let Some(channel) = session.channels.get(&channel).cloned() else {
                     return Err((ErrorCode::NotJoined, "join the channel before acting in it"));
                 };
                 if !cx.node.broker_up() {
@@ -582,7 +619,7 @@ impl WsState {
                 if !config.presence_on(&channel) {
                     return Err((ErrorCode::Forbidden, "presence is off in this namespace"));
                 }
-                let Some(channel) = session.channels.get(&*channel).cloned() else {
+                let Some(channel) = session.channels.get(&channel).cloned() else {
                     return Err((ErrorCode::NotJoined, "join the channel first"));
                 };
                 session.replies.ask();

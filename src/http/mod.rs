@@ -1,5 +1,5 @@
 //! The HTTP side of switchboard (PROTOCOL.md §1, §9): request heads, the
-//! WebSocket opening handshake, routing, responses and the demo page.
+//! WebSocket opening handshake, routing, responses and the embedded pages and client (`assets`).
 //!
 //! Everything here is pure: bytes in, values and bytes out. The worker reads
 //! into a buffer and calls [`parse_head`] until it returns a head, then:
@@ -18,39 +18,17 @@
 //! connection (`keep_alive = false`), since what follows cannot be framed.
 
 pub mod api;
+pub mod assets;
 pub mod request;
 pub mod response;
 pub mod route;
 pub mod upgrade;
 
 pub use api::{check_api_key, parse_publish};
+pub use assets::Asset;
 pub use request::{param, parse_head, query_param, Head, HttpError, Method, Param, MAX_HEAD};
 pub use response::{reason, Response};
 pub use route::{body_len, is_api_path, keep_alive, route, Route, MAX_BODY};
 pub use upgrade::{
     check_upgrade, origin_allowed, switching_protocols, Upgrade, UpgradeError, SUBPROTOCOL,
 };
-
-/// The demo page served at `/`: one self-contained HTML file (no external
-/// assets) that talks the §1-§4 protocol to `/ws` on the same host.
-pub const DEMO_PAGE: &str = include_str!("demo.html");
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn demo_page_is_self_contained() {
-        assert!(DEMO_PAGE.starts_with("<!doctype html>"));
-        assert!(DEMO_PAGE.contains("/ws?user="));
-        for external in ["src=\"http", "href=\"http", "<link ", "src=\"//", "@import"] {
-            assert!(!DEMO_PAGE.contains(external), "{external}");
-        }
-        assert!(DEMO_PAGE.lines().count() <= 260);
-        let resp = Response::html(DEMO_PAGE);
-        assert_eq!(
-            (resp.status, resp.content_type),
-            (200, "text/html; charset=utf-8")
-        );
-    }
-}

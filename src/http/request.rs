@@ -82,8 +82,14 @@ pub struct Head {
     pub ws_version: Option<String>,
     /// `Sec-WebSocket-Protocol`, comma-split and trimmed, empty items dropped.
     pub ws_protocols: Vec<String>,
+    /// `Sec-WebSocket-Extensions`, several fields joined with `, ` (RFC 9110
+    /// 5.3); bytes that are not UTF-8 become U+FFFD, which no extension
+    /// grammar accepts, so only a server that reads offers refuses them.
+    pub ws_extensions: Option<String>,
     pub origin: Option<String>,
     pub authorization: Option<String>,
+    /// `If-None-Match`, raw (the static assets compare it with their tag).
+    pub if_none_match: Option<String>,
     pub content_length: Option<u64>,
     /// `Transfer-Encoding` ends with `chunked`.
     pub chunked: bool,
@@ -156,8 +162,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
         ws_key: None,
         ws_version: None,
         ws_protocols: Vec::new(),
+        ws_extensions: None,
         origin: None,
         authorization: None,
+        if_none_match: None,
         content_length: None,
         chunked: false,
     };
@@ -218,10 +226,14 @@ fn apply_field(
     } else if is("sec-websocket-protocol") {
         let offered = list(text(value)?).map(str::to_owned);
         head.ws_protocols.extend(offered);
+    } else if is("sec-websocket-extensions") {
+        combine(&mut head.ws_extensions, &String::from_utf8_lossy(value));
     } else if is("origin") {
         combine(&mut head.origin, text(value)?);
     } else if is("authorization") {
         combine(&mut head.authorization, text(value)?);
+    } else if is("if-none-match") {
+        combine(&mut head.if_none_match, text(value)?);
     } else if is("content-length") {
         // RFC 9112 §6.3 item 5 lets a server accept identical duplicates;
         // refusing every duplicate is simpler and closes the same hole.

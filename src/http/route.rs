@@ -4,6 +4,7 @@
 //! whoever handles the route (the upgrade check for `/ws`, the API key for
 //! `/api/*`), so that a wrong path is always 404 whatever else is wrong.
 
+use super::assets::Asset;
 use super::request::{Head, Method};
 use super::response::Response;
 
@@ -18,7 +19,8 @@ pub enum Route {
     WebSocket,
     /// `/echo`, only when the echo endpoint is enabled; same rules as `/ws`.
     Echo,
-    Demo,
+    /// `/`, `/console`, `/switchboard.js`: an embedded file.
+    Static(Asset),
     Healthz,
     Metrics,
     ApiPublish,
@@ -39,13 +41,15 @@ pub fn route(head: &Head, echo: bool) -> Route {
     let (allow, found) = match head.path.as_str() {
         "/ws" => return Route::WebSocket,
         "/echo" if echo => return Route::Echo,
-        "/" => (GET_HEAD, Route::Demo),
         "/healthz" => (GET_HEAD, Route::Healthz),
         "/metrics" => (GET_HEAD, Route::Metrics),
         "/api/publish" => ("POST", Route::ApiPublish),
         "/api/presence" => (GET_HEAD, Route::ApiPresence),
         "/api/channels" => (GET_HEAD, Route::ApiChannels),
-        _ => return Route::NotFound,
+        path => match Asset::at(path) {
+            Some(asset) => (GET_HEAD, Route::Static(asset)),
+            None => return Route::NotFound,
+        },
     };
     let allowed = match allow {
         "POST" => head.method == Method::Post,
@@ -152,9 +156,19 @@ mod tests {
             ("GET", "/echo", true, Echo),
             ("POST", "/echo", true, Echo),
             ("GET", "/echo", false, NotFound),
-            ("GET", "/", false, Demo),
-            ("HEAD", "/", false, Demo),
+            ("GET", "/", false, Static(Asset::Board)),
+            ("HEAD", "/", false, Static(Asset::Board)),
             ("POST", "/", false, not_allowed("GET, HEAD")),
+            ("GET", "/console", false, Static(Asset::Console)),
+            ("GET", "/switchboard.js", false, Static(Asset::ClientJs)),
+            (
+                "HEAD",
+                "/switchboard.js?v=2",
+                false,
+                Static(Asset::ClientJs),
+            ),
+            ("PUT", "/switchboard.js", false, not_allowed("GET, HEAD")),
+            ("GET", "/switchboard.d.ts", false, NotFound),
             ("GET", "/healthz", false, Healthz),
             ("HEAD", "/healthz", false, Healthz),
             ("PUT", "/healthz", false, not_allowed("GET, HEAD")),
@@ -218,7 +232,7 @@ mod tests {
         );
         assert_eq!(resp.headers, [("Allow", "GET, HEAD".to_string())]);
 
-        assert!(Route::Demo.error_response("/").is_none());
+        assert!(Route::Static(Asset::Board).error_response("/").is_none());
         assert!(is_api_path("/api") && is_api_path("/api/") && !is_api_path("/apix"));
     }
 

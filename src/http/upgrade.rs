@@ -7,6 +7,7 @@
 
 use super::request::{Head, Method};
 use super::response::Response;
+use crate::ws::deflate::{self, Agreed};
 
 /// The only subprotocol switchboard speaks (PROTOCOL.md §1). It is echoed
 /// when offered and never required.
@@ -19,6 +20,23 @@ pub struct Upgrade {
     pub accept: String,
     /// The client offered [`SUBPROTOCOL`], so the 101 names it.
     pub subprotocol: bool,
+    /// permessage-deflate, when the server compresses and the client offered
+    /// it acceptably (see [`Upgrade::negotiate_deflate`]).
+    pub deflate: Option<Agreed>,
+}
+
+impl Upgrade {
+    /// Reads the client's extension offers (PROTOCOL.md section 12; only
+    /// with `--compression`). A header that breaks RFC 6455 9.1's grammar is
+    /// a handshake that does not match 4.2.1: 400. Offers we cannot honour
+    /// are declined and the connection goes on uncompressed.
+    pub fn negotiate_deflate(&mut self, head: &Head) -> Result<(), UpgradeError> {
+        if let Some(offers) = head.ws_extensions.as_deref() {
+            self.deflate = deflate::negotiate(offers)
+                .map_err(|_| UpgradeError::BadRequest("malformed Sec-WebSocket-Extensions"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Why a request to the WebSocket path is not upgraded.
@@ -100,6 +118,7 @@ pub fn check_upgrade(head: &Head) -> Result<Upgrade, UpgradeError> {
         // §4.2.2 item 5.4: the key as sent (not decoded), with the GUID.
         accept: tungstenite::handshake::derive_accept_key(key.as_bytes()),
         subprotocol: head.ws_protocols.iter().any(|p| p == SUBPROTOCOL),
+        deflate: None,
     })
 }
 
@@ -129,6 +148,11 @@ pub fn switching_protocols(up: &Upgrade) -> Vec<u8> {
     if up.subprotocol {
         out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
         out.extend_from_slice(SUBPROTOCOL.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(agreed) = &up.deflate {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        out.extend_from_slice(agreed.response().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -221,6 +245,40 @@ mod tests {
             check_upgrade(&h).unwrap().accept,
             "HSmrc0sMlYUkAGmm5OPpG2HaGWk="
         );
+    }
+
+    #[test]
+    fn deflate_offers_across_fields_are_answered_or_refused() {
+        let h = head(&format!(
+            "{}Sec-WebSocket-Extensions: x-foo\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n",
+            valid()
+        ));
+        let mut up = check_upgrade(&h).unwrap();
+        assert_eq!(up.deflate, None, "only when asked to negotiate");
+        up.negotiate_deflate(&h).unwrap();
+        assert_eq!(up.deflate.unwrap().server_max_window_bits, Some(10));
+        let text = String::from_utf8(switching_protocols(&up)).unwrap();
+        assert!(text.ends_with(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover; server_max_window_bits=10\r\n\r\n"
+        ));
+        let bad = head(&format!(
+            "{}Sec-WebSocket-Extensions: permessage-deflate;;\r\n",
+            valid()
+        ));
+        let mut up = check_upgrade(&bad).unwrap();
+        assert_eq!(up.negotiate_deflate(&bad).unwrap_err().status(), 400);
+        let declined = head(&format!(
+            "{}Sec-WebSocket-Extensions: permessage-deflate; x=1\r\n",
+            valid()
+        ));
+        let mut up = check_upgrade(&declined).unwrap();
+        up.negotiate_deflate(&declined).unwrap();
+        assert!(up.deflate.is_none());
+        assert!(!String::from_utf8(switching_protocols(&up))
+            .unwrap()
+            .contains("Extensions"));
     }
 
     #[test]

@@ -47,6 +47,40 @@ pub const LOOP_TIME_BOUNDS: [u64; BUCKETS] = [
     100_000_000,
 ];
 
+/// Upper bounds, in nanoseconds, of `switchboard_fanout_seconds`: 1 µs (a
+/// few local recipients) to 100 ms (a room of thousands on a loaded core).
+pub const FANOUT_BOUNDS: [u64; BUCKETS] = [
+    1_000,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    1_000_000,
+    2_500_000,
+    10_000_000,
+    25_000_000,
+    100_000_000,
+];
+
+/// Upper bounds, in nanoseconds, of `switchboard_write_delay_seconds`: 10 µs
+/// (written in the turn that queued it) to 1 s (a slow reader's backlog).
+pub const WRITE_DELAY_BOUNDS: [u64; BUCKETS] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    10_000_000,
+    50_000_000,
+    250_000_000,
+    1_000_000_000,
+];
+
 /// Durations sorted into [`BUCKETS`] fixed buckets plus an overflow bucket.
 ///
 /// # Single writer

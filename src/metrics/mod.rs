@@ -34,7 +34,10 @@ mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-pub use histogram::{Histogram, HistogramSnapshot, BROKER_RTT_BOUNDS, BUCKETS, LOOP_TIME_BOUNDS};
+pub use histogram::{
+    Histogram, HistogramSnapshot, BROKER_RTT_BOUNDS, BUCKETS, FANOUT_BOUNDS, LOOP_TIME_BOUNDS,
+    WRITE_DELAY_BOUNDS,
+};
 pub use render::{render, render_jwks, Gauges, JwksGauges};
 
 /// The `Content-Type` of a scrape answer (text format 0.0.4).
@@ -218,6 +221,13 @@ pub struct WorkerMetrics {
     pub broker_rtt: Histogram,
     /// One turn of the event loop: `switchboard_loop_iteration_seconds`.
     pub loop_time: Histogram,
+    /// A message's arrival at this worker (the start of the loop turn that
+    /// received it from its owner or Redis) to its frame queued on every
+    /// local recipient: `switchboard_fanout_seconds`.
+    pub fanout: Histogram,
+    /// A connection's first queued frame to its last byte written, per
+    /// backlog that drains: `switchboard_write_delay_seconds`.
+    pub write_delay: Histogram,
 }
 
 impl Default for WorkerMetrics {
@@ -243,6 +253,8 @@ impl WorkerMetrics {
             replayed: Counter::default(),
             broker_rtt: Histogram::new(&BROKER_RTT_BOUNDS),
             loop_time: Histogram::new(&LOOP_TIME_BOUNDS),
+            fanout: Histogram::new(&FANOUT_BOUNDS),
+            write_delay: Histogram::new(&WRITE_DELAY_BOUNDS),
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{
     CloseKind, Counter, DeliveredType, HistogramSnapshot, HttpRoute, MsgType, WorkerMetrics,
-    BROKER_RTT_BOUNDS, BUCKETS, ERROR_CODES, LOOP_TIME_BOUNDS,
+    BROKER_RTT_BOUNDS, BUCKETS, ERROR_CODES, FANOUT_BOUNDS, LOOP_TIME_BOUNDS, WRITE_DELAY_BOUNDS,
 };
 
 /// Values the caller computes at scrape time rather than counting.
@@ -159,6 +159,18 @@ pub fn render(workers: &[Arc<WorkerMetrics>], gauges: &Gauges) -> String {
         &LOOP_TIME_BOUNDS,
         &merged(&|w| w.loop_time.snapshot()),
     );
+    out.histogram(
+        "switchboard_fanout_seconds",
+        "A message's arrival at a worker to its frame queued on every local recipient.",
+        &FANOUT_BOUNDS,
+        &merged(&|w| w.fanout.snapshot()),
+    );
+    out.histogram(
+        "switchboard_write_delay_seconds",
+        "A connection's first queued frame to the last byte of its backlog written.",
+        &WRITE_DELAY_BOUNDS,
+        &merged(&|w| w.write_delay.snapshot()),
+    );
     out.0
 }
 
@@ -283,7 +295,7 @@ mod tests {
                 assert!(line.starts_with(&current), "{line} outside {current}");
             }
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 20);
     }
 
     #[test]

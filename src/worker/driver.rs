@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::net::TcpStream;
 
 use super::Shared;
@@ -25,6 +24,7 @@ use crate::conn::Outbound;
 use crate::connection::{Connection, Cx, MAX_HELD_INPUT};
 use crate::metrics::{DeliveredType, WorkerMetrics};
 use crate::registry::{Fanout, Recipient, Registry};
+use crate::ws::deflate::{Broadcast, Codec, WindowBits};
 
 /// The per-worker read buffer: a full default-sized message and its header
 /// fit in one read, and so does the input a held connection may keep.
@@ -72,6 +72,9 @@ struct Entry<S> {
     dirty: bool,
     /// Already on the list of connections whose reads wait.
     deferred: bool,
+    /// When the oldest unwritten byte was queued (the turn's time): the
+    /// start of the write delay observed once the backlog is written.
+    queued_since: Option<Instant>,
 }
 
 impl<S> Recipient for Entry<S> {
@@ -85,6 +88,10 @@ impl<S> Recipient for Entry<S> {
 
     fn mark_dirty(&mut self) -> bool {
         !std::mem::replace(&mut self.dirty, true)
+    }
+
+    fn deflate(&self) -> Option<WindowBits> {
+        self.conn.deflate_window()
     }
 }
 
@@ -111,6 +118,9 @@ pub struct Driver<S> {
     scratch: Vec<u8>,
     next_serial: u32,
     conn_seq: u64,
+    /// permessage-deflate for every connection here: compressors made on
+    /// first use, reset per message (no connection owns one).
+    deflate: Codec,
     draining: bool,
     now: Instant,
     unix_secs: u64,
@@ -127,6 +137,7 @@ macro_rules! cx {
             metrics: &$w.metrics,
             out: &mut $w.outbox,
             conn_seq: &mut $w.conn_seq,
+            deflate: &mut $w.deflate,
         }
     };
 }
@@ -153,6 +164,7 @@ impl<S: Socket> Driver<S> {
             scratch: vec![0; SCRATCH],
             next_serial: 1,
             conn_seq: 1,
+            deflate: Codec::default(),
             draining: false,
             now: Instant::now(),
             unix_secs: unix_now(),
@@ -183,6 +195,7 @@ impl<S: Socket> Driver<S> {
             conn,
             dirty: false,
             deferred: false,
+            queued_since: None,
         })
     }
 
@@ -386,6 +399,9 @@ impl<S: Socket> Driver<S> {
                 continue;
             };
             entry.dirty = false;
+            if entry.queued_since.is_none() && !entry.conn.transmit().is_empty() {
+                entry.queued_since = Some(self.now);
+            }
             match entry.conn.transmit().write_to(&mut entry.stream) {
                 Ok(written) => self.metrics.bytes_out(written as u64),
                 Err(_) => {
@@ -393,7 +409,16 @@ impl<S: Socket> Driver<S> {
                     continue;
                 }
             }
-            if entry.conn.poll_shutdown() {
+            // One clock read per drained backlog, next to a write(2).
+            if let Some(t) = entry
+                .queued_since
+                .filter(|_| entry.conn.transmit().is_empty())
+            {
+                entry.queued_since = None;
+                let delay = Instant::now().saturating_duration_since(t);
+                self.metrics.write_delay.observe(delay.as_nanos() as u64);
+            }
+            if entry.conn.poll_shutdown(self.now) {
                 let _ = entry.stream.shutdown_write();
             }
             entry.conn.handle_written(&mut cx!(self));
@@ -461,10 +486,16 @@ impl<S: Socket> Driver<S> {
     }
 
     /// Queues one shared frame for every local member of `channel`.
+    /// Messages compressed by this worker so far (the fan-out tests count
+    /// them: one per broadcast and window size, none per recipient).
+    pub fn compressions(&self) -> u64 {
+        self.deflate.deflater.compressions()
+    }
+
     fn deliver(
         &mut self,
         channel: &str,
-        frame: &Bytes,
+        frame: &Broadcast,
         except: Option<ConnId>,
         kind: DeliveredType,
     ) {
@@ -482,6 +513,7 @@ impl<S: Socket> Driver<S> {
             self.shared.node.config.outbound_limit,
             &mut self.conns,
             &mut fanout,
+            &mut self.deflate.deflater,
         );
         self.dirty = fanout.dirty;
         for key in fanout.slow.drain(..) {
@@ -492,6 +524,9 @@ impl<S: Socket> Driver<S> {
         }
         self.slow = fanout.slow;
         self.metrics.delivered(kind, queued);
+        // One clock read per fan-out, not per recipient.
+        let spent = Instant::now().saturating_duration_since(self.now);
+        self.metrics.fanout.observe(spent.as_nanos() as u64);
     }
 
     fn start_drain(&mut self) {

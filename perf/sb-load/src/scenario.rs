@@ -80,9 +80,21 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Exit with status 1 when any message was lost, duplicated or reordered,
-    /// or any connection failed.
+    /// or any connection failed (with --recover: any acknowledged delivery
+    /// lost, duplicated or reordered).
     #[arg(long)]
     pub assert_no_loss: bool,
+    /// Recovering clients on history channels: reconnect with backoff,
+    /// re-join with `since`, exact accounting of acknowledged actions
+    /// (perf/chaos; see perf/README.md).
+    #[arg(long)]
+    pub recover: bool,
+    /// --recover: first backoff ceiling, ms (full jitter, doubling per attempt).
+    #[arg(long, default_value_t = 50.0)]
+    pub backoff_base_ms: f64,
+    /// --recover: largest backoff ceiling, ms.
+    #[arg(long, default_value_t = 2000.0)]
+    pub backoff_max_ms: f64,
 }
 
 /// A server to connect to.

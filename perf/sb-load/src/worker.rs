@@ -591,7 +591,7 @@ struct SendCounts {
 
 /// A nonblocking connect from `source` (port chosen at connect time, so each
 /// source address offers the whole ephemeral range per destination).
-fn connect(source: std::net::Ipv4Addr, dest: SocketAddr) -> io::Result<TcpStream> {
+pub fn connect(source: std::net::Ipv4Addr, dest: SocketAddr) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;

@@ -15,6 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::resp::{Event, RedisUrl, SendError, Session};
+use crate::rng::XorShift;
 
 /// Backoff before the first retry; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -65,7 +66,7 @@ pub struct Link<T> {
     attempt: u32,
     /// Bytes taken from the session but not yet accepted by the socket.
     unsent: Option<Bytes>,
-    rng: u64,
+    rng: XorShift,
     events: Vec<LinkEvent<T>>,
     /// When the socket last gave us bytes.
     last_rx: Instant,
@@ -82,7 +83,7 @@ impl<T> Link<T> {
             },
             attempt: 0,
             unsent: None,
-            rng: seed | 1,
+            rng: XorShift::new(seed),
             events: Vec::new(),
             last_rx: Instant::now(),
         }
@@ -198,10 +199,7 @@ impl<T> Link<T> {
         self.attempt += 1;
         let cap = exp.min(BACKOFF_MAX);
         // Full jitter over the upper half, so nodes do not retry in step.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let frac = (self.rng % 1000) as u32;
+        let frac = (self.rng.next_u64() % 1000) as u32;
         cap / 2 + cap / 2 * frac / 1000
     }
 

@@ -36,9 +36,11 @@ use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::proto::{server, Since};
 use crate::resp::RedisUrl;
+use crate::rng::XorShift;
 use crate::ws;
 use json::{member_entry, presence_event};
 use link::Link;
+use scripts::Script;
 
 /// Why a command was sent, to act on its reply.
 #[derive(Debug)]
@@ -154,8 +156,9 @@ pub struct RedisOwner {
     channels: HashMap<Arc<str>, Channel>,
     /// Redis pub/sub name back to the channel.
     by_pubsub: HashMap<Bytes, Arc<str>>,
-    shas: Vec<String>,
-    seed: u64,
+    shas: scripts::Shas,
+    /// Epoch candidates for the scripts, which keep an epoch already set.
+    rng: XorShift,
     next_refresh: Instant,
     next_reap: Instant,
     next_ping: Instant,
@@ -181,11 +184,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn sha1_hex(script: &str) -> String {
-    use sha1::Digest;
-    data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(script.as_bytes()))
-}
-
 impl RedisOwner {
     pub fn new(
         config: Arc<Config>,
@@ -202,8 +200,8 @@ impl RedisOwner {
             link: Link::new(url, addr, token, seed),
             channels: HashMap::new(),
             by_pubsub: HashMap::new(),
-            shas: scripts::ALL.iter().map(|s| sha1_hex(s)).collect(),
-            seed: seed | 1,
+            shas: scripts::Shas::default(),
+            rng: XorShift::new(seed),
             next_refresh: now,
             next_reap: now,
             next_ping: now,
@@ -228,12 +226,7 @@ impl RedisOwner {
     }
 
     fn epoch_candidate(&mut self) -> String {
-        let mut x = self.seed;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.seed = x;
-        format!("{:08x}", x as u32)
+        self.rng.epoch()
     }
 
     /// Applies one owner-bound message.
@@ -291,7 +284,7 @@ impl RedisOwner {
                 }
                 Query::Channels => {
                     let now = now_ms().to_string();
-                    let sha = self.shas[3].clone();
+                    let sha = self.shas.of(Script::Channels).to_owned();
                     let prefix = self.config.redis_prefix.clone();
                     self.command_or_fail(
                         &[
@@ -406,7 +399,7 @@ impl RedisOwner {
         let expiry = self.expiry_ms().to_string();
         let epoch = self.epoch_candidate();
         let ttl = KEY_TTL.as_secs().to_string();
-        let sha = self.shas[0].clone();
+        let sha = self.shas.of(Script::Join).to_owned();
         let tag = Tag::Join {
             channel,
             who,
@@ -557,7 +550,7 @@ impl RedisOwner {
                 let n = n.to_string();
                 let epoch = self.epoch_candidate();
                 let ttl = KEY_TTL.as_secs().to_string();
-                let sha = self.shas[1].clone();
+                let sha = self.shas.of(Script::Publish).to_owned();
                 self.command_or_fail(
                     &[
                         b"EVALSHA",

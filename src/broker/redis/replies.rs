@@ -13,6 +13,7 @@ use crate::metrics::DeliveredType;
 use crate::proto::{server, ErrorCode};
 use crate::resp::{Push, Value};
 use crate::ws;
+use crate::ws::deflate::Broadcast;
 
 impl RedisOwner {
     /// Settles a command without (the value of) its reply: a request that
@@ -132,6 +133,7 @@ impl RedisOwner {
         }
         // Framed once on this node; every local recipient shares it.
         let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
+        let frame = Broadcast::new(frame, self.config.compress_from());
         for (worker, &n) in ch.per_worker.iter().enumerate() {
             if n > 0 {
                 out.to_worker(
@@ -352,7 +354,8 @@ impl RedisOwner {
 /// One `resync` for `channel`, framed once, to every worker with local
 /// members (PROTOCOL.md §5).
 pub(super) fn send_resync(channel: &Arc<str>, per_worker: &[u32], out: &mut Outbox) {
-    let frame = ws::text_frame_with(|b| server::resync(b, channel));
+    // A few dozen bytes: never worth compressing.
+    let frame = Broadcast::from(ws::text_frame_with(|b| server::resync(b, channel)));
     for (worker, &n) in per_worker.iter().enumerate() {
         if n > 0 {
             out.to_worker(

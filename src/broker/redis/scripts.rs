@@ -112,5 +112,69 @@ until cursor == '0'
 return out
 "#;
 
-/// All scripts, in load order.
-pub const ALL: [&str; 4] = [JOIN, PUBLISH, REAP, CHANNELS];
+/// A script by what it does, so a call names its script instead of an
+/// index into a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Script {
+    Join,
+    Publish,
+    Reap,
+    Channels,
+}
+
+impl Script {
+    /// Every script, in load order.
+    pub const ALL: [Script; 4] = [
+        Script::Join,
+        Script::Publish,
+        Script::Reap,
+        Script::Channels,
+    ];
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Script::Join => JOIN,
+            Script::Publish => PUBLISH,
+            Script::Reap => REAP,
+            Script::Channels => CHANNELS,
+        }
+    }
+}
+
+/// The SHA-1 of every script, as `EVALSHA` takes it.
+#[derive(Debug, Clone)]
+pub struct Shas([String; 4]);
+
+impl Default for Shas {
+    fn default() -> Self {
+        Shas(Script::ALL.map(|s| sha1_hex(s.source())))
+    }
+}
+
+impl Shas {
+    pub fn of(&self, script: Script) -> &str {
+        &self.0[script as usize]
+    }
+}
+
+fn sha1_hex(script: &str) -> String {
+    use sha1::Digest;
+    data_encoding::HEXLOWER.encode(&sha1::Sha1::digest(script.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_script_has_its_own_sha1_in_lowercase_hex() {
+        let shas = Shas::default();
+        // SHA-1 of the empty string, to pin the hex form.
+        assert_eq!(sha1_hex(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        let all: Vec<&str> = Script::ALL.iter().map(|&s| shas.of(s)).collect();
+        for (i, (s, sha)) in Script::ALL.iter().zip(&all).enumerate() {
+            assert_eq!(*sha, sha1_hex(s.source()));
+            assert!(!all[..i].contains(sha), "{s:?} shares a SHA-1");
+        }
+    }
+}

@@ -85,9 +85,9 @@ impl Scripted {
             .unwrap();
         self.wait_for(b"HELLO", 1);
         self.send(b"%1\r\n+proto\r\n:3\r\n");
-        self.wait_for(b"SCRIPT", scripts::ALL.len());
+        self.wait_for(b"SCRIPT", scripts::Script::ALL.len());
         assert!(self.owner.up);
-        for _ in scripts::ALL {
+        for _ in scripts::Script::ALL {
             self.send(b"+sha\r\n");
         }
     }
@@ -286,11 +286,11 @@ fn kinds(msgs: &[Msg]) -> Vec<String> {
             Msg::Worker(ToWorker::Joined { .. }) => "joined".to_owned(),
             Msg::Worker(ToWorker::Deliver { frame, kind, .. }) => match kind {
                 crate::metrics::DeliveredType::Resync => {
-                    let text = String::from_utf8_lossy(&frame[2..]).into_owned();
+                    let text = String::from_utf8_lossy(&frame.plain()[2..]).into_owned();
                     assert_eq!(text, r#"{"type":"resync","channel":"doc:x"}"#);
                     "resync".to_owned()
                 }
-                _ => json::event_offset(&frame[2..])
+                _ => json::event_offset(&frame.plain()[2..])
                     .expect("an offset")
                     .to_string(),
             },

@@ -9,7 +9,8 @@ use std::time::Instant;
 use super::json::json_str;
 use super::link::LinkEvent;
 use super::replies::send_resync;
-use super::{now_ms, scripts, RedisOwner, Tag, KEY_TTL, OWED_DELAY};
+use super::scripts::Script;
+use super::{now_ms, RedisOwner, Tag, KEY_TTL, OWED_DELAY};
 use crate::broker::Outbox;
 use crate::resp::Event;
 
@@ -33,8 +34,8 @@ impl RedisOwner {
     /// after it on this connection.
     pub(super) fn load_scripts(&mut self) {
         self.reloading = true;
-        let last = scripts::ALL.len() - 1;
-        for (i, script) in scripts::ALL.iter().enumerate() {
+        let last = Script::ALL.len() - 1;
+        for (i, script) in Script::ALL.iter().enumerate() {
             let tag = if i == last {
                 Tag::ScriptsLoaded
             } else {
@@ -42,7 +43,7 @@ impl RedisOwner {
             };
             if self
                 .link
-                .command(&[b"SCRIPT", b"LOAD", script.as_bytes()], tag)
+                .command(&[b"SCRIPT", b"LOAD", script.source().as_bytes()], tag)
                 .is_err()
             {
                 self.reloading = false;
@@ -159,7 +160,7 @@ impl RedisOwner {
     /// `leave` events.
     pub(super) fn reap(&mut self) {
         let now = now_ms().to_string();
-        let sha = self.shas[2].clone();
+        let sha = self.shas.of(Script::Reap).to_owned();
         for (name, ch) in &self.channels {
             let mut channel_json = Vec::new();
             json_str(&mut channel_json, name);

@@ -15,7 +15,7 @@
 use flate2::{Decompress, FlushDecompress, Status};
 
 use super::deflater::TAIL;
-use crate::ws::ProtocolError;
+use crate::ws::{Message, ProtocolError};
 
 /// How much output room one inflate call gets.
 const CHUNK: usize = 16 * 1024;
@@ -43,6 +43,26 @@ impl Inflater {
     /// limit it was inflated under.
     pub fn out_capacity(&self) -> usize {
         self.out.capacity()
+    }
+
+    /// `msg` itself, or for [`Message::Deflated`] the message it inflates
+    /// to (at most `max` bytes, text validated as UTF-8), borrowing this
+    /// inflater's buffer until the next call.
+    pub fn message<'a>(
+        &'a mut self,
+        msg: Message<'a>,
+        max: usize,
+    ) -> Result<Message<'a>, ProtocolError> {
+        let Message::Deflated { text, payload } = msg else {
+            return Ok(msg);
+        };
+        let out = self.inflate(payload, max)?;
+        if text {
+            std::str::from_utf8(out).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Message::Text(out))
+        } else {
+            Ok(Message::Binary(out))
+        }
     }
 
     /// Inflates one whole message (its frames' payloads joined, tail

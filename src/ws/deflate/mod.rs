@@ -43,6 +43,14 @@ pub use inflater::Inflater;
 pub use offer::{accept, negotiate, parse, Agreed, Malformed, Offer};
 pub use shared::Broadcast;
 
+/// A worker's permessage-deflate machinery, lent to its connections for
+/// each call: nothing in it belongs to a connection.
+#[derive(Debug, Default)]
+pub struct Codec {
+    pub deflater: Deflater,
+    pub inflater: Inflater,
+}
+
 /// Window sizes 9 to 15: one compressor and one twin per size.
 pub const WINDOW_SIZES: usize = 7;
 
