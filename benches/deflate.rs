@@ -56,10 +56,23 @@ fn miniz(data: &[u8], level: u8) -> Vec<u8> {
     out
 }
 
-fn miniz_inflate(body: &[u8]) -> Vec<u8> {
+fn miniz_inflate(state: &mut miniz_oxide::inflate::stream::InflateState, body: &[u8]) -> usize {
+    use miniz_oxide::inflate::stream::inflate;
+    use miniz_oxide::{DataFormat, MZFlush};
+    state.reset(DataFormat::Raw);
     let mut input = body.to_vec();
     input.extend_from_slice(&TAIL);
-    miniz_oxide::inflate::decompress_to_vec(&input).expect("valid")
+    let mut out = [0u8; 4096];
+    inflate(state, &input, &mut out, MZFlush::Sync).bytes_written
+}
+
+/// Raw deflate with a sync flush at `level` through flate2 (zlib-rs).
+fn zlib_rs_deflate(c: &mut flate2::Compress, data: &[u8], out: &mut Vec<u8>) -> usize {
+    c.reset();
+    out.clear();
+    c.compress_vec(data, out, flate2::FlushCompress::Sync)
+        .unwrap();
+    out.len() - 4
 }
 
 fn backends(c: &mut Criterion) {
@@ -73,10 +86,9 @@ fn backends(c: &mut Criterion) {
         miniz(&data, 1).len(),
         miniz(&data, 6).len(),
     );
-    let mut six = flate2::Compress::new(flate2::Compression::new(6), false);
     let mut g = c.benchmark_group("backend");
     g.throughput(Throughput::Bytes(data.len() as u64));
-    g.bench_function("zlib-rs_level1_deflate", |b| {
+    g.bench_function("zlib-rs_level1_deflate_ours", |b| {
         b.iter(|| {
             black_box(
                 ours.compress(black_box(&data), WindowBits::new(15))
@@ -84,16 +96,17 @@ fn backends(c: &mut Criterion) {
             )
         })
     });
-    g.bench_function("zlib-rs_level6_deflate", |b| {
+    for level in [2u32, 4, 6] {
+        let mut z = flate2::Compress::new(flate2::Compression::new(level), false);
         let mut out = Vec::with_capacity(data.len() * 2);
-        b.iter(|| {
-            six.reset();
-            out.clear();
-            six.compress_vec(black_box(&data), &mut out, flate2::FlushCompress::Sync)
-                .unwrap();
-            black_box(out.len())
-        })
-    });
+        eprintln!(
+            "zlib-rs level {level}: {} B",
+            zlib_rs_deflate(&mut z, &data, &mut out)
+        );
+        g.bench_function(format!("zlib-rs_level{level}_deflate"), |b| {
+            b.iter(|| black_box(zlib_rs_deflate(&mut z, black_box(&data), &mut out)))
+        });
+    }
     g.bench_function("miniz_oxide_level1_deflate", |b| {
         b.iter(|| black_box(miniz(black_box(&data), 1).len()))
     });
@@ -111,8 +124,11 @@ fn backends(c: &mut Criterion) {
             )
         })
     });
+    let mut state =
+        miniz_oxide::inflate::stream::InflateState::new_boxed(miniz_oxide::DataFormat::Raw);
+    assert_eq!(miniz_inflate(&mut state, &zlib_rs), data.len());
     g.bench_function("miniz_oxide_inflate", |b| {
-        b.iter(|| black_box(miniz_inflate(black_box(&zlib_rs)).len()))
+        b.iter(|| black_box(miniz_inflate(&mut state, black_box(&zlib_rs))))
     });
     g.finish();
 }

@@ -17,6 +17,7 @@
 //! | [`id`] | pure | one connection id, and its slab key, poll token and registry handle |
 //! | [`conn`] | pure | parts of a connection's state: session, rate, replies, outbound queue |
 //! | [`connection`] | pure | one client connection's state machine: HTTP, upgrade, WebSocket, close |
+//! | [`tls`] | pure+IO | certificates and keys, SIGHUP reload, TLS sessions driven by the loops |
 //! | [`node`] | shared | what every worker reads and counts: config, drain, broker health, totals |
 //! | [`worker`] | IO | the per-core mio loop: a thin driver of connections and owners |
 //! | [`broker`] | IO | the embedded broker and the Redis link |
@@ -37,5 +38,6 @@ pub mod registry;
 pub mod resp;
 pub mod rng;
 pub mod server;
+pub mod tls;
 pub mod worker;
 pub mod ws;

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use switchboard::config::Config;
 use switchboard::server::Server;
 
@@ -26,7 +26,7 @@ fn main() {
         tracing::error!("panic: {info}; exiting");
         std::process::exit(70);
     }));
-    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("switchboard: cannot install signal handlers: {e}");
@@ -49,10 +49,19 @@ fn main() {
     let _ = writeln!(out, "switchboard listening on {}", server.local_addr);
     let _ = out.flush();
     // Wait for SIGTERM/SIGINT; a worker that stopped on its own is fatal.
-    loop {
-        if let Some(sig) = signals.pending().next() {
+    // SIGHUP re-reads the TLS pair (PROTOCOL.md §11).
+    'wait: loop {
+        for sig in signals.pending() {
+            if sig == SIGHUP {
+                match server.reload_tls() {
+                    Ok(()) if server.is_tls() => tracing::info!("TLS certificate reloaded"),
+                    Ok(()) => {}
+                    Err(e) => tracing::error!("TLS reload refused, the old pair stays: {e}"),
+                }
+                continue;
+            }
             tracing::info!(signal = sig, "draining");
-            break;
+            break 'wait;
         }
         if server.any_worker_stopped() {
             tracing::error!("a worker stopped; exiting");

@@ -12,8 +12,12 @@ use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::broker::{Msg, ToWorker};
-use crate::config::Config;
+use rustls::pki_types::ServerName;
+
+use crate::broker::redis::Endpoint;
+use crate::config::{Config, RedisUrl};
 use crate::node::Node;
+use crate::tls::ServerTls;
 use crate::worker::{Parts, Shared, Worker};
 
 /// A running node.
@@ -21,6 +25,8 @@ use crate::worker::{Parts, Shared, Worker};
 pub struct Server {
     pub local_addr: SocketAddr,
     shared: Arc<Shared>,
+    /// The listener's certificate, for SIGHUP; `None` in clear.
+    tls: Option<Arc<ServerTls>>,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
@@ -51,13 +57,15 @@ impl Server {
         }
         let config = Arc::new(config);
         let n = config.threads.max(1);
-        let redis_addr = match config.redis_url() {
-            Some(url) => Some(
-                std::net::ToSocketAddrs::to_socket_addrs(&(url.host.as_str(), url.port))?
-                    .next()
-                    .ok_or_else(|| io::Error::other("redis host has no address"))?,
-            ),
+        let redis = match config.redis_url() {
+            Some(url) => Some(redis_endpoint(&config, &url)?),
             None => None,
+        };
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                ServerTls::load(cert.clone(), key.clone()).map_err(io::Error::other)?,
+            )),
+            _ => None,
         };
         // The first bind fixes the port (port 0 picks one); the others share it.
         let first = listener(config.listen)?;
@@ -79,7 +87,7 @@ impl Server {
             receivers.push(rx);
         }
         let shared = Arc::new(Shared::new(
-            Node::new(config.clone(), n, redis_addr.is_some(), auth),
+            Node::new(config.clone(), n, redis.is_some(), auth),
             senders,
             wakers,
         ));
@@ -94,7 +102,8 @@ impl Server {
                 listener: TcpListener::from_std(listener),
                 receiver,
                 seed: seed ^ ((index as u64 + 1) << 32),
-                redis_addr,
+                redis: redis.clone(),
+                tls: tls.clone(),
             };
             let worker = Worker::new(parts, shared.clone())?;
             threads.push(
@@ -106,6 +115,7 @@ impl Server {
         Ok(Server {
             local_addr,
             shared,
+            tls,
             threads,
         })
     }
@@ -126,10 +136,46 @@ impl Server {
         self.threads.iter().all(|t| t.is_finished())
     }
 
+    /// Reads `--tls-cert` and `--tls-key` again (SIGHUP): new handshakes
+    /// use the new pair; on error the old one stays. `Ok` without TLS.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::LoadError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this node serves TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Whether any worker has stopped (it only stops on error or drain).
     pub fn any_worker_stopped(&self) -> bool {
         self.threads.iter().any(|t| t.is_finished())
     }
+}
+
+/// Redis's address, resolved once, and for `rediss://` the client
+/// configuration (`--redis-ca` or the system's roots) and the name the
+/// certificate must carry.
+fn redis_endpoint(config: &Config, url: &RedisUrl) -> io::Result<Endpoint> {
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(url.host.as_str(), url.port))?
+        .next()
+        .ok_or_else(|| io::Error::other("redis host has no address"))?;
+    let tls = if url.tls {
+        let roots = crate::tls::load::redis_roots(config.redis_ca.as_deref())
+            .map_err(|e| io::Error::other(format!("--redis-ca: {e}")))?;
+        let name = ServerName::try_from(url.host.clone()).map_err(|e| {
+            io::Error::other(format!(
+                "rediss:// host is not a DNS name or an IP address: {e}"
+            ))
+        })?;
+        Some((crate::tls::load::client_config(roots), name))
+    } else {
+        None
+    };
+    Ok(Endpoint { addr, tls })
 }
 
 /// A seed for epochs that differs per process start.

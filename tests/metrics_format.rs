@@ -11,7 +11,7 @@ use switchboard::metrics::{
     render, DeliveredType, Gauges, HttpRoute, MsgType, WorkerMetrics, BUCKETS,
 };
 
-const FAMILIES: [&str; 20] = [
+const FAMILIES: [&str; 21] = [
     "switchboard_workers",
     "switchboard_connections",
     "switchboard_channels",
@@ -25,6 +25,7 @@ const FAMILIES: [&str; 20] = [
     "switchboard_closes_total",
     "switchboard_rate_limited_total",
     "switchboard_redis_reconnects_total",
+    "switchboard_tls_handshake_failures_total",
     "switchboard_http_requests_total",
     "switchboard_recoveries_total",
     "switchboard_replayed_events_total",

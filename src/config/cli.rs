@@ -96,6 +96,15 @@ pub(crate) struct Args {
     /// Seconds a client has to send its HTTP request head
     #[arg(long, value_name = "S")]
     handshake_timeout_s: Option<String>,
+    /// PEM certificate chain: the listener speaks only TLS (https://, wss://)
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 RSA or SEC1 EC)
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
+    /// PEM CA certificates trusted for rediss:// instead of the system roots
+    #[arg(long, value_name = "FILE")]
+    redis_ca: Option<String>,
     /// Accept permessage-deflate offers (RFC 7692)
     #[arg(long)]
     compression: bool,
@@ -176,6 +185,9 @@ impl Args {
             (Setting::MaxConnections, &self.max_connections),
             (Setting::DrainS, &self.drain_s),
             (Setting::HandshakeTimeoutS, &self.handshake_timeout_s),
+            (Setting::TlsCert, &self.tls_cert),
+            (Setting::TlsKey, &self.tls_key),
+            (Setting::RedisCa, &self.redis_ca),
             (Setting::CompressionMinBytes, &self.compression_min_bytes),
             (Setting::JwtPublicKey, &self.jwt_public_key),
             (Setting::Jwks, &self.jwks),

@@ -133,7 +133,14 @@ pub struct Config {
     /// Serve `/echo` for the Autobahn conformance suite (not in PROTOCOL.md;
     /// testing only).
     pub autobahn_echo: bool,
+    /// Bounds the TLS handshake too, on a TLS listener.
     pub handshake_timeout: Duration,
+    /// `--tls-cert` and `--tls-key`, both or neither (PROTOCOL.md §11);
+    /// read by [`crate::tls::ServerTls::load`] at start and on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates for `rediss://`; `None`: the system's roots.
+    pub redis_ca: Option<PathBuf>,
     /// Accept permessage-deflate (PROTOCOL.md section 12).
     pub compression: bool,
     /// Payloads shorter than this go out uncompressed.
@@ -172,6 +179,9 @@ impl Default for Config {
             drain: Duration::from_secs(DEFAULT_DRAIN_S),
             autobahn_echo: false,
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_S),
+            tls_cert: None,
+            tls_key: None,
+            redis_ca: None,
             compression: false,
             compression_min_bytes: DEFAULT_COMPRESSION_MIN_BYTES,
         }
@@ -212,7 +222,10 @@ fn default_text(key: Setting) -> Option<String> {
         | Setting::JwtPublicKey
         | Setting::Jwks
         | Setting::JwtAudience
-        | Setting::JwtIssuer => return None,
+        | Setting::JwtIssuer
+        | Setting::TlsCert
+        | Setting::TlsKey => return None,
+        Setting::RedisCa => "system roots".to_owned(),
     })
 }
 
@@ -409,6 +422,9 @@ impl fmt::Debug for Config {
             .field("compression", &self.compression)
             .field("compression_min_bytes", &self.compression_min_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("redis_ca", &self.redis_ca)
             .finish()
     }
 }
@@ -652,6 +668,9 @@ fn resolve(layers: [(Source, Layer); 3]) -> Result<Config, ConfigError> {
     if let Some(v) = r.one(Setting::HandshakeTimeoutS, |s| seconds(s, 1))? {
         c.handshake_timeout = v;
     }
+    c.tls_cert = r.one(Setting::TlsCert, value::path)?;
+    c.tls_key = r.one(Setting::TlsKey, value::path)?;
+    c.redis_ca = r.one(Setting::RedisCa, value::path)?;
     if let Some(v) = r.one(Setting::Compression, value::switch)? {
         c.compression = v;
     }
@@ -682,6 +701,36 @@ fn check_across(r: &Resolver, c: &Config) -> Result<(), ConfigError> {
             &c.redis_prefix,
             "must not contain '{' or '}' with --redis-cluster (they delimit hash tags)".to_owned(),
         ));
+    }
+    // One of the pair alone would serve plain text where TLS was meant.
+    for (given, missing) in [
+        (Setting::TlsCert, Setting::TlsKey),
+        (Setting::TlsKey, Setting::TlsCert),
+    ] {
+        let set = |k| match k {
+            Setting::TlsCert => c.tls_cert.as_ref(),
+            _ => c.tls_key.as_ref(),
+        };
+        if let (Some(v), None) = (set(given), set(missing)) {
+            return Err(invalid(
+                given,
+                r.source_of(given),
+                &v.display().to_string(),
+                format!("needs --{} as well", missing.name()),
+            ));
+        }
+    }
+    if let Some(ca) = &c.redis_ca {
+        let tls = c.redis_url().is_some_and(|u| u.tls)
+            || c.redis_cluster_urls().iter().any(|u| u.tls);
+        if !tls {
+            return Err(invalid(
+                Setting::RedisCa,
+                r.source_of(Setting::RedisCa),
+                &ca.display().to_string(),
+                "applies only to a rediss:// --redis or --redis-cluster URL".to_owned(),
+            ));
+        }
     }
     for (i, (ns, n)) in c.history.iter().enumerate() {
         if c.history.iter().take(i).any(|(earlier, _)| earlier == ns) {

@@ -33,6 +33,9 @@ pub(crate) enum Setting {
     DrainS,
     AutobahnEcho,
     HandshakeTimeoutS,
+    TlsCert,
+    TlsKey,
+    RedisCa,
     Compression,
     CompressionMinBytes,
     JwtPublicKey,
@@ -56,7 +59,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 31] = [
+    pub(crate) const ALL: [Setting; 34] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -80,6 +83,9 @@ impl Setting {
         Setting::DrainS,
         Setting::AutobahnEcho,
         Setting::HandshakeTimeoutS,
+        Setting::TlsCert,
+        Setting::TlsKey,
+        Setting::RedisCa,
         Setting::Compression,
         Setting::CompressionMinBytes,
         Setting::JwtPublicKey,
@@ -116,6 +122,9 @@ impl Setting {
             Setting::DrainS => "drain-s",
             Setting::AutobahnEcho => "autobahn-echo",
             Setting::HandshakeTimeoutS => "handshake-timeout-s",
+            Setting::TlsCert => "tls-cert",
+            Setting::TlsKey => "tls-key",
+            Setting::RedisCa => "redis-ca",
             Setting::Compression => "compression",
             Setting::CompressionMinBytes => "compression-min-bytes",
             Setting::JwtPublicKey => "jwt-public-key",

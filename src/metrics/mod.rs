@@ -212,6 +212,7 @@ pub struct WorkerMetrics {
     closes: [Counter; CloseKind::COUNT],
     rate_limited: Counter,
     redis_reconnects: Counter,
+    tls_handshake_failures: Counter,
     http: [Counter; HttpRoute::COUNT],
     /// `[recovered, not_recovered]`.
     recoveries: [Counter; 2],
@@ -248,6 +249,7 @@ impl WorkerMetrics {
             closes: Default::default(),
             rate_limited: Counter::default(),
             redis_reconnects: Counter::default(),
+            tls_handshake_failures: Counter::default(),
             http: Default::default(),
             recoveries: Default::default(),
             replayed: Counter::default(),
@@ -308,6 +310,13 @@ impl WorkerMetrics {
     #[inline]
     pub fn redis_reconnect(&self) {
         self.redis_reconnects.add(1);
+    }
+
+    /// One client dropped in a failed TLS handshake (refused bytes, or
+    /// the handshake timeout passed after it started).
+    #[inline]
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.add(1);
     }
 
     /// One HTTP request (a request head parsed) served by `route`.

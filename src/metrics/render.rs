@@ -118,6 +118,13 @@ pub fn render(workers: &[Arc<WorkerMetrics>], gauges: &Gauges) -> String {
     let name = "switchboard_redis_reconnects_total";
     out.family(name, "counter", "Reconnections to Redis.");
     out.sample(name, None, sum(&|w| &w.redis_reconnects));
+    let name = "switchboard_tls_handshake_failures_total";
+    out.family(
+        name,
+        "counter",
+        "Clients dropped in a failed TLS handshake (TLS listener only).",
+    );
+    out.sample(name, None, sum(&|w| &w.tls_handshake_failures));
 
     let name = "switchboard_http_requests_total";
     out.family(name, "counter", "HTTP requests, by route.");
@@ -295,7 +302,7 @@ mod tests {
                 assert!(line.starts_with(&current), "{line} outside {current}");
             }
         }
-        assert_eq!(seen.len(), 20);
+        assert_eq!(seen.len(), 21);
     }
 
     #[test]

@@ -10,6 +10,7 @@ fn url(user: Option<&str>, pass: Option<&str>, db: u32) -> RedisUrl {
         username: user.map(Into::into),
         password: pass.map(Into::into),
         db,
+        tls: false,
     }
 }
 

@@ -1,17 +1,20 @@
-//! `redis://` URLs, as taken by `--redis` (PROTOCOL.md, section "Running").
+//! `redis://` and `rediss://` URLs, as taken by `--redis` (PROTOCOL.md §10,
+//! §11).
 //!
 //! The accepted form is the one of the IANA provisional `redis` scheme
 //! (<https://www.iana.org/assignments/uri-schemes/prov/redis>), restricted to
 //! what switchboard can use:
 //!
 //! ```text
-//! redis://[[user]:password@]host[:port][/db]
+//! redis[s]://[[user]:password@]host[:port][/db]
 //! ```
+//!
+//! `rediss://` is the same over TLS (the scheme Redis clients share); the
+//! server's certificate is always verified against `host`.
 //!
 //! User and password are percent-decoded (RFC 3986 section 2.1), so a password
 //! holding `@`, `:` or `/` must be written `%40`, `%3A`, `%2F`. An IPv6 host is
-//! written in brackets (`redis://[::1]:6380`). `rediss://` (TLS), query strings
-//! and fragments are refused rather than silently ignored: a setting the
+//! written in brackets (`redis://[::1]:6380`). Query strings and fragments are refused rather than silently ignored: a setting the
 //! operator wrote and that would not be applied is worse than an error.
 
 use std::fmt;
@@ -33,6 +36,8 @@ pub struct RedisUrl {
     pub password: Option<String>,
     /// Logical database selected after the handshake (`SELECT`), 0 by default.
     pub db: u32,
+    /// `rediss://`: the link speaks TLS.
+    pub tls: bool,
 }
 
 impl fmt::Debug for RedisUrl {
@@ -43,6 +48,7 @@ impl fmt::Debug for RedisUrl {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("db", &self.db)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -51,7 +57,7 @@ impl fmt::Debug for RedisUrl {
 /// the error can be printed as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
-    /// The URL does not start with `redis://` (`rediss://` is not supported).
+    /// The URL does not start with `redis://` or `rediss://`.
     Scheme,
     /// Nothing between `//` (or `@`) and the port.
     MissingHost,
@@ -73,7 +79,7 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Scheme => f.write_str("the URL must start with redis:// (TLS is not supported)"),
+            Self::Scheme => f.write_str("the URL must start with redis:// or rediss://"),
             Self::MissingHost => f.write_str("the URL names no host"),
             Self::InvalidPort => f.write_str("the port is not a number in 1..=65535"),
             Self::InvalidDb => f.write_str("the path must be /<database number>"),
@@ -88,9 +94,9 @@ impl fmt::Display for UrlError {
 
 impl std::error::Error for UrlError {}
 
-/// Parses `redis://[[user]:password@]host[:port][/db]`.
+/// Parses `redis[s]://[[user]:password@]host[:port][/db]`.
 pub fn parse_url(url: &str) -> Result<RedisUrl, UrlError> {
-    let rest = strip_scheme(url).ok_or(UrlError::Scheme)?;
+    let (rest, tls) = strip_scheme(url).ok_or(UrlError::Scheme)?;
     if rest.contains('#') {
         return Err(UrlError::Unsupported { part: "fragment" });
     }
@@ -118,12 +124,21 @@ pub fn parse_url(url: &str) -> Result<RedisUrl, UrlError> {
         username,
         password,
         db,
+        tls,
     })
 }
 
-fn strip_scheme(url: &str) -> Option<&str> {
-    let scheme = url.get(..8)?;
-    scheme.eq_ignore_ascii_case("redis://").then(|| &url[8..])
+/// The rest of the URL and whether the scheme asks for TLS.
+fn strip_scheme(url: &str) -> Option<(&str, bool)> {
+    for (scheme, tls) in [("redis://", false), ("rediss://", true)] {
+        if url
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+        {
+            return Some((&url[scheme.len()..], tls));
+        }
+    }
+    None
 }
 
 type Credentials = (Option<String>, Option<String>);
@@ -216,6 +231,7 @@ mod tests {
             username: user.map(Into::into),
             password: pass.map(Into::into),
             db,
+            tls: false,
         }
     }
 
@@ -239,6 +255,20 @@ mod tests {
             ("REDIS://h", url("h", 6379, None, None, 0)),
             ("redis://[::1]:6380/1", url("::1", 6380, None, None, 1)),
             ("redis://[::1]", url("::1", 6379, None, None, 0)),
+            (
+                "rediss://:pw@h:6380/1",
+                RedisUrl {
+                    tls: true,
+                    ..url("h", 6380, None, Some("pw"), 1)
+                },
+            ),
+            (
+                "REDISS://h",
+                RedisUrl {
+                    tls: true,
+                    ..url("h", 6379, None, None, 0)
+                },
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(parse_url(text), Ok(want), "{text}");
@@ -259,7 +289,8 @@ mod tests {
     fn refuses_with_a_reason() {
         let cases = [
             ("http://h", UrlError::Scheme),
-            ("rediss://h", UrlError::Scheme),
+            ("redisss://h", UrlError::Scheme),
+            ("rediss:/h", UrlError::Scheme),
             ("redis:/h", UrlError::Scheme),
             ("", UrlError::Scheme),
             ("redis://", UrlError::MissingHost),

@@ -38,10 +38,24 @@ const SPARE_BATCHES: usize = 8;
 const SPARE_BATCH_CAPACITY: usize = 4096;
 
 /// A connection's byte stream. TLS goes here: a stream that decrypts what
-/// it reads and encrypts what it writes is a `Socket` like a TCP one.
+/// it reads and encrypts what it writes is a `Socket` like a TCP one
+/// (`super::stream::Stream`). `flush` writes what the stream itself still
+/// holds (TLS records a full socket did not take).
 pub trait Socket: Read + Write {
     /// Half-closes the write side once the last bytes are out.
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Whether a read that filled less than the buffer drained the socket
+    /// (see [`Driver::read`]); not through TLS, where it may be one
+    /// record's plaintext with more records behind it.
+    fn short_read_drains(&self) -> bool {
+        true
+    }
+
+    /// The peer sent bytes and never completed the TLS handshake.
+    fn handshake_failed(&self) -> bool {
+        false
+    }
 }
 
 impl Socket for TcpStream {
@@ -336,6 +350,7 @@ impl<S: Socket> Driver<S> {
                 }
                 break;
             }
+            let drains = entry.stream.short_read_drains();
             match entry.stream.read(&mut self.scratch) {
                 Ok(0) => return self.drop_conn(key),
                 Ok(n) => {
@@ -343,7 +358,7 @@ impl<S: Socket> Driver<S> {
                     entry
                         .conn
                         .handle_input(&mut self.scratch[..n], &mut cx!(self));
-                    if entry.conn.is_done() || (n < self.scratch.len() && !closed) {
+                    if entry.conn.is_done() || (n < self.scratch.len() && !closed && drains) {
                         break;
                     }
                 }
@@ -402,7 +417,12 @@ impl<S: Socket> Driver<S> {
             if entry.queued_since.is_none() && !entry.conn.transmit().is_empty() {
                 entry.queued_since = Some(self.now);
             }
-            match entry.conn.transmit().write_to(&mut entry.stream) {
+            let written = entry
+                .conn
+                .transmit()
+                .write_to(&mut entry.stream)
+                .and_then(|n| entry.stream.flush().map(|()| n));
+            match written {
                 Ok(written) => self.metrics.bytes_out(written as u64),
                 Err(_) => {
                     self.drop_conn(key);
@@ -433,6 +453,9 @@ impl<S: Socket> Driver<S> {
     /// or the connection is done).
     fn drop_conn(&mut self, key: usize) {
         if let Some(mut entry) = self.conns.try_remove(key) {
+            if entry.stream.handshake_failed() {
+                self.metrics.tls_handshake_failed();
+            }
             entry.conn.handle_gone(&mut cx!(self));
             // Dropping the stream closes the socket, which also removes it
             // from epoll.

@@ -18,8 +18,12 @@
 //! 4. flush every connection that has bytes to write (a flush can release
 //!    held HTTP input, which is then read);
 //! 5. timers (heartbeats, deadlines, the Redis link's upkeep).
+//!
+//! On a TLS listener each accepted socket gets its TLS session in front of
+//! it ([`stream::Stream`]); nothing past the driver's [`Socket`] knows.
 
 mod driver;
+mod stream;
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +38,8 @@ use crate::broker::redis::RedisOwner;
 use crate::broker::{Msg, Owner, OwnerLimits};
 use crate::id::{key_of, token_of, LISTENER, REDIS, WAKER};
 use crate::node::Node;
+use crate::tls::{ServerTls, TlsSession};
+use stream::Stream;
 
 pub use driver::{Broker, Driver, Socket};
 
@@ -102,8 +108,11 @@ pub struct Parts {
     pub listener: TcpListener,
     pub receiver: Receiver<Vec<Msg>>,
     pub seed: u64,
-    /// Redis's address, resolved once at start; `None`: embedded broker.
-    pub redis_addr: Option<std::net::SocketAddr>,
+    /// Redis's address (and TLS settings), resolved once at start; `None`:
+    /// embedded broker.
+    pub redis: Option<crate::broker::redis::Endpoint>,
+    /// `--tls-cert`/`--tls-key`: every accepted connection is TLS.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 #[derive(Debug)]
@@ -112,7 +121,8 @@ pub struct Worker {
     poll: Poll,
     listener: TcpListener,
     receiver: Receiver<Vec<Msg>>,
-    driver: Driver<TcpStream>,
+    driver: Driver<Stream>,
+    tls: Option<Arc<ServerTls>>,
     next_tick: Instant,
 }
 
@@ -126,12 +136,12 @@ impl Worker {
         let node = &shared.node;
         let config = node.config.clone();
         let metrics = node.metrics[parts.index].clone();
-        let broker = match (parts.redis_addr, config.redis_url()) {
-            (Some(addr), Some(url)) => Broker::Redis {
+        let broker = match (parts.redis, config.redis_url()) {
+            (Some(endpoint), Some(url)) => Broker::Redis {
                 owner: Box::new(RedisOwner::new(
                     config.clone(),
                     url,
-                    addr,
+                    endpoint,
                     REDIS,
                     parts.seed,
                     node.links_down.clone(),
@@ -153,6 +163,7 @@ impl Worker {
             poll: parts.poll,
             listener,
             receiver: parts.receiver,
+            tls: parts.tls,
             next_tick: Instant::now(),
         })
     }
@@ -244,6 +255,13 @@ impl Worker {
             tracing::warn!(error = %e, "register failed");
             return;
         }
-        self.driver.insert(stream);
+        // The certificate of the moment (SIGHUP may replace it): one atomic
+        // load per connection, none per message. The connection's handshake
+        // timeout, running from now, covers the TLS handshake.
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|t| Box::new(TlsSession::server(t.config())));
+        self.driver.insert(Stream::new(stream, tls));
     }
 }

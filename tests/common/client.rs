@@ -6,7 +6,7 @@ use super::*;
 /// left before the awaited event's deadline; server pings are answered
 /// (tungstenite queues the pong, [`Client`] flushes it at once).
 pub struct Client {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Box<dyn Transport>>,
     pub welcome: Value,
     /// The subprotocol the server selected, if any.
     pub subprotocol: Option<String>,
@@ -15,6 +15,18 @@ pub struct Client {
     /// Server pings seen so far.
     pub pings: usize,
     next_id: u64,
+}
+
+/// The byte stream under a [`Client`]: a TCP socket, or TLS over one.
+pub trait Transport: Read + Write + Send {
+    /// The socket, for timeouts and socket options.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Transport for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
 }
 
 /// What ended a read.
@@ -59,7 +71,6 @@ impl Client {
         query: &str,
         headers: &[(&str, &str)],
     ) -> Result<Client, String> {
-        let deadline = Instant::now() + TIMEOUT;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         stream
             .set_read_timeout(Some(TIMEOUT))
@@ -67,6 +78,17 @@ impl Client {
         stream
             .set_write_timeout(Some(TIMEOUT))
             .map_err(|e| e.to_string())?;
+        Client::upgrade(Box::new(stream), addr, query, headers)
+    }
+
+    /// Upgrades any connected [`Transport`] and reads the `welcome`.
+    pub fn upgrade(
+        stream: Box<dyn Transport>,
+        addr: SocketAddr,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, String> {
+        let deadline = Instant::now() + TIMEOUT;
         let mut req = ws_url(addr, query)
             .into_client_request()
             .map_err(|e| e.to_string())?;
@@ -138,7 +160,7 @@ impl Client {
     }
 
     pub fn stream(&self) -> &TcpStream {
-        self.ws.get_ref()
+        self.ws.get_ref().tcp()
     }
 
     pub fn send_json(&mut self, v: Value) {
@@ -163,7 +185,7 @@ impl Client {
             let Some(left) = left(deadline) else {
                 return Next::Timeout;
             };
-            if let Err(e) = self.ws.get_mut().set_read_timeout(Some(left)) {
+            if let Err(e) = self.ws.get_ref().tcp().set_read_timeout(Some(left)) {
                 return Next::Failed(e.into());
             }
             match self.ws.read() {

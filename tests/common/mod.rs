@@ -25,6 +25,7 @@ mod order;
 mod raw;
 mod redis;
 mod server;
+mod tls;
 
 pub use client::*;
 // Only the Redis Cluster tests use this.
@@ -38,6 +39,9 @@ pub use raw::*;
 #[allow(unused_imports)]
 pub use redis::*;
 pub use server::*;
+// Only the TLS tests use these.
+#[allow(unused_imports)]
+pub use tls::*;
 
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -2,19 +2,76 @@
 //! poll, a sans-IO [`Session`] that speaks RESP3, and reconnection with
 //! capped exponential backoff and jitter.
 //!
+//! For `rediss://` the socket is wrapped in a [`TlsSession`] (client side,
+//! the server verified against the configured roots) read and written by
+//! the same loop; the RESP session above it sees the same bytes either way.
+//!
 //! The link only moves bytes and keeps time; what the commands mean is the
 //! owner's business. Commands issued while the link is down are refused at
 //! once (the owner answers `unavailable`), so nothing waits without bound.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use rustls::pki_types::ServerName;
 
 use crate::resp::{Event, RedisUrl, SendError, Session};
+use crate::tls::TlsSession;
+
+/// Where the link connects, resolved once at start.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// `rediss://`: the client configuration (roots) and the name the
+    /// server's certificate must carry.
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+/// The link's socket, in clear or through TLS.
+#[derive(Debug)]
+struct Stream {
+    tcp: TcpStream,
+    tls: Option<Box<TlsSession>>,
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            Some(tls) => tls.read(&mut self.tcp, buf),
+            None => self.tcp.read(buf),
+        }
+    }
+
+    /// Takes what it can of `data`; `WouldBlock` when nothing fits.
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else {
+            return self.tcp.write(data);
+        };
+        tls.write_tls(&mut self.tcp)?;
+        if tls.wants_write() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = tls.write_plaintext(data);
+        tls.write_tls(&mut self.tcp)?;
+        match n {
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    /// Writes TLS records left over from a full socket.
+    fn flush_tls(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            tls.write_tls(&mut self.tcp)?;
+        }
+        Ok(())
+    }
+}
 use crate::rng::XorShift;
 
 /// Backoff before the first retry; doubles up to [`BACKOFF_MAX`].
@@ -36,12 +93,12 @@ enum State<T> {
         retry_at: Instant,
     },
     Connecting {
-        stream: TcpStream,
+        stream: Stream,
         session: Session<T>,
         deadline: Instant,
     },
     Up {
-        stream: TcpStream,
+        stream: Stream,
         session: Session<T>,
     },
 }
@@ -61,6 +118,7 @@ pub enum LinkEvent<T> {
 pub struct Link<T> {
     url: RedisUrl,
     addr: SocketAddr,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     token: Token,
     state: State<T>,
     attempt: u32,
@@ -73,10 +131,11 @@ pub struct Link<T> {
 }
 
 impl<T> Link<T> {
-    pub fn new(url: RedisUrl, addr: SocketAddr, token: Token, seed: u64) -> Self {
+    pub fn new(url: RedisUrl, endpoint: Endpoint, token: Token, seed: u64) -> Self {
         Link {
             url,
-            addr,
+            addr: endpoint.addr,
+            tls: endpoint.tls,
             token,
             state: State::Down {
                 retry_at: Instant::now(),
@@ -151,8 +210,11 @@ impl<T> Link<T> {
                 }
                 self.unsent = None;
                 self.last_rx = now;
+                let tls = self.tls.as_ref().map(|(config, name)| {
+                    Box::new(TlsSession::client(config.clone(), name.clone()))
+                });
                 self.state = State::Connecting {
-                    stream,
+                    stream: Stream { tcp: stream, tls },
                     session: Session::new(&self.url),
                     deadline: now + CONNECT_TIMEOUT,
                 };
@@ -184,7 +246,7 @@ impl<T> Link<T> {
             mut session,
         } = old
         {
-            let _ = registry.deregister(&mut stream);
+            let _ = registry.deregister(&mut stream.tcp);
             let lost = session.close();
             if was_up {
                 tracing::warn!(addr = %self.addr, "redis link lost");
@@ -229,7 +291,12 @@ impl<T> Link<T> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::debug!(error = %e, "redis read");
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        // TLS refused: an untrusted or misnamed certificate.
+                        tracing::warn!(addr = %self.addr, error = %e, "redis TLS failed");
+                    } else {
+                        tracing::debug!(error = %e, "redis read");
+                    }
                     failed = true;
                     break;
                 }
@@ -293,10 +360,11 @@ impl<T> Link<T> {
 }
 
 fn write_from<T>(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     session: &mut Session<T>,
     unsent: &mut Option<Bytes>,
 ) -> io::Result<()> {
+    stream.flush_tls()?;
     loop {
         let mut chunk = match unsent.take() {
             Some(c) => c,

@@ -23,7 +23,6 @@ pub mod scripts;
 mod upkeep;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,6 +38,7 @@ use crate::resp::RedisUrl;
 use crate::rng::XorShift;
 use crate::ws;
 use json::{member_entry, presence_event};
+pub use link::Endpoint;
 use link::Link;
 use scripts::Script;
 
@@ -188,7 +188,7 @@ impl RedisOwner {
     pub fn new(
         config: Arc<Config>,
         url: RedisUrl,
-        addr: SocketAddr,
+        endpoint: Endpoint,
         token: Token,
         seed: u64,
         links_down: Arc<AtomicUsize>,
@@ -197,7 +197,7 @@ impl RedisOwner {
         let now = Instant::now();
         RedisOwner {
             config,
-            link: Link::new(url, addr, token, seed),
+            link: Link::new(url, endpoint, token, seed),
             channels: HashMap::new(),
             by_pubsub: HashMap::new(),
             shas: scripts::Shas::default(),

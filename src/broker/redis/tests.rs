@@ -60,7 +60,15 @@ impl Scripted {
         let url = crate::resp::parse_url(&format!("redis://{addr}")).unwrap();
         let links_down = Arc::new(AtomicUsize::new(1));
         let poll = Poll::new().unwrap();
-        let mut owner = RedisOwner::new(config, url, addr, Token(2), 7, links_down, Arc::default());
+        let mut owner = RedisOwner::new(
+            config,
+            url,
+            Endpoint { addr, tls: None },
+            Token(2),
+            7,
+            links_down,
+            Arc::default(),
+        );
         let mut out = Outbox::new(2);
         // The first tick connects.
         owner.tick(Instant::now(), poll.registry(), &mut out);
