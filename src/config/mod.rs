@@ -721,8 +721,8 @@ fn check_across(r: &Resolver, c: &Config) -> Result<(), ConfigError> {
         }
     }
     if let Some(ca) = &c.redis_ca {
-        let tls = c.redis_url().is_some_and(|u| u.tls)
-            || c.redis_cluster_urls().iter().any(|u| u.tls);
+        let tls =
+            c.redis_url().is_some_and(|u| u.tls) || c.redis_cluster_urls().iter().any(|u| u.tls);
         if !tls {
             return Err(invalid(
                 Setting::RedisCa,

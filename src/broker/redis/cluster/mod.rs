@@ -14,12 +14,14 @@
 //! | `redirect.rs` | `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN` |
 
 mod map;
+mod owner;
 pub mod redirect;
 mod slot;
 
 use std::fmt;
 
 pub use map::{MapError, SlotMap};
+pub use owner::{ClusterOwner, MAX_TRIES};
 pub use redirect::{Endpoint, Redirect, RedirectError};
 pub use slot::{channel_slot, key_slot, SLOTS};
 
