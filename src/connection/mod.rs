@@ -74,6 +74,10 @@ pub const FLUSH_GRACE: Duration = Duration::from_secs(10);
 /// past this many bytes is left in the kernel, so TCP pushes back.
 pub const MAX_HELD_INPUT: usize = 64 * 1024 + 64;
 
+/// The close code reported for a WebSocket that ended without a close
+/// handshake (RFC 6455 §7.1.5); it is never sent.
+const ABNORMAL_CLOSE: u16 = 1006;
+
 /// What one call into a connection may use besides the connection: the
 /// time, the node's shared state, the worker's counters, and where requests
 /// for owners go.
@@ -328,6 +332,10 @@ impl Connection {
     /// The peer is gone (EOF, a socket error) or the connection is done:
     /// leave every channel and stop counting it. The driver then forgets it.
     pub fn handle_gone(&mut self, cx: &mut Cx<'_>) {
+        if matches!(&self.phase, Phase::Ws(ws) if !ws.closing()) {
+            // No close was decided: the peer hung up or the socket failed.
+            cx.metrics.close(ABNORMAL_CLOSE);
+        }
         self.leave_all(cx);
         if std::mem::take(&mut self.counted) {
             cx.node
