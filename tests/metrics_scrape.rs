@@ -159,9 +159,11 @@ fn closes_are_counted_by_code() {
     assert_eq!(closes(&after, "1000"), 1.0);
     assert_eq!(closes(&after, "1002"), 1.0);
     assert_eq!(closes(&after, "1006"), 1.0);
-    let total: f64 = ["1000", "1001", "1002", "1006", "1007", "1009", "4008", "4009", "4010", "other"]
-        .iter()
-        .map(|c| closes(&after, c))
-        .sum();
+    let total: f64 = [
+        "1000", "1001", "1002", "1006", "1007", "1009", "4008", "4009", "4010", "other",
+    ]
+    .iter()
+    .map(|c| closes(&after, c))
+    .sum();
     assert_eq!(total, 3.0, "each WebSocket is counted once");
 }

@@ -296,6 +296,12 @@ impl Connection {
         matches!(self.phase, Phase::Done)
     }
 
+    /// How often a driver should run due timers: a few times per
+    /// heartbeat, so a deadline is met within a quarter of one.
+    pub fn timer_interval(config: &crate::config::Config) -> Duration {
+        (config.heartbeat / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
     /// When [`Connection::handle_timeout`] has something to do.
     pub fn poll_timeout(&self, cx: &Cx<'_>) -> Option<Instant> {
         match &self.phase {
