@@ -54,7 +54,6 @@ use crate::id::ConnId;
 use crate::metrics::DeliveredType;
 use crate::metrics::WorkerMetrics;
 use crate::node::Node;
-use crate::registry::Handle;
 use crate::ws::deflate::{Codec, WindowBits};
 
 use http::PendingApi;
@@ -382,11 +381,6 @@ impl Connection {
         self.on_answer(answer, cx);
         // Pipelined requests waited behind this one.
         self.resume_input(cx);
-    }
-
-    /// Its entry in the worker's fan-out registry.
-    pub fn handle(&self) -> Handle {
-        self.id.handle()
     }
 
     /// Queues a frame the server itself must send whatever the limit says
