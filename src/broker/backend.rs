@@ -1,5 +1,6 @@
-//! Where one worker's channels are ordered: the embedded [`Owner`] or the
-//! Redis link's [`RedisOwner`], behind the few calls a driver makes.
+//! Where one worker's channels are ordered: the embedded [`Owner`], the
+//! Redis link's [`RedisOwner`] or the Redis Cluster links' [`ClusterOwner`],
+//! behind the few calls a driver makes.
 //!
 //! The driver hands this owner-bound messages, the Redis socket's
 //! readiness and its timer ticks, and never matches on which broker it is.
@@ -9,7 +10,8 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::redis::{Endpoint, RedisOwner};
+use super::redis::cluster::ClusterOwner;
+use super::redis::{ClusterSeeds, Endpoint, RedisOwner};
 use super::{Outbox, Owner, OwnerLimits, ToOwner};
 use crate::node::Node;
 
@@ -24,23 +26,40 @@ pub enum Broker {
         owner: Box<RedisOwner>,
         registry: mio::Registry,
     },
+    /// Through a Redis Cluster: one link per master, each registered with
+    /// the worker's poll under its own token.
+    Cluster {
+        owner: Box<ClusterOwner>,
+        registry: mio::Registry,
+    },
 }
 
 impl Broker {
-    /// Worker `index`'s broker: through Redis when the node has an
-    /// `endpoint` for it (resolved at start), its link registered with
-    /// `registry` under [`crate::id::REDIS`]; embedded otherwise.
+    /// Worker `index`'s broker: through a Redis Cluster when the node has
+    /// `cluster` seeds, through Redis when it has an `endpoint` (resolved
+    /// at start), each link registered with `registry`; embedded otherwise.
     pub fn new(
         node: &Node,
         index: usize,
         endpoint: Option<Endpoint>,
+        cluster: Option<ClusterSeeds>,
         seed: u64,
         registry: &mio::Registry,
     ) -> io::Result<Self> {
         let config = node.config.clone();
         let metrics = node.metrics[index].clone();
-        Ok(match (endpoint, config.redis_url()) {
-            (Some(endpoint), Some(url)) => Broker::Redis {
+        Ok(match (endpoint, config.redis_url(), cluster) {
+            (_, _, Some(seeds)) => Broker::Cluster {
+                owner: Box::new(ClusterOwner::new(
+                    config,
+                    seeds,
+                    seed,
+                    node.links_down.clone(),
+                    metrics,
+                )),
+                registry: registry.try_clone()?,
+            },
+            (Some(endpoint), Some(url), None) => Broker::Redis {
                 owner: Box::new(RedisOwner::new(
                     config,
                     url,
@@ -61,21 +80,27 @@ impl Broker {
         match self {
             Broker::Embedded(owner) => owner.handle(msg, now, out),
             Broker::Redis { owner, .. } => owner.handle(msg, out),
+            Broker::Cluster { owner, registry } => owner.handle(msg, now, registry, out),
         }
     }
 
-    /// The Redis link's socket is ready.
-    pub fn ready(&mut self, now: Instant, out: &mut Outbox) {
-        if let Broker::Redis { owner, registry } = self {
-            owner.on_ready(now, registry, out);
+    /// A Redis link's socket is ready: the one link's ([`crate::id::REDIS`])
+    /// or a cluster node's (its shard token).
+    pub fn ready(&mut self, token: mio::Token, now: Instant, out: &mut Outbox) {
+        match self {
+            Broker::Redis { owner, registry } => owner.on_ready(now, registry, out),
+            Broker::Cluster { owner, registry } => owner.on_ready(token, now, registry, out),
+            Broker::Embedded(_) => {}
         }
     }
 
     /// After messages were handled: lets the Redis link send what they
     /// queued.
     pub fn flush(&mut self, now: Instant, out: &mut Outbox) {
-        if let Broker::Redis { owner, registry } = self {
-            owner.flush(now, registry, out);
+        match self {
+            Broker::Redis { owner, registry } => owner.flush(now, registry, out),
+            Broker::Cluster { owner, registry } => owner.flush(now, registry, out),
+            Broker::Embedded(_) => {}
         }
     }
 
@@ -83,6 +108,7 @@ impl Broker {
     /// reconnects); returns the link's next deadline, no sooner than 10 ms
     /// from `now`.
     pub fn tick(&mut self, now: Instant, out: &mut Outbox) -> Option<Instant> {
+        let soonest = now + Duration::from_millis(10);
         match self {
             Broker::Embedded(owner) => {
                 owner.sweep(now);
@@ -90,7 +116,10 @@ impl Broker {
             }
             Broker::Redis { owner, registry } => {
                 owner.tick(now, registry, out);
-                let soonest = now + Duration::from_millis(10);
+                owner.next_deadline().map(|t| t.max(soonest))
+            }
+            Broker::Cluster { owner, registry } => {
+                owner.tick(now, registry, out);
                 owner.next_deadline().map(|t| t.max(soonest))
             }
         }
@@ -101,6 +130,7 @@ impl Broker {
         match self {
             Broker::Embedded(owner) => owner.channel_count(),
             Broker::Redis { owner, .. } => owner.channel_count(),
+            Broker::Cluster { owner, .. } => owner.channel_count(),
         }
     }
 }

@@ -194,9 +194,9 @@ impl<S: Socket> Driver<S> {
         self.shared.node.owned_channels[self.index].store(owned, Ordering::Relaxed);
     }
 
-    /// The Redis link's socket is ready.
-    pub fn redis_ready(&mut self) {
-        self.broker.ready(self.now, &mut self.outbox);
+    /// A Redis link's socket (the link's, or a cluster node's) is ready.
+    pub fn redis_ready(&mut self, token: mio::Token) {
+        self.broker.ready(token, self.now, &mut self.outbox);
     }
 
     /// Handles a batch another worker sent.

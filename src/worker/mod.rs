@@ -33,7 +33,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Waker};
 
 use crate::broker::{Broker, Msg, Queues};
-use crate::id::{key_of, token_of, LISTENER, REDIS, WAKER};
+use crate::id::{key_of, shard_of, token_of, LISTENER, REDIS, WAKER};
 use crate::node::Node;
 use crate::socket::Stream;
 use crate::tls::ServerTls;
@@ -67,6 +67,8 @@ pub struct Parts {
     /// Redis's address (and TLS settings), resolved once at start; `None`:
     /// embedded broker.
     pub redis: Option<crate::broker::redis::Endpoint>,
+    /// `--redis-cluster`: the seeds; `None` otherwise.
+    pub cluster: Option<crate::broker::redis::ClusterSeeds>,
     /// `--tls-cert`/`--tls-key`: every accepted connection is TLS.
     pub tls: Option<Arc<ServerTls>>,
 }
@@ -93,6 +95,7 @@ impl Worker {
             &shared.node,
             parts.index,
             parts.redis,
+            parts.cluster,
             parts.seed,
             parts.poll.registry(),
         )?;
@@ -136,7 +139,8 @@ impl Worker {
                 match event.token() {
                     WAKER => self.drain_queue(),
                     LISTENER => self.accept(),
-                    REDIS => self.driver.redis_ready(),
+                    REDIS => self.driver.redis_ready(REDIS),
+                    token if shard_of(token).is_some() => self.driver.redis_ready(token),
                     token => {
                         let Some(key) = key_of(token) else { continue };
                         let closed = event.is_read_closed() || event.is_error();
