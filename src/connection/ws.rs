@@ -214,7 +214,13 @@ impl Connection {
                     self.out.truncate_unstarted();
                     replies.drop_parked();
                 }
-                match replies.request_close(ws::close_frame(code, reason), cx.now) {
+                let decided = replies.request_close(ws::close_frame(code, reason), cx.now);
+                if matches!(decided, CloseNow::Yes(_) | CloseNow::Waits) {
+                    // The first close decided for this WebSocket: by the
+                    // server, or the client's echoed.
+                    cx.metrics.close(code);
+                }
+                match decided {
                     CloseNow::Yes(frame) => frame,
                     CloseNow::Waits => return,
                     CloseNow::AlreadyClosing if drop_queue => match replies.abandon() {

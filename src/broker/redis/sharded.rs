@@ -61,8 +61,8 @@ pub(super) enum Note {
     },
     /// The slot map reply (`CLUSTER SHARDS` when `true`); `None`: lost.
     Map(Option<(bool, Value)>),
-    /// Something says the map is stale (a refused `SSUBSCRIBE`).
-    Stale,
+    /// A refused `SSUBSCRIBE` (`MOVED` when the slot is elsewhere).
+    Refused { channels: Vec<Bytes>, error: Bytes },
 }
 
 /// The cluster's seeds and how to reach its nodes, resolved once at start.
@@ -166,6 +166,19 @@ impl RedisOwner {
 
     pub(super) fn holds_pubsub(&self, pubsub: &[u8]) -> bool {
         self.by_pubsub.contains_key(pubsub)
+    }
+
+    /// The channel of a pub/sub name this shard holds.
+    pub(super) fn channel_of_pubsub(&self, pubsub: &[u8]) -> Option<Arc<str>> {
+        self.by_pubsub.get(pubsub).cloned()
+    }
+
+    /// Subscribes again to a channel Redis dropped: where its slot went,
+    /// the refusal (`MOVED`) says.
+    pub(super) fn resubscribe(&mut self, pubsub: &[u8]) {
+        if self.up {
+            let _ = self.subscribe(&[pubsub], true);
+        }
     }
 
     pub(super) fn channel_names(&self) -> Vec<Arc<str>> {

@@ -30,10 +30,12 @@ impl RedisOwner {
                     }
                 }
                 LinkEvent::Session(Event::Push(push)) => self.on_push(push, out),
-                LinkEvent::Session(Event::PubSubRefused { error, .. }) if self.sharded => {
-                    // An `SSUBSCRIBE` answered `MOVED`: the map is stale.
+                LinkEvent::Session(Event::PubSubRefused {
+                    channels, error, ..
+                }) if self.sharded => {
+                    // An `SSUBSCRIBE` answered `MOVED`: the slot is elsewhere.
                     tracing::debug!(error = %String::from_utf8_lossy(&error), "shard subscription refused");
-                    self.notes.push(Note::Stale);
+                    self.notes.push(Note::Refused { channels, error });
                 }
                 LinkEvent::Session(other) => {
                     tracing::warn!(event = ?other, "unexpected redis event");

@@ -13,6 +13,9 @@
 //! - The slot map is fetched at start, after a `MOVED`, a `CLUSTERDOWN`, a
 //!   dropped subscription or a failed link, every 250 ms while a master's
 //!   link is down or a slot has no master, and every 5 s otherwise.
+//! - A subscription Redis drops (`sunsubscribe`: the slot moved) is asked
+//!   again at once on the same node; the `MOVED` refusal names the new
+//!   master, and the channel moves there without waiting for a map.
 //! - A channel whose slot now has another master moves to that master's
 //!   shard owner with its members, gap watch and subscription: no client
 //!   joins again. The old link unsubscribes; the new one subscribes and
@@ -91,9 +94,6 @@ pub struct ClusterOwner {
     last_map: Instant,
     /// Commands to send again after `TRYAGAIN`.
     retries: Vec<(Instant, Sent)>,
-    /// Channels whose subscription Redis dropped, subscribed again after
-    /// the next map.
-    resubscribe: Vec<Arc<str>>,
     gathers: HashMap<ConnId, Gather>,
 }
 
@@ -119,7 +119,6 @@ impl ClusterOwner {
             next_map: now,
             last_map: now,
             retries: Vec::new(),
-            resubscribe: Vec::new(),
             gathers: HashMap::new(),
         };
         let seed_addrs: Vec<NodeAddr> = owner
@@ -331,16 +330,23 @@ impl ClusterOwner {
         match note {
             Note::Redirect { sent, error } => self.on_redirect(i, sent, &error, now, out),
             Note::Unsubscribed(pubsub) => {
-                let Some(name) = self.shard(i).channel_names().into_iter().find(|n| {
-                    self.shards[i]
-                        .as_ref()
-                        .is_some_and(|s| s.owner.pubsub_of(n) == Some(&pubsub[..]))
-                }) else {
-                    return;
-                };
-                self.resubscribe.push(name);
+                // Asked again at once: the `MOVED` that answers names the
+                // new master sooner than a map from a node whose view may
+                // lag behind the gossip.
+                self.shard(i).resubscribe(&pubsub);
                 self.router.want_refresh();
                 self.next_map = now;
+            }
+            Note::Refused { channels, error } => {
+                let asked = self.shards[i].as_ref().expect("noting shard").addr.clone();
+                self.next_map = now;
+                if let Follow::Moved { .. } = self.router.on_error(&error, &asked) {
+                    for pubsub in channels {
+                        if let Some(name) = self.shard(i).channel_of_pubsub(&pubsub) {
+                            self.shard_for(&name);
+                        }
+                    }
+                }
             }
             Note::Stray(push) => {
                 let name = match &push {
@@ -376,9 +382,6 @@ impl ClusterOwner {
                 }
             }
             Note::Map(reply) => self.on_map(i, reply, now, registry, out),
-            Note::Stale => {
-                self.router.want_refresh();
-            }
         }
     }
 
@@ -489,8 +492,8 @@ impl ClusterOwner {
         }
     }
 
-    /// Moves every channel to its master's shard, subscribes again where
-    /// Redis dropped a subscription, and closes links no longer needed.
+    /// Moves every channel to its master's shard and closes links no
+    /// longer needed.
     fn reconcile(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
         let masters = self.router.masters().to_vec();
         for m in &masters {
@@ -505,15 +508,6 @@ impl ClusterOwner {
                     if t != i {
                         debug_assert!(!self.shard(i).holds(&name));
                     }
-                }
-            }
-        }
-        for name in std::mem::take(&mut self.resubscribe) {
-            if let Some(h) = self.holder(&name) {
-                // Still here after the map: subscribe again (the drop was
-                // for a move that is not in the map yet, or reverted).
-                if let Some((n, ch)) = self.shard(h).release(&name) {
-                    self.shard(h).adopt(n, ch);
                 }
             }
         }
