@@ -30,6 +30,7 @@
 //! nanoseconds measured by the caller.
 
 mod histogram;
+pub mod latency;
 mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
