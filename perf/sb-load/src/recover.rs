@@ -415,7 +415,7 @@ impl Loop {
                 self.finish_connect(i);
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                self.read_ready(i);
+                self.read_ready(i, event.is_read_closed() || event.is_error());
             }
             if event.is_writable() {
                 self.flush(i);
@@ -479,7 +479,11 @@ impl Loop {
         self.flush(i);
     }
 
-    fn read_ready(&mut self, i: usize) {
+    /// Reads what is there. A short read means drained, except when the
+    /// peer already closed (`peer_closed`): the end of stream then waits
+    /// behind the data and raises no new edge, so read on to it (a killed
+    /// node's clients otherwise sit in CLOSE-WAIT forever).
+    fn read_ready(&mut self, i: usize, peer_closed: bool) {
         loop {
             let c = &mut self.clients[i];
             let Some(stream) = c.stream.as_mut() else {
@@ -509,7 +513,7 @@ impl Loop {
                 }
                 Err(code) => return self.close(i, false, code),
             }
-            if n < space {
+            if n < space && !peer_closed {
                 break;
             }
         }
