@@ -214,7 +214,12 @@ impl Connection {
                     self.out.truncate_unstarted();
                     replies.drop_parked();
                 }
-                match replies.request_close(ws::close_frame(code, reason), cx.now) {
+                let now = replies.request_close(ws::close_frame(code, reason), cx.now);
+                if matches!(now, CloseNow::Yes(_) | CloseNow::Waits) {
+                    // Once per WebSocket: the first close decided.
+                    cx.metrics.close(code);
+                }
+                match now {
                     CloseNow::Yes(frame) => frame,
                     CloseNow::Waits => return,
                     CloseNow::AlreadyClosing if drop_queue => match replies.abandon() {

@@ -301,6 +301,11 @@ impl WorkerMetrics {
         self.closes[CloseKind::from_code(code) as usize].add(1);
     }
 
+    /// Closes counted under `code`'s label so far.
+    pub fn closes_of(&self, code: u16) -> u64 {
+        self.closes[CloseKind::from_code(code) as usize].get()
+    }
+
     /// One client request refused by the rate limiter.
     #[inline]
     pub fn rate_limited(&self) {

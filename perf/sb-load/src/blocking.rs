@@ -13,6 +13,9 @@ use crate::payload::{self, Reply};
 use crate::scenario::Target;
 use crate::ws;
 
+/// TCP_MAXSEG of a connection with a shrunk receive buffer.
+const ETHERNET_MSS: u32 = 1460;
+
 /// Largest server frame read while waiting for `joined` or a close.
 const MAX_FRAME: usize = 64 * 1024;
 
@@ -56,6 +59,12 @@ pub fn open_joined(
         Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|_| Step::Connect)?;
     if let Some(n) = rcvbuf {
         socket.set_recv_buffer_size(n).map_err(|_| Step::Connect)?;
+        // An Ethernet-sized MSS, as a real client's: loopback's 64 KiB
+        // segments would let the server's send buffer autotune to
+        // tcp_wmem's maximum (4 MiB) at once.
+        socket
+            .set_tcp_mss(ETHERNET_MSS)
+            .map_err(|_| Step::Connect)?;
     }
     socket.set_tcp_nodelay(true).map_err(|_| Step::Connect)?;
     socket
@@ -175,4 +184,47 @@ fn write_by(stream: &mut TcpStream, bytes: &[u8], deadline: Instant) -> io::Resu
 /// A client frame mask; its value does not matter to a server.
 fn mask() -> [u8; 4] {
     [0x5b, 0x1d, 0x27, 0x9e]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::parse_url;
+    use crate::testserver::{self, Fault};
+
+    #[test]
+    fn opens_a_joined_connection_and_sees_the_end_of_stream() {
+        let target = parse_url(&testserver::start(Fault::None)).unwrap();
+        let source = Ipv4Addr::new(127, 0, 0, 1);
+        let mut j = open_joined(source, &target, "t:1", Some(4096), Duration::from_secs(5))
+            .unwrap_or_else(|s| panic!("failed at {s:?}"));
+        // Nothing more comes from this server unprompted.
+        let soon = Instant::now() + Duration::from_millis(100);
+        assert_eq!(read_to_close(&mut j, soon), Ending::Timeout);
+        j.stream.shutdown(std::net::Shutdown::Both).unwrap();
+        assert_eq!(
+            read_to_close(&mut j, Instant::now() + Duration::from_secs(2)),
+            Ending::Eof
+        );
+    }
+
+    #[test]
+    fn a_close_frame_carries_its_code() {
+        let (a, mut b) = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            (l.accept().unwrap().0, c)
+        };
+        // A text frame, then close 4008, as a server writes them.
+        let mut frames = vec![0x81, 2, b'h', b'i', 0x88, 2];
+        frames.extend_from_slice(&4008u16.to_be_bytes());
+        (&a).write_all(&frames).unwrap();
+        let mut j = Joined {
+            stream: b.try_clone().unwrap(),
+            rest: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        assert_eq!(read_to_close(&mut j, deadline), Ending::Close(4008));
+        let _ = b.flush();
+    }
 }

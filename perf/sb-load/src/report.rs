@@ -203,8 +203,8 @@ impl Summary {
         }
         if let Some(st) = &self.stalled {
             line(format!(
-                "stalled      {} (+{} failed to join): {} closed 4008, {} closed otherwise, {} still open",
-                st.stalled, st.failed_to_join, st.closed_4008, st.closed_other, st.still_open
+                "stalled      {} (+{} failed to join): {} closed 4008, {} closed otherwise, {} ended without a close frame, {} still open",
+                st.stalled, st.failed_to_join, st.closed_4008, st.closed_other, st.closed_eof, st.still_open
             ));
         }
         s

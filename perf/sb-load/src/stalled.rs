@@ -5,7 +5,8 @@
 //! connecting (`--stalled-rcvbuf`) so the server's outbound limit, not the
 //! kernel, holds the backlog. At the end each reads what is left until the
 //! server's close frame: `closed_4008` counts those the server closed as
-//! slow consumers.
+//! slow consumers and whose close frame got through, `closed_eof` those it
+//! closed without one reaching them (their socket's buffer was still full).
 
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,13 @@ pub struct StalledFigures {
     pub failed_to_join: u64,
     /// Closed by the server with 4008 (slow consumer).
     pub closed_4008: u64,
-    /// Closed with another code, or the stream ended without a close frame.
+    /// Closed with another code.
     pub closed_other: u64,
     pub last_other_code: Option<u16>,
+    /// The stream ended without a close frame: the server gave up on a
+    /// socket whose send buffer never had room for its close frame (the
+    /// 4008 is then in its `/metrics`, not on the wire).
+    pub closed_eof: u64,
     /// Still open at the end (never closed by the server).
     pub still_open: u64,
 }
@@ -82,10 +87,49 @@ impl Stalled {
                     f.closed_other += 1;
                     f.last_other_code = Some(code);
                 }
-                Ending::Eof => f.closed_other += 1,
+                Ending::Eof => f.closed_eof += 1,
                 Ending::Timeout => f.still_open += 1,
             }
         }
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{self, Args};
+    use crate::testserver::{self, Fault};
+    use clap::Parser;
+
+    #[test]
+    fn stalled_receivers_join_and_a_server_that_never_closes_leaves_them_open() {
+        let url = testserver::start(Fault::None);
+        let args =
+            Args::try_parse_from(["sb-load", "--url", &url, "--conns", "4", "--channels", "2"])
+                .unwrap();
+        let plan = scenario::plan(&args, 20_000).unwrap();
+        let stalled = Stalled::open(&plan, 3, 4096);
+        let f = stalled.finish(Duration::from_secs(2));
+        assert_eq!((f.stalled, f.failed_to_join), (3, 0), "{f:?}");
+        assert_eq!(f.still_open, 3, "{f:?}");
+        assert_eq!(f.closed_4008 + f.closed_other + f.closed_eof, 0);
+    }
+
+    #[test]
+    fn a_refused_connection_counts_as_failed() {
+        // A port nobody listens on: bind one, learn it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("ws://127.0.0.1:{port}/ws");
+        let args =
+            Args::try_parse_from(["sb-load", "--url", &url, "--conns", "2", "--channels", "1"])
+                .unwrap();
+        let plan = scenario::plan(&args, 20_000).unwrap();
+        let f = Stalled::open(&plan, 2, 4096).finish(Duration::from_secs(1));
+        assert_eq!((f.stalled, f.failed_to_join), (0, 2), "{f:?}");
     }
 }
