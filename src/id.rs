@@ -18,6 +18,20 @@ pub const LISTENER: Token = Token(1);
 pub const REDIS: Token = Token(2);
 /// Tokens from here on are connections: token = slab key + `FIRST_CONN`.
 const FIRST_CONN: usize = 3;
+/// Most links a worker has to Redis Cluster nodes; theirs are the top
+/// tokens, counted down from `usize::MAX`.
+pub const SHARD_LINKS: usize = 1024;
+
+/// The token of a worker's link number `i` to a Redis Cluster node.
+pub fn shard_token(i: usize) -> Token {
+    Token(usize::MAX - i)
+}
+
+/// The link number of a cluster node link's token.
+pub fn shard_of(token: Token) -> Option<usize> {
+    let i = usize::MAX - token.0;
+    (i < SHARD_LINKS).then_some(i)
+}
 
 /// A connection anywhere on this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -73,7 +87,10 @@ pub fn token_of(key: usize) -> Token {
 
 /// The slab key of a connection's token; `None` for a reserved token.
 pub fn key_of(token: Token) -> Option<usize> {
-    token.0.checked_sub(FIRST_CONN)
+    token
+        .0
+        .checked_sub(FIRST_CONN)
+        .filter(|_| shard_of(token).is_none())
 }
 
 #[cfg(test)]
@@ -86,8 +103,17 @@ mod tests {
         assert_eq!((id.worker(), id.key(), id.serial()), (3, 41, 7));
         assert_eq!(key_of(id.token()), Some(41));
         assert_eq!(id.handle(), Handle { key: 41, serial: 7 });
-        for reserved in [WAKER, LISTENER, REDIS] {
+        for reserved in [
+            WAKER,
+            LISTENER,
+            REDIS,
+            shard_token(0),
+            shard_token(SHARD_LINKS - 1),
+        ] {
             assert_eq!(key_of(reserved), None);
         }
+        assert_eq!(shard_of(shard_token(5)), Some(5));
+        assert_eq!(shard_of(token_of(5)), None);
+        assert_eq!(shard_of(REDIS), None);
     }
 }

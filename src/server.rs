@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::broker::{Msg, ToWorker};
 use rustls::pki_types::ServerName;
 
-use crate::broker::redis::Endpoint;
+use crate::broker::redis::{ClusterSeeds, Endpoint};
 use crate::config::{Config, RedisUrl};
 use crate::node::Node;
 use crate::tls::ServerTls;
@@ -53,6 +53,7 @@ impl Server {
             Some(url) => Some(redis_endpoint(&config, &url)?),
             None => None,
         };
+        let cluster = cluster_seeds(&config)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(Arc::new(
                 ServerTls::load(cert.clone(), key.clone()).map_err(io::Error::other)?,
@@ -79,7 +80,12 @@ impl Server {
             receivers.push(rx);
         }
         let shared = Arc::new(Shared::new(
-            Node::new(config.clone(), n, redis.is_some(), auth),
+            Node::new(
+                config.clone(),
+                n,
+                redis.is_some() || cluster.is_some(),
+                auth,
+            ),
             senders,
             wakers,
         ));
@@ -95,6 +101,7 @@ impl Server {
                 receiver,
                 seed: seed ^ ((index as u64 + 1) << 32),
                 redis: redis.clone(),
+                cluster: cluster.clone(),
                 tls: tls.clone(),
             };
             let worker = Worker::new(parts, shared.clone())?;
@@ -168,6 +175,29 @@ fn redis_endpoint(config: &Config, url: &RedisUrl) -> io::Result<Endpoint> {
         None
     };
     Ok(Endpoint { addr, tls })
+}
+
+/// `--redis-cluster`: the seeds, and for `rediss://` the client
+/// configuration every node's link uses (`--redis-ca` or the system's
+/// roots). Each node's address is resolved when its link is made.
+fn cluster_seeds(config: &Config) -> io::Result<Option<ClusterSeeds>> {
+    let urls = config.redis_cluster_urls();
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let tls = if urls.iter().any(|u| u.tls) {
+        if !urls.iter().all(|u| u.tls) {
+            return Err(io::Error::other(
+                "--redis-cluster: seeds must all be redis:// or all rediss://",
+            ));
+        }
+        let roots = crate::tls::load::redis_roots(config.redis_ca.as_deref())
+            .map_err(|e| io::Error::other(format!("--redis-ca: {e}")))?;
+        Some(crate::tls::load::client_config(roots))
+    } else {
+        None
+    };
+    Ok(Some(ClusterSeeds { urls, tls }))
 }
 
 /// A seed for epochs that differs per process start.

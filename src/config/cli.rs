@@ -39,6 +39,9 @@ pub(crate) struct Args {
     /// redis://[user:pass@]host[:port][/db]; none = embedded broker, one node
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// Seed node of a Redis Cluster, redis://[user:pass@]host[:port] (repeatable; instead of --redis)
+    #[arg(long, value_name = "URL")]
+    redis_cluster: Vec<String>,
     /// Prefix of every Redis key and channel
     #[arg(long, value_name = "P")]
     redis_prefix: Option<String>,
@@ -200,6 +203,7 @@ impl Args {
         }
         let many = [
             (Setting::History, &self.history),
+            (Setting::RedisCluster, &self.redis_cluster),
             (Setting::NoClientPublish, &self.no_client_publish),
             (Setting::NoPresence, &self.no_presence),
             (Setting::AllowedOrigin, &self.allowed_origin),

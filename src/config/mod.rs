@@ -89,6 +89,10 @@ pub struct Config {
     pub node: String,
     /// Validated `redis://` URL; see [`Config::redis_url`] for its parts.
     pub redis: Option<String>,
+    /// Validated seed URLs of a Redis Cluster (PROTOCOL.md 1.1 §13), database
+    /// 0; empty unless `--redis-cluster` is given, and then `redis` is
+    /// `None`. See [`Config::redis_cluster_urls`].
+    pub redis_cluster: Vec<String>,
     pub redis_prefix: String,
     /// Non-empty when set; turns on §6 authentication (HS256 tokens).
     pub hmac_secret: Option<String>,
@@ -150,6 +154,7 @@ impl Default for Config {
             threads: default_threads(),
             node: random_node(),
             redis: None,
+            redis_cluster: Vec::new(),
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             hmac_secret: None,
             jwt_public_key: None,
@@ -205,6 +210,7 @@ fn default_text(key: Setting) -> Option<String> {
         Setting::JwksRefreshS => DEFAULT_JWKS_REFRESH_S.to_string(),
         Setting::JwtLeewayS => DEFAULT_JWT_LEEWAY_S.to_string(),
         Setting::Redis
+        | Setting::RedisCluster
         | Setting::HmacSecret
         | Setting::ApiKey
         | Setting::History
@@ -363,6 +369,15 @@ impl Config {
             .as_deref()
             .and_then(|u| crate::resp::parse_url(u).ok())
     }
+
+    /// The parts of each [`Config::redis_cluster`] seed, checked when the
+    /// configuration was read.
+    pub fn redis_cluster_urls(&self) -> Vec<RedisUrl> {
+        self.redis_cluster
+            .iter()
+            .filter_map(|u| crate::resp::parse_url(u).ok())
+            .collect()
+    }
 }
 
 impl fmt::Debug for Config {
@@ -373,6 +388,14 @@ impl fmt::Debug for Config {
             .field("threads", &self.threads)
             .field("node", &self.node)
             .field("redis", &self.redis.as_deref().map(redis_url::redact))
+            .field(
+                "redis_cluster",
+                &self
+                    .redis_cluster
+                    .iter()
+                    .map(|u| redis_url::redact(u))
+                    .collect::<Vec<_>>(),
+            )
             .field("redis_prefix", &self.redis_prefix)
             .field("hmac_secret", &hidden(&self.hmac_secret))
             .field("jwt_public_key", &self.jwt_public_key)
@@ -485,7 +508,7 @@ impl std::error::Error for ConfigError {
 fn shown(key: Setting, value: &str) -> String {
     if key.is_secret() {
         "***".to_owned()
-    } else if key == Setting::Redis {
+    } else if matches!(key, Setting::Redis | Setting::RedisCluster) {
         redis_url::redact(value)
     } else {
         value.to_owned()
@@ -580,6 +603,9 @@ fn resolve(layers: [(Source, Layer); 3]) -> Result<Config, ConfigError> {
             .map(|_| s.to_owned())
             .map_err(|e| e.to_string())
     })?;
+    if let Some(v) = r.many(Setting::RedisCluster, value::cluster_seed)? {
+        c.redis_cluster = v;
+    }
     if let Some(v) = r.one(Setting::RedisPrefix, value::redis_prefix)? {
         c.redis_prefix = v;
     }
@@ -657,6 +683,25 @@ fn resolve(layers: [(Source, Layer); 3]) -> Result<Config, ConfigError> {
 }
 
 fn check_across(r: &Resolver, c: &Config) -> Result<(), ConfigError> {
+    if c.redis.is_some() && !c.redis_cluster.is_empty() {
+        return Err(invalid(
+            Setting::RedisCluster,
+            r.source_of(Setting::RedisCluster),
+            &c.redis_cluster[0],
+            "cannot be given together with --redis: one Redis or one cluster".to_owned(),
+        ));
+    }
+    // Every key of a channel is `PREFIX{CHANNEL}:…`: a brace in the prefix
+    // would make Redis hash a different tag, splitting a channel's keys
+    // over slots (CROSSSLOT in a cluster).
+    if !c.redis_cluster.is_empty() && c.redis_prefix.contains(['{', '}']) {
+        return Err(invalid(
+            Setting::RedisPrefix,
+            r.source_of(Setting::RedisPrefix),
+            &c.redis_prefix,
+            "must not contain '{' or '}' with --redis-cluster (they delimit hash tags)".to_owned(),
+        ));
+    }
     // One of the pair alone would serve plain text where TLS was meant.
     for (given, missing) in [
         (Setting::TlsCert, Setting::TlsKey),
@@ -676,12 +721,14 @@ fn check_across(r: &Resolver, c: &Config) -> Result<(), ConfigError> {
         }
     }
     if let Some(ca) = &c.redis_ca {
-        if !c.redis_url().is_some_and(|u| u.tls) {
+        let tls =
+            c.redis_url().is_some_and(|u| u.tls) || c.redis_cluster_urls().iter().any(|u| u.tls);
+        if !tls {
             return Err(invalid(
                 Setting::RedisCa,
                 r.source_of(Setting::RedisCa),
                 &ca.display().to_string(),
-                "applies only to a rediss:// --redis URL".to_owned(),
+                "applies only to a rediss:// --redis or --redis-cluster URL".to_owned(),
             ));
         }
     }

@@ -14,6 +14,7 @@ pub(crate) enum Setting {
     Threads,
     Node,
     Redis,
+    RedisCluster,
     RedisPrefix,
     HmacSecret,
     ApiKey,
@@ -58,11 +59,12 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 33] = [
+    pub(crate) const ALL: [Setting; 34] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
         Setting::Redis,
+        Setting::RedisCluster,
         Setting::RedisPrefix,
         Setting::HmacSecret,
         Setting::ApiKey,
@@ -101,6 +103,7 @@ impl Setting {
             Setting::Threads => "threads",
             Setting::Node => "node",
             Setting::Redis => "redis",
+            Setting::RedisCluster => "redis-cluster",
             Setting::RedisPrefix => "redis-prefix",
             Setting::HmacSecret => "hmac-secret",
             Setting::ApiKey => "api-key",
@@ -136,6 +139,7 @@ impl Setting {
     pub(crate) fn shape(self) -> Shape {
         match self {
             Setting::History
+            | Setting::RedisCluster
             | Setting::NoClientPublish
             | Setting::NoPresence
             | Setting::AllowedOrigin => Shape::Many,

@@ -599,6 +599,66 @@ fn every_key_has_a_flag_and_round_trips_its_file_name() {
 }
 
 #[test]
+fn redis_cluster_seeds_repeat_and_hide_their_password() {
+    let c = parse(
+        &[
+            "--redis-cluster",
+            "redis://u:pw123@h1:7000",
+            "--redis-cluster",
+            "redis://u:pw123@h2",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.redis, None);
+    let urls = c.redis_cluster_urls();
+    assert_eq!(urls.len(), 2);
+    assert_eq!((urls[0].host.as_str(), urls[0].port), ("h1", 7000));
+    assert_eq!((urls[1].host.as_str(), urls[1].port), ("h2", 6379));
+    assert_eq!(urls[1].password.as_deref(), Some("pw123"));
+    assert!(!format!("{c:?}").contains("pw123"), "{c:?}");
+
+    let env = parse(
+        &[],
+        &[("SWITCHBOARD_REDIS_CLUSTER", "redis://a:1,redis://b:2")],
+    )
+    .unwrap();
+    assert_eq!(env.redis_cluster.len(), 2);
+}
+
+#[test]
+fn redis_cluster_refusals_name_the_settings() {
+    let e = parse(
+        &[
+            "--redis",
+            "redis://h:1",
+            "--redis-cluster",
+            "redis://u:pw9@h:2",
+        ],
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("--redis-cluster") && e.contains("with --redis:") && !e.contains("pw9"),
+        "{e}"
+    );
+    for (args, setting) in [
+        (&["--redis-cluster", "redis://h:1/2"][..], "redis-cluster"),
+        (&["--redis-cluster", "h:1"], "redis-cluster"),
+        (
+            &["--redis-cluster", "redis://h:1", "--redis-prefix", "a{b"],
+            "redis-prefix",
+        ),
+    ] {
+        match parse(args, &[]) {
+            Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{args:?}"),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn token_key_settings() {
     let c = parse(&[], &[]).unwrap();
     assert!(!c.auth_on());

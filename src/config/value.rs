@@ -63,6 +63,16 @@ pub(crate) fn node_id(s: &str) -> Result<String, String> {
 
 /// A Redis key prefix: up to 64 bytes with no whitespace or control
 /// characters (they would only ever be a quoting mistake). May be empty.
+/// A `--redis-cluster` seed: a `--redis` URL on database 0, the only one a
+/// cluster has.
+pub(crate) fn cluster_seed(s: &str) -> Result<String, String> {
+    let url = crate::resp::parse_url(s).map_err(|e| e.to_string())?;
+    if url.db != 0 {
+        return Err("a cluster has only database 0".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
 pub(crate) fn redis_prefix(s: &str) -> Result<String, String> {
     if s.len() > 64 || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("expected at most 64 visible ASCII characters".to_owned());

@@ -265,7 +265,7 @@ impl Connection {
             _ => {
                 // The embedded broker asks every owner; Redis knows the
                 // whole cluster, so one owner asks it.
-                let asked = if config.redis.is_some() {
+                let asked = if config.redis.is_some() || !config.redis_cluster.is_empty() {
                     vec![from.worker()]
                 } else {
                     (0..cx.out.workers()).collect()

@@ -18,6 +18,7 @@ use mio::net::TcpStream;
 
 use super::Shared;
 use crate::auth::unix_now;
+use crate::broker::redis::cluster::ClusterOwner;
 use crate::broker::redis::RedisOwner;
 use crate::broker::{ConnId, Msg, Outbox, Owner, ToWorker};
 use crate::conn::Outbound;
@@ -73,6 +74,12 @@ pub enum Broker {
     /// the worker's poll through `registry`.
     Redis {
         owner: Box<RedisOwner>,
+        registry: mio::Registry,
+    },
+    /// Through a Redis Cluster: one link per master, each registered with
+    /// the worker's poll under its own token.
+    Cluster {
+        owner: Box<ClusterOwner>,
         registry: mio::Registry,
     },
 }
@@ -228,6 +235,7 @@ impl<S: Socket> Driver<S> {
         let owned = match &self.broker {
             Broker::Embedded(owner) => owner.channel_count(),
             Broker::Redis { owner, .. } => owner.channel_count(),
+            Broker::Cluster { owner, .. } => owner.channel_count(),
         };
         self.shared.node.owned_channels[self.index].store(owned, Ordering::Relaxed);
     }
@@ -236,6 +244,13 @@ impl<S: Socket> Driver<S> {
     pub fn redis_ready(&mut self) {
         if let Broker::Redis { owner, registry } = &mut self.broker {
             owner.on_ready(self.now, registry, &mut self.outbox);
+        }
+    }
+
+    /// A Redis Cluster node link's socket is ready.
+    pub fn cluster_ready(&mut self, token: mio::Token) {
+        if let Broker::Cluster { owner, registry } = &mut self.broker {
+            owner.on_ready(token, self.now, registry, &mut self.outbox);
         }
     }
 
@@ -273,8 +288,12 @@ impl<S: Socket> Driver<S> {
     /// After messages were handled outside [`Driver::pump`]: lets the Redis
     /// link send what they queued.
     pub fn flush_broker(&mut self) {
-        if let Broker::Redis { owner, registry } = &mut self.broker {
-            owner.flush(self.now, registry, &mut self.outbox);
+        match &mut self.broker {
+            Broker::Redis { owner, registry } => owner.flush(self.now, registry, &mut self.outbox),
+            Broker::Cluster { owner, registry } => {
+                owner.flush(self.now, registry, &mut self.outbox);
+            }
+            Broker::Embedded(_) => {}
         }
     }
 
@@ -467,6 +486,9 @@ impl<S: Socket> Driver<S> {
             Msg::Owner(msg) => match &mut self.broker {
                 Broker::Embedded(owner) => owner.handle(msg, self.now, &mut self.outbox),
                 Broker::Redis { owner, .. } => owner.handle(msg, &mut self.outbox),
+                Broker::Cluster { owner, registry } => {
+                    owner.handle(msg, self.now, registry, &mut self.outbox);
+                }
             },
             Msg::Worker(msg) => self.on_worker_msg(msg),
         }
@@ -574,6 +596,12 @@ impl<S: Socket> Driver<S> {
         match &mut self.broker {
             Broker::Embedded(owner) => owner.sweep(self.now),
             Broker::Redis { owner, registry } => {
+                owner.tick(self.now, registry, &mut self.outbox);
+                if let Some(t) = owner.next_deadline() {
+                    next = next.min(t.max(self.now + Duration::from_millis(10)));
+                }
+            }
+            Broker::Cluster { owner, registry } => {
                 owner.tick(self.now, registry, &mut self.outbox);
                 if let Some(t) = owner.next_deadline() {
                     next = next.min(t.max(self.now + Duration::from_millis(10)));

@@ -34,9 +34,10 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Waker};
 
-use crate::broker::redis::RedisOwner;
+use crate::broker::redis::cluster::ClusterOwner;
+use crate::broker::redis::{ClusterSeeds, RedisOwner};
 use crate::broker::{Msg, Owner, OwnerLimits};
-use crate::id::{key_of, token_of, LISTENER, REDIS, WAKER};
+use crate::id::{key_of, shard_of, token_of, LISTENER, REDIS, WAKER};
 use crate::node::Node;
 use crate::tls::{ServerTls, TlsSession};
 use stream::Stream;
@@ -111,6 +112,8 @@ pub struct Parts {
     /// Redis's address (and TLS settings), resolved once at start; `None`:
     /// embedded broker.
     pub redis: Option<crate::broker::redis::Endpoint>,
+    /// `--redis-cluster`: the seeds; `None` otherwise.
+    pub cluster: Option<ClusterSeeds>,
     /// `--tls-cert`/`--tls-key`: every accepted connection is TLS.
     pub tls: Option<Arc<ServerTls>>,
 }
@@ -136,8 +139,18 @@ impl Worker {
         let node = &shared.node;
         let config = node.config.clone();
         let metrics = node.metrics[parts.index].clone();
-        let broker = match (parts.redis, config.redis_url()) {
-            (Some(endpoint), Some(url)) => Broker::Redis {
+        let broker = match (parts.redis, config.redis_url(), parts.cluster) {
+            (_, _, Some(seeds)) => Broker::Cluster {
+                owner: Box::new(ClusterOwner::new(
+                    config.clone(),
+                    seeds,
+                    parts.seed,
+                    node.links_down.clone(),
+                    metrics.clone(),
+                )),
+                registry: parts.poll.registry().try_clone()?,
+            },
+            (Some(endpoint), Some(url), None) => Broker::Redis {
                 owner: Box::new(RedisOwner::new(
                     config.clone(),
                     url,
@@ -194,6 +207,7 @@ impl Worker {
                     WAKER => self.drain_queue(),
                     LISTENER => self.accept(),
                     REDIS => self.driver.redis_ready(),
+                    token if shard_of(token).is_some() => self.driver.cluster_ready(token),
                     token => {
                         let Some(key) = key_of(token) else { continue };
                         let closed = event.is_read_closed() || event.is_error();

@@ -30,6 +30,7 @@ impl Transport for TcpStream {
 }
 
 /// What ended a read.
+#[derive(Debug)]
 pub enum Next {
     Text(String),
     Binary(Vec<u8>),

@@ -13,12 +13,14 @@
 //!
 //! Files: `server.rs` (the child process), `client.rs` (tungstenite),
 //! `raw.rs` (hand-built frames and HTTP), `redis.rs` (a throwaway
-//! `redis-server` and nodes on it), `order.rs` (the §4 ordering check
+//! `redis-server` and nodes on it), `cluster.rs` (a throwaway Redis
+//! Cluster of six of them), `order.rs` (the §4 ordering check
 //! under racing publishers); this file holds what they share
 //! and the helpers that place clients on workers and read `members`.
 #![allow(dead_code)]
 
 mod client;
+mod cluster;
 mod order;
 mod raw;
 mod redis;
@@ -26,6 +28,9 @@ mod server;
 mod tls;
 
 pub use client::*;
+// Only the Redis Cluster tests use this.
+#[allow(unused_imports)]
+pub use cluster::*;
 // Only the ordering tests use this.
 #[allow(unused_imports)]
 pub use order::*;

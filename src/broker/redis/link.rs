@@ -20,7 +20,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 
-use crate::resp::{Event, RedisUrl, SendError, Session};
+use crate::resp::{Event, RedisUrl, SendError, Session, Subscription};
 use crate::tls::TlsSession;
 
 /// Where the link connects, resolved once at start.
@@ -157,18 +157,26 @@ impl<T> Link<T> {
         }
     }
 
-    pub fn subscribe(&mut self, channels: &[&[u8]]) -> Result<(), SendError> {
+    /// `SUBSCRIBE`/`SSUBSCRIBE` (by `kind`) or their opposites.
+    pub fn pubsub(
+        &mut self,
+        kind: Subscription,
+        subscribe: bool,
+        channels: &[&[u8]],
+    ) -> Result<(), SendError> {
         match &mut self.state {
-            State::Up { session, .. } => session.subscribe(channels),
+            State::Up { session, .. } => session.pubsub(kind, subscribe, channels),
             _ => Err(SendError::Closed),
         }
     }
 
-    pub fn unsubscribe(&mut self, channels: &[&[u8]]) -> Result<(), SendError> {
-        match &mut self.state {
-            State::Up { session, .. } => session.unsubscribe(channels),
-            _ => Err(SendError::Closed),
-        }
+    /// Drops the connection for good (a cluster node no longer used); the
+    /// commands it still waited for come back as `LinkEvent::Down`.
+    pub fn close(&mut self, now: Instant, registry: &Registry) {
+        self.fail(now, registry);
+        self.state = State::Down {
+            retry_at: now + Duration::from_secs(3600 * 24 * 365),
+        };
     }
 
     /// Connects when the backoff allows; gives up a connect that hangs.

@@ -15,10 +15,12 @@
 //! in a channel reaps expired entries every TTL/6, publishing the `leave`
 //! events of members whose node died.
 
+pub mod cluster;
 mod json;
 mod link;
 mod replies;
 pub mod scripts;
+mod sharded;
 mod upkeep;
 
 use std::collections::HashMap;
@@ -33,13 +35,15 @@ use super::{Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::proto::{server, Since};
-use crate::resp::RedisUrl;
+use crate::resp::{RedisUrl, SendError, Subscription};
 use crate::rng::XorShift;
 use crate::ws;
 use json::{member_entry, presence_event};
 pub use link::Endpoint;
 use link::Link;
 use scripts::Script;
+pub use sharded::ClusterSeeds;
+use sharded::{Note, Sent};
 
 /// Why a command was sent, to act on its reply.
 #[derive(Debug)]
@@ -64,6 +68,7 @@ enum Tag {
         id: Option<u64>,
     },
     ApiPresence {
+        channel: Arc<str>,
         to: ConnId,
     },
     ApiChannels {
@@ -78,6 +83,10 @@ enum Tag {
     },
     /// The last `SCRIPT LOAD` of a reload after `NOSCRIPT`.
     ScriptsLoaded,
+    /// `CLUSTER SHARDS` (`shards`) or `CLUSTER SLOTS`: the slot map.
+    Map {
+        shards: bool,
+    },
     /// Replies nobody waits for (presence upkeep, script loads).
     Ignore,
 }
@@ -89,6 +98,20 @@ struct Keys {
     pubsub: Vec<u8>,
     meta: Vec<u8>,
     stream: Vec<u8>,
+}
+
+impl Tag {
+    /// The channel a command is about, when it is about one.
+    fn channel(&self) -> Option<&Arc<str>> {
+        match self {
+            Tag::Join { channel, .. }
+            | Tag::Publish { channel, .. }
+            | Tag::Presence { channel, .. }
+            | Tag::ApiPresence { channel, .. }
+            | Tag::Left { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
 }
 
 impl Keys {
@@ -151,7 +174,13 @@ pub const KEY_TTL: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub struct RedisOwner {
     config: Arc<Config>,
-    link: Link<Tag>,
+    link: Link<Sent>,
+    /// One master's share of a Redis Cluster (PROTOCOL.md 1.1 §13):
+    /// `SPUBLISH`/`SSUBSCRIBE`, scripts that `SPUBLISH`, channel commands
+    /// kept for a redirection, and what only the cluster owner can act on
+    /// left in `notes` (see `sharded`).
+    sharded: bool,
+    notes: Vec<Note>,
     channels: HashMap<Arc<str>, Channel>,
     /// Redis pub/sub name back to the channel.
     by_pubsub: HashMap<Bytes, Arc<str>>,
@@ -197,9 +226,11 @@ impl RedisOwner {
         RedisOwner {
             config,
             link: Link::new(url, endpoint, token, seed),
+            sharded: false,
+            notes: Vec::new(),
             channels: HashMap::new(),
             by_pubsub: HashMap::new(),
-            shas: scripts::Shas::default(),
+            shas: scripts::Shas::new(false),
             rng: XorShift::new(seed),
             next_refresh: now,
             next_reap: now,
@@ -277,7 +308,7 @@ impl RedisOwner {
                     let now = now_ms().to_string();
                     self.command_or_fail(
                         &[b"ZRANGEBYSCORE", &keys.presence, now.as_bytes(), b"+inf"],
-                        Tag::ApiPresence { to: from },
+                        Tag::ApiPresence { channel, to: from },
                         out,
                     );
                 }
@@ -307,7 +338,7 @@ impl RedisOwner {
         if !self.up {
             return self.fail_tag(tag, out);
         }
-        if let Err((e, tag)) = self.link.command(args, tag) {
+        if let Err((e, tag)) = self.send(args, tag) {
             tracing::warn!(error = %e, "redis command refused");
             self.fail_tag(tag, out);
         }
@@ -356,7 +387,7 @@ impl RedisOwner {
             }
         });
         if let Some(name) = subscribe {
-            let _ = self.link.subscribe(&[&name]);
+            let _ = self.subscribe(&[&name], true);
             self.by_pubsub.insert(name, channel.clone());
         }
         let ch = self
@@ -470,15 +501,14 @@ impl RedisOwner {
             // The `left` rides on the ZREM's reply: a join of this member
             // still waiting for Redis is answered first, in request order.
             if let Some(tag) = pending.take() {
-                if let Err((_, tag)) = self.link.command(&[b"ZREM", &presence_key, &m.entry], tag) {
+                if let Err((_, tag)) = self.send(&[b"ZREM", &presence_key, &m.entry], tag) {
                     pending = Some(tag);
                 }
             }
             if pending.is_none() {
                 if let Some(event) = &event {
-                    let _ = self
-                        .link
-                        .command(&[b"PUBLISH", &pubsub, event], Tag::Ignore);
+                    let publish = self.publish_command();
+                    let _ = self.send(&[publish, &pubsub, event], Tag::Ignore);
                 }
             }
         }
@@ -504,7 +534,7 @@ impl RedisOwner {
         }
         let pubsub = ch.keys.pubsub.clone();
         // Down, the subscription is gone with the connection already.
-        let _ = self.link.unsubscribe(&[&pubsub]);
+        let _ = self.subscribe(&[&pubsub], false);
         self.by_pubsub.remove(&pubsub[..]);
         self.channels.remove(channel);
     }
@@ -541,7 +571,10 @@ impl RedisOwner {
             sent: Instant::now(),
         };
         match history {
-            None => self.command_or_fail(&[b"PUBLISH", &keys.pubsub, &event], tag, out),
+            None => {
+                let publish = self.publish_command();
+                self.command_or_fail(&[publish, &keys.pubsub, &event], tag, out);
+            }
             Some(n) => {
                 // The script appends the offset and the closing brace.
                 event.pop();
@@ -603,11 +636,46 @@ impl RedisOwner {
         }
         if self.up && now >= self.next_ping {
             // Keeps a live link talking, so a silent one is a dead one.
-            let _ = self.link.command(&[b"PING"], Tag::Ignore);
+            let _ = self.send(&[b"PING"], Tag::Ignore);
             self.next_ping = now + link::KEEPALIVE;
         }
         self.link.flush(now, registry);
         self.on_link_events(out);
+    }
+
+    /// Queues a command; in cluster mode a channel's command is kept, to
+    /// be sent again where a redirection points. On refusal the tag comes
+    /// back.
+    fn send(&mut self, args: &[&[u8]], tag: Tag) -> Result<(), (SendError, Tag)> {
+        let keep = self.sharded && tag.channel().is_some();
+        let sent = Sent {
+            args: keep.then(|| args.iter().map(|a| Bytes::copy_from_slice(a)).collect()),
+            tag,
+            tries: 0,
+        };
+        self.link.command(args, sent).map_err(|(e, s)| (e, s.tag))
+    }
+
+    /// `PUBLISH`, or `SPUBLISH` on a cluster's shard.
+    fn publish_command(&self) -> &'static [u8] {
+        if self.sharded {
+            b"SPUBLISH"
+        } else {
+            b"PUBLISH"
+        }
+    }
+
+    /// Subscribes to (or unsubscribes from) pub/sub names: all in one
+    /// command with one Redis, one command each on a cluster's shard (a
+    /// shard command's channels must share a slot).
+    fn subscribe(&mut self, names: &[&[u8]], on: bool) -> Result<(), SendError> {
+        if !self.sharded {
+            return self.link.pubsub(Subscription::Channel, on, names);
+        }
+        for name in names {
+            self.link.pubsub(Subscription::Shard, on, &[name])?;
+        }
+        Ok(())
     }
 
     /// Channels with local members on this owner (for metrics).

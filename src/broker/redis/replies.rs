@@ -7,11 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::json::{bulk_items, event_offset, members_json};
-use super::{RedisOwner, Tag};
+use super::{Note, RedisOwner, Tag};
 use crate::broker::{Answer, ConnId, Origin, Outbox, ToWorker};
 use crate::metrics::DeliveredType;
 use crate::proto::{server, ErrorCode};
-use crate::resp::{Push, Value};
+use crate::resp::{Push, Subscription, Value};
 use crate::ws;
 use crate::ws::deflate::Broadcast;
 
@@ -79,7 +79,10 @@ impl RedisOwner {
                     owed: true,
                 },
             ),
-            Tag::ApiPresence { to } | Tag::ApiChannels { to } => out.to_worker(
+            Tag::ApiChannels { to } if self.sharded => {
+                self.notes.push(Note::Channels { to, list: None });
+            }
+            Tag::ApiPresence { to, .. } | Tag::ApiChannels { to } => out.to_worker(
                 to.worker(),
                 ToWorker::Answer {
                     to,
@@ -100,15 +103,36 @@ impl RedisOwner {
                 },
             ),
             Tag::ScriptsLoaded => self.reloading = false,
+            Tag::Map { .. } => self.notes.push(Note::Map(None)),
             Tag::Ignore => {}
         }
     }
 
     pub(super) fn on_push(&mut self, push: Push, out: &mut Outbox) {
-        let Push::Message { channel, payload } = push else {
-            return;
+        let (channel, payload) = match push {
+            Push::Message { channel, payload } | Push::SMessage { channel, payload } => {
+                (channel, payload)
+            }
+            // Redis dropped a shard subscription we still want: its slot
+            // moved. Our own `SUNSUBSCRIBE`s are confirmed for channels
+            // already forgotten.
+            Push::Unsubscribed {
+                kind: Subscription::Shard,
+                channel,
+                ..
+            } if self.by_pubsub.contains_key(&channel) => {
+                self.notes.push(Note::Unsubscribed(channel));
+                return;
+            }
+            _ => return,
         };
         let Some(name) = self.by_pubsub.get(&channel) else {
+            // On a cluster, a channel being moved is subscribed on two
+            // masters for a moment; the shard that holds it delivers.
+            if self.sharded {
+                self.notes
+                    .push(Note::Stray(Push::SMessage { channel, payload }));
+            }
             return;
         };
         let Some(ch) = self.channels.get_mut(name) else {
@@ -154,6 +178,9 @@ impl RedisOwner {
     }
 
     pub(super) fn on_reply(&mut self, tag: Tag, value: Value, out: &mut Outbox) {
+        if let Tag::Map { shards } = tag {
+            return self.notes.push(Note::Map(Some((shards, value))));
+        }
         if let Value::Error(e) = &value {
             tracing::warn!(error = %String::from_utf8_lossy(e), "redis error reply");
             // Redis lost the scripts (SCRIPT FLUSH, a failover) with the
@@ -167,7 +194,9 @@ impl RedisOwner {
         match tag {
             Tag::Ignore => {}
             // Their replies carry nothing they need.
-            tag @ (Tag::Left { .. } | Tag::ScriptsLoaded) => self.fail_tag(tag, out),
+            tag @ (Tag::Left { .. } | Tag::ScriptsLoaded | Tag::Map { .. }) => {
+                self.fail_tag(tag, out)
+            }
             Tag::Join {
                 channel,
                 who,
@@ -226,7 +255,7 @@ impl RedisOwner {
                     },
                 );
             }
-            Tag::ApiPresence { to } => out.to_worker(
+            Tag::ApiPresence { to, .. } => out.to_worker(
                 to.worker(),
                 ToWorker::Answer {
                     to,
@@ -234,7 +263,7 @@ impl RedisOwner {
                 },
             ),
             Tag::ApiChannels { to } => {
-                let mut list = Vec::new();
+                let mut list: Vec<(Arc<str>, usize)> = Vec::new();
                 if let Value::Array(items) = &value {
                     for pair in items.chunks(2) {
                         if let [Value::Bulk(name), Value::Int(n)] = pair {
@@ -243,6 +272,13 @@ impl RedisOwner {
                             }
                         }
                     }
+                }
+                if self.sharded {
+                    self.notes.push(Note::Channels {
+                        to,
+                        list: Some(list),
+                    });
+                    return;
                 }
                 out.to_worker(
                     to.worker(),

@@ -131,27 +131,39 @@ impl Script {
         Script::Channels,
     ];
 
-    pub fn source(self) -> &'static str {
-        match self {
+    /// The script's text; `sharded`: the form for a Redis Cluster shard,
+    /// which publishes with `SPUBLISH` (received by `SSUBSCRIBE` on the
+    /// channel's shard only) and lets the channel scan read the keys of
+    /// every slot of its node.
+    pub fn source(self, sharded: bool) -> Cow<'static, str> {
+        let text = match self {
             Script::Join => JOIN,
             Script::Publish => PUBLISH,
             Script::Reap => REAP,
             Script::Channels => CHANNELS,
+        };
+        match (sharded, self) {
+            (false, _) => Cow::Borrowed(text),
+            (true, Script::Channels) => Cow::Owned(format!(
+                "#!lua flags=allow-cross-slot-keys,no-writes\n{text}"
+            )),
+            (true, _) => Cow::Owned(text.replace("'PUBLISH'", "'SPUBLISH'")),
         }
     }
 }
+
+use std::borrow::Cow;
 
 /// The SHA-1 of every script, as `EVALSHA` takes it.
 #[derive(Debug, Clone)]
 pub struct Shas([String; 4]);
 
-impl Default for Shas {
-    fn default() -> Self {
-        Shas(Script::ALL.map(|s| sha1_hex(s.source())))
-    }
-}
-
 impl Shas {
+    /// The SHA-1s of the scripts in their plain or `sharded` form.
+    pub fn new(sharded: bool) -> Self {
+        Shas(Script::ALL.map(|s| sha1_hex(&s.source(sharded))))
+    }
+
     pub fn of(&self, script: Script) -> &str {
         &self.0[script as usize]
     }
@@ -168,13 +180,34 @@ mod tests {
 
     #[test]
     fn each_script_has_its_own_sha1_in_lowercase_hex() {
-        let shas = Shas::default();
         // SHA-1 of the empty string, to pin the hex form.
         assert_eq!(sha1_hex(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-        let all: Vec<&str> = Script::ALL.iter().map(|&s| shas.of(s)).collect();
-        for (i, (s, sha)) in Script::ALL.iter().zip(&all).enumerate() {
-            assert_eq!(*sha, sha1_hex(s.source()));
+        let plain = Shas::new(false);
+        let sharded = Shas::new(true);
+        let all: Vec<&str> = Script::ALL
+            .iter()
+            .flat_map(|&s| [plain.of(s), sharded.of(s)])
+            .collect();
+        for (i, (s, sha)) in Script::ALL
+            .iter()
+            .flat_map(|s| [(s, false), (s, true)])
+            .zip(&all)
+            .enumerate()
+        {
+            assert_eq!(*sha, sha1_hex(&s.0.source(s.1)));
             assert!(!all[..i].contains(sha), "{s:?} shares a SHA-1");
+        }
+    }
+
+    #[test]
+    fn sharded_scripts_publish_to_the_shard() {
+        for s in Script::ALL {
+            let text = s.source(true);
+            assert!(!text.contains("'PUBLISH'"), "{s:?}");
+            assert_eq!(
+                text.contains("'SPUBLISH'"),
+                s.source(false).contains("'PUBLISH'")
+            );
         }
     }
 }

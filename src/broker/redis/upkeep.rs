@@ -4,13 +4,14 @@
 //! an outage).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::json::json_str;
 use super::link::LinkEvent;
 use super::replies::send_resync;
 use super::scripts::Script;
-use super::{now_ms, RedisOwner, Tag, KEY_TTL, OWED_DELAY};
+use super::{now_ms, Note, RedisOwner, Sent, Tag, KEY_TTL, OWED_DELAY};
 use crate::broker::Outbox;
 use crate::resp::Event;
 
@@ -20,9 +21,20 @@ impl RedisOwner {
         for ev in events {
             match ev {
                 LinkEvent::Up => self.on_up(out),
-                LinkEvent::Down(lost) => self.on_down(lost, out),
-                LinkEvent::Session(Event::Reply { tag, value }) => self.on_reply(tag, value, out),
+                LinkEvent::Down(lost) => {
+                    self.on_down(lost.into_iter().map(|s| s.tag).collect(), out)
+                }
+                LinkEvent::Session(Event::Reply { tag, value }) => {
+                    if let Some((sent, value)) = self.redirected(tag, value) {
+                        self.on_reply(sent.tag, value, out);
+                    }
+                }
                 LinkEvent::Session(Event::Push(push)) => self.on_push(push, out),
+                LinkEvent::Session(Event::PubSubRefused { error, .. }) if self.sharded => {
+                    // An `SSUBSCRIBE` answered `MOVED`: the map is stale.
+                    tracing::debug!(error = %String::from_utf8_lossy(&error), "shard subscription refused");
+                    self.notes.push(Note::Stale);
+                }
                 LinkEvent::Session(other) => {
                     tracing::warn!(event = ?other, "unexpected redis event");
                 }
@@ -41,9 +53,9 @@ impl RedisOwner {
             } else {
                 Tag::Ignore
             };
+            let source = script.source(self.sharded);
             if self
-                .link
-                .command(&[b"SCRIPT", b"LOAD", script.source().as_bytes()], tag)
+                .send(&[b"SCRIPT", b"LOAD", source.as_bytes()], tag)
                 .is_err()
             {
                 self.reloading = false;
@@ -69,16 +81,15 @@ impl RedisOwner {
             .collect();
         for chunk in names.chunks(256) {
             let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-            let _ = self.link.subscribe(&refs);
+            let _ = self.subscribe(&refs, true);
         }
         // Register live members again at once: Redis may have restarted.
         self.refresh();
         // Out of the member lists at once; the events once the other
         // nodes are back too.
-        for o in &self.owed {
-            let _ = self
-                .link
-                .command(&[b"ZREM", &o.presence, &o.entry], Tag::Ignore);
+        for i in 0..self.owed.len() {
+            let (presence, entry) = (self.owed[i].presence.clone(), self.owed[i].entry.clone());
+            let _ = self.send(&[b"ZREM", &presence, &entry], Tag::Ignore);
         }
         let now = Instant::now();
         self.next_refresh = now + self.ttl() / 3;
@@ -105,6 +116,16 @@ impl RedisOwner {
             ch.own_joins.clear();
         }
         for tag in lost {
+            // A channel moved to another shard meanwhile: its holder
+            // settles the request.
+            if self.sharded
+                && tag
+                    .channel()
+                    .is_some_and(|c| !self.channels.contains_key(c))
+            {
+                self.notes.push(Note::Orphan(tag));
+                continue;
+            }
             self.fail_tag(tag, out);
         }
     }
@@ -114,9 +135,9 @@ impl RedisOwner {
     pub(super) fn pay_owed(&mut self) {
         while let Some(o) = self.owed.pop() {
             let Some(event) = &o.event else { continue };
+            let publish = self.publish_command();
             if self
-                .link
-                .command(&[b"PUBLISH", &o.pubsub, event], Tag::Ignore)
+                .send(&[publish, &o.pubsub, event], Tag::Ignore)
                 .is_err()
             {
                 self.owed.push(o);
@@ -127,31 +148,41 @@ impl RedisOwner {
 
     /// Re-adds every local member's presence entry with a fresh expiry.
     pub(super) fn refresh(&mut self) {
+        let names: Vec<Arc<str>> = self.channels.keys().cloned().collect();
+        for name in names {
+            self.refresh_channel(&name);
+        }
+    }
+
+    /// Re-adds one channel's local members with a fresh expiry.
+    pub(super) fn refresh_channel(&mut self, name: &str) {
         let expiry = self.expiry_ms().to_string();
         let ttl = KEY_TTL.as_secs().to_string();
-        for ch in self.channels.values() {
-            if ch.members.is_empty() {
-                continue;
-            }
-            let mut args: Vec<&[u8]> = Vec::with_capacity(2 + 2 * ch.members.len());
-            args.push(b"ZADD");
-            args.push(&ch.keys.presence);
-            for m in ch.members.values() {
-                args.push(expiry.as_bytes());
-                args.push(&m.entry);
-            }
-            let _ = self.link.command(&args, Tag::Ignore);
-            let _ = self
-                .link
-                .command(&[b"EXPIRE", &ch.keys.presence, ttl.as_bytes()], Tag::Ignore);
-            // A channel with members is not idle, however quiet: its history
-            // (and so its epoch) lasts as long as on the embedded broker.
-            if ch.history.is_some() {
-                for key in [&ch.keys.meta, &ch.keys.stream] {
-                    let _ = self
-                        .link
-                        .command(&[b"EXPIRE", key, ttl.as_bytes()], Tag::Ignore);
-                }
+        let Some(ch) = self.channels.get(name) else {
+            return;
+        };
+        if ch.members.is_empty() {
+            return;
+        }
+        let mut args: Vec<&[u8]> = Vec::with_capacity(2 + 2 * ch.members.len());
+        args.push(b"ZADD");
+        args.push(&ch.keys.presence);
+        for m in ch.members.values() {
+            args.push(expiry.as_bytes());
+            args.push(&m.entry);
+        }
+        let _ = self.link.command(&args, Sent::ignored());
+        let _ = self.link.command(
+            &[b"EXPIRE", &ch.keys.presence, ttl.as_bytes()],
+            Sent::ignored(),
+        );
+        // A channel with members is not idle, however quiet: its history
+        // (and so its epoch) lasts as long as on the embedded broker.
+        if ch.history.is_some() {
+            for key in [&ch.keys.meta, &ch.keys.stream] {
+                let _ = self
+                    .link
+                    .command(&[b"EXPIRE", key, ttl.as_bytes()], Sent::ignored());
             }
         }
     }
@@ -176,7 +207,7 @@ impl RedisOwner {
                     &channel_json,
                     presence.as_bytes(),
                 ],
-                Tag::Ignore,
+                Sent::ignored(),
             );
         }
     }

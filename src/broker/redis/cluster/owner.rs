@@ -1,0 +1,747 @@
+//! A worker's share of channels on a Redis Cluster: one shard owner (the
+//! single-Redis owner in its sharded form) per cluster node this worker
+//! talks to, and the [`Router`] that says which node serves each channel.
+//!
+//! Every command of a channel and its one `SSUBSCRIBE` on this worker go to
+//! the shard owner that holds the channel, over that node's one link, so a
+//! channel still has one order on every node: its master's. A worker has a
+//! link to each master (and, until the first map, to each seed): at most
+//! workers × masters links per switchboard node.
+//!
+//! # Topology changes
+//!
+//! - The slot map is fetched at start, after a `MOVED`, a `CLUSTERDOWN`, a
+//!   dropped subscription or a failed link, every 250 ms while a master's
+//!   link is down or a slot has no master, and every 5 s otherwise.
+//! - A channel whose slot now has another master moves to that master's
+//!   shard owner with its members, gap watch and subscription: no client
+//!   joins again. The old link unsubscribes; the new one subscribes and
+//!   registers the members' presence.
+//! - `MOVED`: the command goes again to the new master. `ASK`: it goes to
+//!   the importing master after `ASKING`, and that master gets an
+//!   `SSUBSCRIBE` for the channel too, so that what is published there
+//!   during the move reaches this node. `TRYAGAIN`: again after 50 ms, at
+//!   most [`MAX_TRIES`] times. `CLUSTERDOWN`: `unavailable`.
+//! - While a channel's master is down (before its replica is promoted) its
+//!   requests answer `unavailable`; other channels carry on.
+
+use std::collections::HashMap;
+use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Registry, Token};
+use rustls::pki_types::ServerName;
+
+use super::{Follow, NodeAddr, Route, Router, SlotMap};
+use crate::broker::redis::sharded::{Note, Sent};
+use crate::broker::redis::{ClusterSeeds, Endpoint, RedisOwner, Tag};
+use crate::broker::{Answer, ConnId, Origin, Outbox, Query, ToOwner, ToWorker};
+use crate::config::Config;
+use crate::id::{shard_of, shard_token, SHARD_LINKS};
+use crate::metrics::WorkerMetrics;
+use crate::proto::{server, ErrorCode};
+use crate::resp::{Push, RedisUrl, Value};
+use crate::ws;
+
+/// Sends of one command after `ASK` or `TRYAGAIN` before `unavailable`.
+pub const MAX_TRIES: u8 = 8;
+/// Pause before sending a command again after `TRYAGAIN`.
+const TRY_AGAIN_AFTER: Duration = Duration::from_millis(50);
+/// Map refresh while something is wrong (a master's link down, a slot
+/// without a master, a redirection seen).
+const MAP_RETRY: Duration = Duration::from_millis(250);
+/// Map refresh while all is well: catches changes nobody told us of.
+const MAP_EVERY: Duration = Duration::from_secs(5);
+/// A map request unanswered this long is given up.
+const MAP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One cluster node this worker has a link to.
+#[derive(Debug)]
+struct Shard {
+    addr: NodeAddr,
+    owner: RedisOwner,
+}
+
+/// `/api/channels` answers still coming from the masters.
+#[derive(Debug, Default)]
+struct Gather {
+    remaining: usize,
+    acc: Vec<(Arc<str>, usize)>,
+    failed: bool,
+}
+
+#[derive(Debug)]
+pub struct ClusterOwner {
+    config: Arc<Config>,
+    router: Router,
+    seeds: ClusterSeeds,
+    /// By link index (the link's token is `shard_token(index)`).
+    shards: Vec<Option<Shard>>,
+    seed: u64,
+    metrics: Arc<WorkerMetrics>,
+    /// The node's count of workers without a broker; this worker is in it
+    /// while no master is reachable.
+    links_down: Arc<AtomicUsize>,
+    counted_down: bool,
+    /// A map request is on its way on this shard, since then.
+    map_pending: Option<(usize, Instant)>,
+    next_map: Instant,
+    last_map: Instant,
+    /// Commands to send again after `TRYAGAIN`.
+    retries: Vec<(Instant, Sent)>,
+    /// Channels whose subscription Redis dropped, subscribed again after
+    /// the next map.
+    resubscribe: Vec<Arc<str>>,
+    gathers: HashMap<ConnId, Gather>,
+}
+
+impl ClusterOwner {
+    pub fn new(
+        config: Arc<Config>,
+        seeds: ClusterSeeds,
+        seed: u64,
+        links_down: Arc<AtomicUsize>,
+        metrics: Arc<WorkerMetrics>,
+    ) -> ClusterOwner {
+        let now = Instant::now();
+        let mut owner = ClusterOwner {
+            router: Router::new(&config.redis_prefix),
+            config,
+            seeds,
+            shards: Vec::new(),
+            seed,
+            metrics,
+            links_down,
+            counted_down: true,
+            map_pending: None,
+            next_map: now,
+            last_map: now,
+            retries: Vec::new(),
+            resubscribe: Vec::new(),
+            gathers: HashMap::new(),
+        };
+        let seed_addrs: Vec<NodeAddr> = owner
+            .seeds
+            .urls
+            .iter()
+            .map(|u| NodeAddr {
+                host: u.host.clone(),
+                port: u.port,
+            })
+            .collect();
+        for addr in seed_addrs {
+            owner.ensure_shard(&addr);
+        }
+        owner
+    }
+
+    /// The shard for `addr`, with a new link when there is none yet.
+    fn ensure_shard(&mut self, addr: &NodeAddr) -> Option<usize> {
+        if let Some(i) = self.find(addr) {
+            return Some(i);
+        }
+        let endpoint = match self.endpoint(addr) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(node = %addr, error = %e, "cluster node unreachable");
+                return None;
+            }
+        };
+        let i = match self.shards.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.shards.len() < SHARD_LINKS => {
+                self.shards.push(None);
+                self.shards.len() - 1
+            }
+            None => return None,
+        };
+        let mut url: RedisUrl = self.seeds.urls[0].clone();
+        url.host = addr.host.clone();
+        url.port = addr.port;
+        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let owner = RedisOwner::shard(
+            self.config.clone(),
+            url,
+            endpoint,
+            shard_token(i),
+            self.seed,
+            self.metrics.clone(),
+        );
+        self.shards[i] = Some(Shard {
+            addr: addr.clone(),
+            owner,
+        });
+        Some(i)
+    }
+
+    fn endpoint(&self, addr: &NodeAddr) -> std::io::Result<Endpoint> {
+        let sock = (addr.host.as_str(), addr.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let tls = match &self.seeds.tls {
+            Some(config) => {
+                let name =
+                    ServerName::try_from(addr.host.clone()).map_err(std::io::Error::other)?;
+                Some((config.clone(), name))
+            }
+            None => None,
+        };
+        Ok(Endpoint { addr: sock, tls })
+    }
+
+    fn find(&self, addr: &NodeAddr) -> Option<usize> {
+        self.shards
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.addr == *addr))
+    }
+
+    fn shard(&mut self, i: usize) -> &mut RedisOwner {
+        &mut self.shards[i].as_mut().expect("a live shard index").owner
+    }
+
+    /// The shard holding `channel`'s state, if any does.
+    fn holder(&self, channel: &str) -> Option<usize> {
+        self.shards
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.owner.holds(channel)))
+    }
+
+    /// Where `channel`'s requests go now: its master's shard (the channel
+    /// moves there first if another holds it), or the holder while its
+    /// slot has no master; `None`: unavailable.
+    fn shard_for(&mut self, channel: &Arc<str>) -> Option<usize> {
+        let held = self.holder(channel);
+        let routed = match self.router.route(channel) {
+            Route::Master(m) => {
+                let addr = self.router.masters()[m].clone();
+                self.ensure_shard(&addr)
+            }
+            Route::Unavailable => None,
+        };
+        match (held, routed) {
+            (Some(h), Some(r)) if h != r => {
+                self.move_channel(channel, h, r);
+                Some(r)
+            }
+            (Some(h), _) => Some(h),
+            (None, r) => r,
+        }
+    }
+
+    fn move_channel(&mut self, channel: &str, from: usize, to: usize) {
+        if let Some((name, ch)) = self.shard(from).release(channel) {
+            tracing::info!(channel = %name, "channel moves to another cluster master");
+            self.shard(to).adopt(name, ch);
+        }
+    }
+
+    /// Applies one owner-bound message.
+    pub fn handle(&mut self, msg: ToOwner, now: Instant, registry: &Registry, out: &mut Outbox) {
+        let channel = match &msg {
+            ToOwner::Join { channel, .. }
+            | ToOwner::Leave { channel, .. }
+            | ToOwner::Publish { channel, .. }
+            | ToOwner::Presence { channel, .. } => channel.clone(),
+            ToOwner::Query {
+                query: Query::Presence(channel),
+                ..
+            } => channel.clone(),
+            ToOwner::Query {
+                query: Query::Channels,
+                from,
+            } => {
+                let from = *from;
+                return self.gather_channels(from, now, registry, out);
+            }
+        };
+        match self.shard_for(&channel) {
+            Some(i) => self.shard(i).handle(msg, out),
+            None => unavailable(msg, out),
+        }
+        self.settle(now, registry, out);
+    }
+
+    /// `/api/channels`: the channel scan runs on every master.
+    fn gather_channels(
+        &mut self,
+        from: ConnId,
+        now: Instant,
+        registry: &Registry,
+        out: &mut Outbox,
+    ) {
+        let masters: Vec<usize> = self
+            .router
+            .masters()
+            .to_vec()
+            .iter()
+            .filter_map(|a| self.ensure_shard(a))
+            .collect();
+        if masters.is_empty() {
+            return answer(from, Answer::Unavailable, out);
+        }
+        self.gathers.insert(
+            from,
+            Gather {
+                remaining: masters.len(),
+                ..Gather::default()
+            },
+        );
+        for i in masters {
+            self.shard(i).handle(
+                ToOwner::Query {
+                    query: Query::Channels,
+                    from,
+                },
+                out,
+            );
+        }
+        self.settle(now, registry, out);
+    }
+
+    /// Acts on what the shards noted, until none has anything left.
+    fn settle(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
+        loop {
+            let mut notes = Vec::new();
+            for (i, s) in self.shards.iter_mut().enumerate() {
+                if let Some(s) = s {
+                    notes.extend(s.owner.take_notes().into_iter().map(|n| (i, n)));
+                }
+            }
+            if notes.is_empty() {
+                break;
+            }
+            for (i, note) in notes {
+                self.on_note(i, note, now, registry, out);
+            }
+        }
+        self.update_health();
+    }
+
+    fn on_note(
+        &mut self,
+        i: usize,
+        note: Note,
+        now: Instant,
+        registry: &Registry,
+        out: &mut Outbox,
+    ) {
+        match note {
+            Note::Redirect { sent, error } => self.on_redirect(i, sent, &error, now, out),
+            Note::Unsubscribed(pubsub) => {
+                let Some(name) = self.shard(i).channel_names().into_iter().find(|n| {
+                    self.shards[i]
+                        .as_ref()
+                        .is_some_and(|s| s.owner.pubsub_of(n) == Some(&pubsub[..]))
+                }) else {
+                    return;
+                };
+                self.resubscribe.push(name);
+                self.router.want_refresh();
+                self.next_map = now;
+            }
+            Note::Stray(push) => {
+                let name = match &push {
+                    Push::SMessage { channel, .. } | Push::Message { channel, .. } => channel,
+                    _ => return,
+                };
+                let holder = self
+                    .shards
+                    .iter()
+                    .position(|s| s.as_ref().is_some_and(|s| s.owner.holds_pubsub(name)));
+                if let Some(h) = holder {
+                    self.shard(h).on_push(push, out);
+                }
+            }
+            Note::Orphan(tag) => self.fail_at_holder(i, tag, out),
+            Note::Channels { to, list } => {
+                let Some(g) = self.gathers.get_mut(&to) else {
+                    return;
+                };
+                match list {
+                    Some(list) => g.acc.extend(list),
+                    None => g.failed = true,
+                }
+                g.remaining -= 1;
+                if g.remaining == 0 {
+                    let g = self.gathers.remove(&to).expect("just seen");
+                    let a = if g.failed {
+                        Answer::Unavailable
+                    } else {
+                        Answer::Channels(g.acc)
+                    };
+                    answer(to, a, out);
+                }
+            }
+            Note::Map(reply) => self.on_map(i, reply, now, registry, out),
+            Note::Stale => {
+                self.router.want_refresh();
+            }
+        }
+    }
+
+    fn on_redirect(&mut self, i: usize, sent: Sent, error: &[u8], now: Instant, out: &mut Outbox) {
+        let asked = self.shards[i].as_ref().expect("noting shard").addr.clone();
+        let follow = self.router.on_error(error, &asked);
+        tracing::debug!(node = %asked, error = %String::from_utf8_lossy(error), ?follow, "cluster redirection");
+        if sent.args.is_none() {
+            // Upkeep (presence refresh, reaping): the next round goes to
+            // the right master once the map says so.
+            self.next_map = self.next_map.min(now);
+            return;
+        }
+        let channel = sent.tag.channel().cloned();
+        match follow {
+            Follow::Moved { .. } => {
+                self.next_map = now;
+                let target = channel.as_ref().and_then(|c| self.shard_for(c));
+                match target {
+                    Some(t) => self.resend(t, sent, false, out),
+                    None => self.fail_at_holder(i, sent.tag, out),
+                }
+            }
+            Follow::Ask { to } => {
+                let target = self.ensure_shard(&to);
+                match (target, sent.tries < MAX_TRIES) {
+                    (Some(t), true) => {
+                        if let Some(c) = &channel {
+                            if let Some(h) = self.holder(c) {
+                                if h != t {
+                                    let pubsub = self.shard(h).pubsub_of(c).map(<[u8]>::to_vec);
+                                    if let Some(p) = pubsub {
+                                        self.shard(t).subscribe_asking(&p);
+                                    }
+                                }
+                            }
+                        }
+                        self.resend(t, sent, true, out);
+                    }
+                    _ => self.fail_at_holder(i, sent.tag, out),
+                }
+            }
+            Follow::TryAgain if sent.tries < MAX_TRIES => {
+                self.retries.push((now + TRY_AGAIN_AFTER, sent));
+            }
+            Follow::TryAgain | Follow::Unavailable | Follow::Reply => {
+                self.next_map = now;
+                self.fail_at_holder(i, sent.tag, out);
+            }
+        }
+    }
+
+    fn resend(&mut self, t: usize, sent: Sent, asking: bool, out: &mut Outbox) {
+        if let Err((_, tag)) = self.shard(t).resend(sent, asking) {
+            self.fail_at_holder(t, tag, out);
+        }
+    }
+
+    /// Answers `unavailable` (or settles a leave) where the channel's state
+    /// is, so that a failed join leaves no member behind.
+    fn fail_at_holder(&mut self, fallback: usize, tag: Tag, out: &mut Outbox) {
+        let at = tag
+            .channel()
+            .and_then(|c| self.holder(c))
+            .unwrap_or(fallback);
+        self.shard(at).fail(tag, out);
+    }
+
+    fn on_map(
+        &mut self,
+        i: usize,
+        reply: Option<(bool, Value)>,
+        now: Instant,
+        registry: &Registry,
+        out: &mut Outbox,
+    ) {
+        let Some((shards, value)) = reply else {
+            self.map_pending = None;
+            return;
+        };
+        let asked = self.shards[i].as_ref().expect("noting shard").addr.clone();
+        let tls = self.seeds.tls.is_some();
+        let map = if shards {
+            SlotMap::from_shards(&value, &asked, tls)
+        } else {
+            SlotMap::from_slots(&value, &asked)
+        };
+        match map {
+            Ok(map) => {
+                self.map_pending = None;
+                self.last_map = now;
+                if map != *self.router.map() {
+                    tracing::info!(
+                        masters = map.masters().len(),
+                        unassigned = map.unassigned(),
+                        "cluster slot map"
+                    );
+                }
+                self.router.refreshed(map);
+                self.reconcile(now, registry, out);
+            }
+            // Before Redis 7: the older command.
+            Err(_) if shards && self.shard(i).request_map(false) => {}
+            Err(e) => {
+                tracing::warn!(node = %asked, error = %e, "cluster slot map unreadable");
+                self.map_pending = None;
+            }
+        }
+    }
+
+    /// Moves every channel to its master's shard, subscribes again where
+    /// Redis dropped a subscription, and closes links no longer needed.
+    fn reconcile(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
+        let masters = self.router.masters().to_vec();
+        for m in &masters {
+            self.ensure_shard(m);
+        }
+        for i in 0..self.shards.len() {
+            if self.shards[i].is_none() {
+                continue;
+            }
+            for name in self.shard(i).channel_names() {
+                if let Some(t) = self.shard_for(&name) {
+                    if t != i {
+                        debug_assert!(!self.shard(i).holds(&name));
+                    }
+                }
+            }
+        }
+        for name in std::mem::take(&mut self.resubscribe) {
+            if let Some(h) = self.holder(&name) {
+                // Still here after the map: subscribe again (the drop was
+                // for a move that is not in the map yet, or reverted).
+                if let Some((n, ch)) = self.shard(h).release(&name) {
+                    self.shard(h).adopt(n, ch);
+                }
+            }
+        }
+        if masters.is_empty() {
+            return;
+        }
+        for i in 0..self.shards.len() {
+            let unused = self.shards[i]
+                .as_ref()
+                .is_some_and(|s| !masters.contains(&s.addr) && s.owner.channel_count() == 0);
+            if unused {
+                if let Some(mut s) = self.shards[i].take() {
+                    tracing::debug!(node = %s.addr, "cluster node link closed (not a master)");
+                    s.owner.close(now, registry, out);
+                    // What it still owed is settled by now.
+                    let notes = s.owner.take_notes();
+                    self.shards[i] = Some(s);
+                    for n in notes {
+                        self.on_note(i, n, now, registry, out);
+                    }
+                    self.shards[i] = None;
+                }
+            }
+        }
+    }
+
+    /// Whether some master's link is up (never before the first map: no
+    /// channel could be routed).
+    fn any_master_up(&self) -> bool {
+        let masters = self.router.masters();
+        self.shards
+            .iter()
+            .flatten()
+            .any(|s| s.owner.is_up() && masters.contains(&s.addr))
+    }
+
+    fn update_health(&mut self) {
+        let up = self.any_master_up();
+        if up && self.counted_down {
+            self.counted_down = false;
+            self.links_down.fetch_sub(1, Ordering::SeqCst);
+        } else if !up && !self.counted_down {
+            self.counted_down = true;
+            self.links_down.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether the map should be fetched again now.
+    fn map_due(&self, now: Instant) -> bool {
+        if now < self.next_map {
+            return false;
+        }
+        let masters = self.router.masters();
+        let master_down = masters.iter().any(|m| {
+            self.find(m)
+                .and_then(|i| self.shards[i].as_ref())
+                .is_none_or(|s| !s.owner.is_up())
+        });
+        self.router.refresh_due()
+            || master_down
+            || self.router.map().unassigned() > 0
+            || now >= self.last_map + MAP_EVERY
+    }
+
+    fn request_map(&mut self, now: Instant) {
+        if let Some((_, since)) = self.map_pending {
+            if now < since + MAP_TIMEOUT {
+                return;
+            }
+            self.map_pending = None;
+        }
+        if !self.map_due(now) {
+            self.next_map = self.next_map.max(now + MAP_RETRY);
+            return;
+        }
+        let masters = self.router.masters().to_vec();
+        // A master's view first; any node will do.
+        let mut order: Vec<usize> = (0..self.shards.len())
+            .filter(|&i| self.shards[i].as_ref().is_some_and(|s| s.owner.is_up()))
+            .collect();
+        order.sort_by_key(|&i| !masters.contains(&self.shards[i].as_ref().expect("filtered").addr));
+        for i in order {
+            if self.shard(i).request_map(true) {
+                self.map_pending = Some((i, now));
+                self.next_map = now + MAP_RETRY;
+                return;
+            }
+        }
+        self.next_map = now + MAP_RETRY;
+    }
+
+    /// A link's socket is ready.
+    pub fn on_ready(&mut self, token: Token, now: Instant, registry: &Registry, out: &mut Outbox) {
+        let Some(i) = shard_of(token) else { return };
+        if let Some(Some(s)) = self.shards.get_mut(i) {
+            s.owner.on_ready(now, registry, out);
+        }
+        self.settle(now, registry, out);
+    }
+
+    /// Writes what handling messages queued.
+    pub fn flush(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
+        for s in self.shards.iter_mut().flatten() {
+            s.owner.flush(now, registry, out);
+        }
+        self.settle(now, registry, out);
+    }
+
+    /// Every link's upkeep, commands due again, the map when due.
+    pub fn tick(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
+        for s in self.shards.iter_mut().flatten() {
+            s.owner.tick(now, registry, out);
+        }
+        self.settle(now, registry, out);
+        if !self.retries.is_empty() {
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
+                .into_iter()
+                .partition(|(t, _)| *t <= now);
+            self.retries = later;
+            for (_, sent) in due {
+                let target = sent.tag.channel().cloned().and_then(|c| self.shard_for(&c));
+                match target {
+                    Some(t) => self.resend(t, sent, false, out),
+                    None => {
+                        let any = self.shards.iter().position(Option::is_some).unwrap_or(0);
+                        self.fail_at_holder(any, sent.tag, out);
+                    }
+                }
+            }
+        }
+        self.request_map(now);
+        for s in self.shards.iter_mut().flatten() {
+            s.owner.flush(now, registry, out);
+        }
+        self.settle(now, registry, out);
+    }
+
+    /// Channels with local members on this worker (for metrics).
+    pub fn channel_count(&self) -> usize {
+        self.shards
+            .iter()
+            .flatten()
+            .map(|s| s.owner.channel_count())
+            .sum()
+    }
+
+    /// When the owner next needs a tick.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let links = self
+            .shards
+            .iter()
+            .flatten()
+            .filter_map(|s| s.owner.next_deadline());
+        let retries = self.retries.iter().map(|(t, _)| *t);
+        let map = Some(self.next_map);
+        links.chain(retries).chain(map).min()
+    }
+
+    /// How many links this worker has (for tests and docs: at most one per
+    /// master once the map is known).
+    pub fn link_count(&self) -> usize {
+        self.shards.iter().flatten().count()
+    }
+}
+
+fn answer(to: ConnId, answer: Answer, out: &mut Outbox) {
+    out.to_worker(to.worker(), ToWorker::Answer { to, answer });
+}
+
+/// Answers a request whose channel no master serves now (and no shard
+/// holds).
+fn unavailable(msg: ToOwner, out: &mut Outbox) {
+    let frame = |id| {
+        ws::text_frame_with(|b| {
+            server::error(b, id, ErrorCode::Unavailable, "the broker is unreachable")
+        })
+    };
+    match msg {
+        ToOwner::Join {
+            channel,
+            who,
+            id,
+            rejoin,
+            ..
+        } => out.to_worker(
+            who.worker(),
+            ToWorker::JoinFailed {
+                channel,
+                who,
+                id,
+                rejoin,
+            },
+        ),
+        ToOwner::Leave {
+            channel,
+            who,
+            id,
+            reply,
+        } => {
+            let frame = reply.then(|| ws::text_frame_with(|b| server::left(b, id, &channel)));
+            out.to_worker(
+                who.worker(),
+                ToWorker::Left {
+                    channel,
+                    who,
+                    frame,
+                },
+            );
+        }
+        ToOwner::Publish { origin, id, .. } => match origin {
+            Origin::Client(who, _) => out.to_worker(
+                who.worker(),
+                ToWorker::Reply {
+                    who,
+                    frame: frame(id),
+                    owed: id.is_some(),
+                },
+            ),
+            Origin::Api(to) => answer(to, Answer::Unavailable, out),
+        },
+        ToOwner::Presence { who, id, .. } => out.to_worker(
+            who.worker(),
+            ToWorker::Reply {
+                who,
+                frame: frame(id),
+                owed: true,
+            },
+        ),
+        ToOwner::Query { from, .. } => answer(from, Answer::Unavailable, out),
+    }
+}
