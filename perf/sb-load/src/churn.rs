@@ -118,7 +118,7 @@ fn cycle_loop(
         match blocking::open_joined(source, target, &channel, None, STEP_TIMEOUT) {
             Ok(mut j) => {
                 f.cycles += 1;
-                if k % 2 == 0 {
+                if k.is_multiple_of(2) {
                     let deadline = Instant::now() + STEP_TIMEOUT;
                     if blocking::close_cleanly(&mut j, deadline) == Ending::Timeout {
                         f.close_timeouts += 1;

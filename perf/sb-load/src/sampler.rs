@@ -106,7 +106,7 @@ impl Soak {
         let base = series
             .iter()
             .rev()
-            .find(|s| s.t_s <= from_s)
+            .find(|s| s.t_s < from_s)
             .unwrap_or(&series[0]);
         let settle_from = from_s + (to_s - from_s) / 5.0;
         let during: Vec<&Sample> = series
