@@ -153,6 +153,17 @@ def main():
             w("\n† still missing when the drain ended (`--drain`, default 3 s after publishing stopped): "
               "lost, or queued so long in an overloaded server that they count as lost.")
         w("")
+        wd = [r for r in ok if r.get("write_delay")]
+        if wd:
+            w("The server's own write delay (`switchboard_write_delay_seconds` from its `/metrics` at the "
+              "end of the run, connect and drain included; quantiles interpolated within buckets):\n")
+            w("| server | backlogs written | p50 ms | p90 ms | p99 ms |")
+            w("| --- | ---: | ---: | ---: | ---: |")
+            for r in wd:
+                d = r["write_delay"]
+                w(f"| {r['server']} | {num(d['count'])} | {d['p50_ms']:.3f} | {d['p90_ms']:.3f} "
+                  f"| {d['p99_ms']:.3f} |")
+            w("")
         if any(r.get("ceiling") for r in ok):
             w("Ceiling (`perf/ceiling`, fresh server): the highest rate per publisher sustained with "
               "p99 within the bound, nothing lost or dropped, and deliveries/s within 3% of the offer; "

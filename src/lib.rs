@@ -18,9 +18,10 @@
 //! | [`conn`] | pure | parts of a connection's state: session, rate, replies, outbound queue |
 //! | [`connection`] | pure | one client connection's state machine: HTTP, upgrade, WebSocket, close |
 //! | [`tls`] | pure+IO | certificates and keys, SIGHUP reload, TLS sessions driven by the loops |
+//! | [`socket`] | IO | a client's byte stream: TCP in clear or behind TLS, the seam the driver writes through |
 //! | [`node`] | shared | what every worker reads and counts: config, drain, broker health, totals |
 //! | [`worker`] | IO | the per-core mio loop: a thin driver of connections and owners |
-//! | [`broker`] | IO | the embedded broker and the Redis link |
+//! | [`broker`] | IO | the embedded broker and the Redis link, the bounded queues between workers |
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -38,6 +39,7 @@ pub mod registry;
 pub mod resp;
 pub mod rng;
 pub mod server;
+pub mod socket;
 pub mod tls;
 pub mod worker;
 pub mod ws;

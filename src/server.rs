@@ -124,7 +124,9 @@ impl Server {
     pub fn drain(self, drain: Duration) -> bool {
         self.shared.node.draining.store(true, Ordering::SeqCst);
         for w in 0..self.threads.len() {
-            self.shared.send(w, vec![Msg::Worker(ToWorker::Shutdown)]);
+            self.shared
+                .queues
+                .send(w, vec![Msg::Worker(ToWorker::Shutdown)]);
         }
         let deadline = Instant::now() + drain;
         for t in &self.threads {

@@ -139,10 +139,10 @@ fn reads_wait_while_another_workers_queue_is_at_its_bound() {
     use std::rc::Rc;
     use std::sync::Arc;
 
-    use switchboard::broker::{Msg, Owner, OwnerLimits, ToWorker};
+    use switchboard::broker::{Broker, Msg, Owner, OwnerLimits, ToWorker, QUEUE_BOUND};
     use switchboard::config::Config;
     use switchboard::node::Node;
-    use switchboard::worker::{Broker, Driver, Shared, QUEUE_BOUND};
+    use switchboard::worker::{Driver, Shared};
 
     let config = Arc::new(Config {
         threads: 2,
@@ -172,10 +172,10 @@ fn reads_wait_while_another_workers_queue_is_at_its_bound() {
     let full: Vec<Msg> = (0..QUEUE_BOUND)
         .map(|_| Msg::Worker(ToWorker::Shutdown))
         .collect();
-    shared.send(1, full);
-    assert!(shared.congested(0) && !shared.congested(1));
+    shared.queues.send(1, full);
+    assert!(shared.queues.congested(0) && !shared.queues.congested(1));
     d.read(key, false);
-    d.pump();
+    assert!(!d.pump(), "one connection: one round");
     assert!(d.has_deferred(), "the read waits");
     assert_eq!(counters.taken.get(), 0, "nothing answered");
     assert!(
@@ -187,9 +187,9 @@ fn reads_wait_while_another_workers_queue_is_at_its_bound() {
 
     // Worker 1 handles its queue.
     let batch = receivers[1].try_recv().expect("the batch");
-    shared.handled(1, batch.len());
+    shared.queues.handled(1, batch.len());
     d.resume_deferred();
-    d.pump();
+    assert!(!d.pump(), "one connection: one round");
     assert!(!d.has_deferred());
     assert!(input.borrow().is_empty(), "read");
     assert!(counters.taken.get() > 0, "answered");

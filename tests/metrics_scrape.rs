@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
 use prometheus_parse::{Scrape, Value};
 use serde_json::json;
@@ -119,4 +121,49 @@ fn metrics_move_with_traffic() {
 
     drop(a);
     drop(b);
+}
+
+/// `switchboard_closes_total{code}` counts each WebSocket once, by the code
+/// that closed it: one the client sent (echoed), one the server decided,
+/// and 1006 for a peer that hung up without a close handshake.
+#[test]
+fn closes_are_counted_by_code() {
+    let s = Server::start(&[]);
+    let closes = |sc: &Scrape, code: &str| value(sc, "switchboard_closes_total", &[("code", code)]);
+    let before = scrape(&s);
+    for code in ["1000", "1002", "1006", "4008", "other"] {
+        assert_eq!(closes(&before, code), 0.0, "{code}");
+    }
+
+    // The client closes: the server echoes its code.
+    let mut a = Raw::ws(s.addr, "user=a");
+    a.send(&close_frame(1000));
+    a.expect_close(1000);
+    // The server closes: a protocol violation.
+    let mut b = Raw::ws(s.addr, "user=b");
+    b.send_lossy(&encode_frame(true, 0, OP_TEXT, None, b"{}"));
+    b.expect_close(1002);
+    // The client hangs up without a close frame.
+    drop(Raw::ws(s.addr, "user=c"));
+
+    // The hang-up is seen whenever the worker reads the EOF: scrape until
+    // it is counted, within the test's timeout.
+    let deadline = Instant::now() + TIMEOUT;
+    let after = loop {
+        let sc = scrape(&s);
+        if closes(&sc, "1006") >= 1.0 || Instant::now() >= deadline {
+            break sc;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(closes(&after, "1000"), 1.0);
+    assert_eq!(closes(&after, "1002"), 1.0);
+    assert_eq!(closes(&after, "1006"), 1.0);
+    let total: f64 = [
+        "1000", "1001", "1002", "1006", "1007", "1009", "4008", "4009", "4010", "other",
+    ]
+    .iter()
+    .map(|c| closes(&after, c))
+    .sum();
+    assert_eq!(total, 3.0, "each WebSocket is counted once");
 }

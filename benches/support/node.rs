@@ -17,11 +17,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use mio::{Poll, Waker};
-use switchboard::broker::{Msg, Owner, OwnerLimits, ToWorker};
+use switchboard::broker::{Broker, Msg, Owner, OwnerLimits, ToWorker};
 use switchboard::config::Config;
 use switchboard::metrics::DeliveredType;
 use switchboard::node::Node;
-use switchboard::worker::{Broker, Driver, Shared, Socket};
+use switchboard::socket::Socket;
+use switchboard::worker::{Driver, Shared};
 use switchboard::ws::deflate::Broadcast;
 
 /// The channel every member joins.
@@ -182,7 +183,7 @@ impl Room {
             r.driver.read(key, false);
         }
         // The joins reach the owner and the `joined` replies come back.
-        r.driver.pump();
+        r.flush();
         r
     }
 
@@ -192,7 +193,7 @@ impl Room {
     pub fn publish(&mut self, from: usize, frame: &[u8]) {
         self.inputs[from].borrow_mut().extend_from_slice(frame);
         self.driver.read(from, false);
-        self.driver.pump();
+        self.flush();
     }
 
     /// An owner's delivery of `frame` reaching this worker, queued for
@@ -211,9 +212,11 @@ impl Room {
         }));
     }
 
-    /// The end of the turn: every connection that got frames writes them.
+    /// The end of the turn: every connection that got frames writes them,
+    /// in as many rounds as the worker's loop would make (with nothing to
+    /// poll in between here).
     pub fn flush(&mut self) {
-        self.driver.pump();
+        while self.driver.pump() {}
     }
 
     /// Bytes taken by the sockets so far.

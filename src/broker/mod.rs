@@ -13,12 +13,16 @@
 //! back, and removes it when `Left` comes back, so a connection receives
 //! exactly the events the owner ordered after its join and before its leave.
 
+mod backend;
 mod gap;
 mod owner;
+mod queues;
 pub mod redis;
 
+pub use backend::Broker;
 pub use gap::GapWatch;
 pub use owner::{Owner, OwnerLimits};
+pub use queues::{Queues, QUEUE_BOUND};
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -202,16 +206,25 @@ impl Hasher for Fnv {
     }
 }
 
+/// Emptied batches kept to carry the next ones: traffic between workers
+/// flows both ways, so in a steady state no turn allocates a batch.
+const SPARE_BATCHES: usize = 8;
+/// A batch grown past this (a burst) is freed rather than kept.
+const SPARE_BATCH_CAPACITY: usize = 4096;
+
 /// Messages produced while handling one event, by destination worker.
 #[derive(Debug)]
 pub struct Outbox {
     queues: Vec<Vec<Msg>>,
+    /// See [`SPARE_BATCHES`].
+    spare: Vec<Vec<Msg>>,
 }
 
 impl Outbox {
     pub fn new(workers: usize) -> Self {
         Outbox {
             queues: (0..workers).map(|_| Vec::new()).collect(),
+            spare: Vec::new(),
         }
     }
 
@@ -233,6 +246,26 @@ impl Outbox {
 
     pub fn queue_mut(&mut self, worker: usize) -> &mut Vec<Msg> {
         &mut self.queues[worker]
+    }
+
+    /// Takes what is queued for `worker` as one batch, leaving a kept
+    /// spare in its place; `None` when nothing is.
+    pub fn take(&mut self, worker: usize) -> Option<Vec<Msg>> {
+        if self.queues[worker].is_empty() {
+            return None;
+        }
+        let fresh = self.spare.pop().unwrap_or_default();
+        Some(std::mem::replace(&mut self.queues[worker], fresh))
+    }
+
+    /// Keeps an emptied batch (this worker's own, or one another worker
+    /// sent) for reuse.
+    pub fn recycle(&mut self, batch: Vec<Msg>) {
+        debug_assert!(batch.is_empty());
+        let cap = batch.capacity();
+        if cap > 0 && cap <= SPARE_BATCH_CAPACITY && self.spare.len() < SPARE_BATCHES {
+            self.spare.push(batch);
+        }
     }
 
     pub fn workers(&self) -> usize {

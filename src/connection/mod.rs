@@ -54,7 +54,6 @@ use crate::id::ConnId;
 use crate::metrics::DeliveredType;
 use crate::metrics::WorkerMetrics;
 use crate::node::Node;
-use crate::registry::Handle;
 use crate::ws::deflate::{Codec, WindowBits};
 
 use http::PendingApi;
@@ -73,6 +72,10 @@ pub const FLUSH_GRACE: Duration = Duration::from_secs(10);
 /// HTTP input held (an API answer is pending, or responses fill the queue)
 /// past this many bytes is left in the kernel, so TCP pushes back.
 pub const MAX_HELD_INPUT: usize = 64 * 1024 + 64;
+
+/// The close code reported for a WebSocket that ended without a close
+/// handshake (RFC 6455 §7.1.5); it is never sent.
+const ABNORMAL_CLOSE: u16 = 1006;
 
 /// What one call into a connection may use besides the connection: the
 /// time, the node's shared state, the worker's counters, and where requests
@@ -292,6 +295,12 @@ impl Connection {
         matches!(self.phase, Phase::Done)
     }
 
+    /// How often a driver should run due timers: a few times per
+    /// heartbeat, so a deadline is met within a quarter of one.
+    pub fn timer_interval(config: &crate::config::Config) -> Duration {
+        (config.heartbeat / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
     /// When [`Connection::handle_timeout`] has something to do.
     pub fn poll_timeout(&self, cx: &Cx<'_>) -> Option<Instant> {
         match &self.phase {
@@ -328,6 +337,10 @@ impl Connection {
     /// The peer is gone (EOF, a socket error) or the connection is done:
     /// leave every channel and stop counting it. The driver then forgets it.
     pub fn handle_gone(&mut self, cx: &mut Cx<'_>) {
+        if matches!(&self.phase, Phase::Ws(ws) if !ws.closing()) {
+            // No close was decided: the peer hung up or the socket failed.
+            cx.metrics.close(ABNORMAL_CLOSE);
+        }
         self.leave_all(cx);
         if std::mem::take(&mut self.counted) {
             cx.node
@@ -368,11 +381,6 @@ impl Connection {
         self.on_answer(answer, cx);
         // Pipelined requests waited behind this one.
         self.resume_input(cx);
-    }
-
-    /// Its entry in the worker's fan-out registry.
-    pub fn handle(&self) -> Handle {
-        self.id.handle()
     }
 
     /// Queues a frame the server itself must send whatever the limit says

@@ -214,12 +214,13 @@ impl Connection {
                     self.out.truncate_unstarted();
                     replies.drop_parked();
                 }
-                let now = replies.request_close(ws::close_frame(code, reason), cx.now);
-                if matches!(now, CloseNow::Yes(_) | CloseNow::Waits) {
-                    // Once per WebSocket: the first close decided.
+                let decided = replies.request_close(ws::close_frame(code, reason), cx.now);
+                if matches!(decided, CloseNow::Yes(_) | CloseNow::Waits) {
+                    // The first close decided for this WebSocket: by the
+                    // server, or the client's echoed.
                     cx.metrics.close(code);
                 }
-                match now {
+                match decided {
                     CloseNow::Yes(frame) => frame,
                     CloseNow::Waits => return,
                     CloseNow::AlreadyClosing if drop_queue => match replies.abandon() {

@@ -19,7 +19,6 @@ pub struct Response {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
-const HTML: &str = "text/html; charset=utf-8";
 
 impl Response {
     pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Self {
@@ -28,11 +27,6 @@ impl Response {
 
     pub fn json(status: u16, body: Vec<u8>) -> Self {
         Self::with_type(status, JSON, body)
-    }
-
-    /// A 200 page. Takes `&'static str` because the only pages are embedded.
-    pub fn html(body: &'static str) -> Self {
-        Self::with_type(200, HTML, body.as_bytes().to_vec())
     }
 
     /// `{"error":{"code":..,"message":..}}` as `application/json`, the shape
@@ -163,8 +157,8 @@ mod tests {
 
     #[test]
     fn head_keeps_the_length_but_not_the_body() {
-        let text = encoded(&Response::html("<p>hi</p>"), true, true);
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"));
+        let text = encoded(&Response::text(200, "<p>hi</p>"), true, true);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"));
         assert!(text.contains("\r\nContent-Length: 9\r\n"));
         assert!(text.ends_with("\r\n\r\n"), "{text}");
     }

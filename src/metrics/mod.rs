@@ -121,6 +121,10 @@ label_enum! {
         Normal => "1000",
         GoingAway => "1001",
         Protocol => "1002",
+        /// The peer hung up, or the socket failed, without a close
+        /// handshake (RFC 6455 §7.1.5 reports this as 1006; it is never
+        /// sent).
+        Abnormal => "1006",
         InvalidUtf8 => "1007",
         TooBig => "1009",
         SlowConsumer => "4008",
@@ -157,6 +161,7 @@ impl CloseKind {
             1000 => CloseKind::Normal,
             1001 => CloseKind::GoingAway,
             1002 => CloseKind::Protocol,
+            1006 => CloseKind::Abnormal,
             1007 => CloseKind::InvalidUtf8,
             1009 => CloseKind::TooBig,
             4008 => CloseKind::SlowConsumer,
@@ -295,7 +300,9 @@ impl WorkerMetrics {
         }
     }
 
-    /// One WebSocket closed with `code` (sent or received).
+    /// One WebSocket closed with `code`: the code of the close the server
+    /// decided or echoed, or 1006 for one that ended without a close
+    /// handshake. Each WebSocket is counted once.
     #[inline]
     pub fn close(&self, code: u16) {
         self.closes[CloseKind::from_code(code) as usize].add(1);

@@ -8,81 +8,38 @@
 //! [`Connection`]s, moves what they ask of owners to the owners' queues,
 //! hands the owners' answers back to connections (and to the registry, for
 //! deliveries), writes what connections queued, and runs their timers.
+//!
+//! # Flushing in rounds
+//!
+//! One [`Driver::pump`] writes at most [`FLUSH_ROUND`] connections; the
+//! rest wait, in the order they were queued to, for the next call, which
+//! the loop makes after a poll that does not wait. A fan-out to thousands
+//! of local members thus never holds the loop for all their writes: reads
+//! and other workers' messages are served between rounds, and a frame
+//! queued meanwhile for a member still waiting joins its pending write.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use mio::net::TcpStream;
+use std::time::Instant;
 
 use super::Shared;
 use crate::auth::unix_now;
-use crate::broker::redis::cluster::ClusterOwner;
-use crate::broker::redis::RedisOwner;
-use crate::broker::{ConnId, Msg, Outbox, Owner, ToWorker};
+use crate::broker::{Broker, ConnId, Msg, Outbox, ToWorker};
 use crate::conn::Outbound;
 use crate::connection::{Connection, Cx, MAX_HELD_INPUT};
 use crate::metrics::{latency, DeliveredType, WorkerMetrics};
 use crate::registry::{Fanout, Recipient, Registry};
+use crate::socket::Socket;
 use crate::ws::deflate::{Broadcast, Codec, WindowBits};
 
 /// The per-worker read buffer: a full default-sized message and its header
 /// fit in one read, and so does the input a held connection may keep.
 const SCRATCH: usize = MAX_HELD_INPUT;
 
-/// Emptied batches (this worker's own, and those other workers sent) kept
-/// to carry the next ones: traffic between workers flows both ways, so in a
-/// steady state no turn allocates a batch.
-const SPARE_BATCHES: usize = 8;
-/// A batch grown past this (a burst) is freed rather than kept.
-const SPARE_BATCH_CAPACITY: usize = 4096;
-
-/// A connection's byte stream. TLS goes here: a stream that decrypts what
-/// it reads and encrypts what it writes is a `Socket` like a TCP one
-/// (`super::stream::Stream`). `flush` writes what the stream itself still
-/// holds (TLS records a full socket did not take).
-pub trait Socket: Read + Write {
-    /// Half-closes the write side once the last bytes are out.
-    fn shutdown_write(&mut self) -> io::Result<()>;
-
-    /// Whether a read that filled less than the buffer drained the socket
-    /// (see [`Driver::read`]); not through TLS, where it may be one
-    /// record's plaintext with more records behind it.
-    fn short_read_drains(&self) -> bool {
-        true
-    }
-
-    /// The peer sent bytes and never completed the TLS handshake.
-    fn handshake_failed(&self) -> bool {
-        false
-    }
-}
-
-impl Socket for TcpStream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
-    }
-}
-
-/// Where a worker's channels are ordered.
-#[derive(Debug)]
-pub enum Broker {
-    /// In this process.
-    Embedded(Owner),
-    /// Through Redis, shared with other nodes; the link is registered with
-    /// the worker's poll through `registry`.
-    Redis {
-        owner: Box<RedisOwner>,
-        registry: mio::Registry,
-    },
-    /// Through a Redis Cluster: one link per master, each registered with
-    /// the worker's poll under its own token.
-    Cluster {
-        owner: Box<ClusterOwner>,
-        registry: mio::Registry,
-    },
-}
+/// Connections written per [`Driver::pump`] (see "Flushing in rounds"):
+/// about a millisecond of `write(2)`s of small frames.
+pub const FLUSH_ROUND: usize = 256;
 
 /// A socket and its connection.
 #[derive(Debug)]
@@ -93,8 +50,8 @@ struct Entry<S> {
     dirty: bool,
     /// Already on the list of connections whose reads wait.
     deferred: bool,
-    /// When the oldest unwritten byte was queued (the turn's time): the
-    /// start of the write delay observed once the backlog is written.
+    /// The turn that queued the oldest unwritten byte: the start of the
+    /// write delay observed once the backlog is written.
     queued_since: Option<Instant>,
 }
 
@@ -125,7 +82,10 @@ pub struct Driver<S> {
     registry: Registry,
     broker: Broker,
     outbox: Outbox,
+    /// Connections to write, in the order they were queued to; those before
+    /// `flushed` are written (see "Flushing in rounds").
     dirty: Vec<usize>,
+    flushed: usize,
     /// Slow consumers found by a delivery, kept for its capacity.
     slow: Vec<usize>,
     /// Connections whose held input was released: read them again.
@@ -134,8 +94,6 @@ pub struct Driver<S> {
     deferred: Vec<usize>,
     /// Connections with a timer due, kept for its capacity.
     due: Vec<usize>,
-    /// See [`SPARE_BATCHES`].
-    spare: Vec<Vec<Msg>>,
     scratch: Vec<u8>,
     next_serial: u32,
     conn_seq: u64,
@@ -177,11 +135,11 @@ impl<S: Socket> Driver<S> {
             outbox: Outbox::new(workers),
             shared,
             dirty: Vec::new(),
+            flushed: 0,
             slow: Vec::new(),
             to_read: Vec::new(),
             deferred: Vec::new(),
             due: Vec::new(),
-            spare: Vec::new(),
             scratch: vec![0; SCRATCH],
             next_serial: 1,
             conn_seq: 1,
@@ -232,26 +190,13 @@ impl<S: Socket> Driver<S> {
 
     /// Publishes how many channels this worker owns (for `/metrics`).
     pub fn store_owned_channels(&self) {
-        let owned = match &self.broker {
-            Broker::Embedded(owner) => owner.channel_count(),
-            Broker::Redis { owner, .. } => owner.channel_count(),
-            Broker::Cluster { owner, .. } => owner.channel_count(),
-        };
+        let owned = self.broker.channel_count();
         self.shared.node.owned_channels[self.index].store(owned, Ordering::Relaxed);
     }
 
-    /// The Redis link's socket is ready.
-    pub fn redis_ready(&mut self) {
-        if let Broker::Redis { owner, registry } = &mut self.broker {
-            owner.on_ready(self.now, registry, &mut self.outbox);
-        }
-    }
-
-    /// A Redis Cluster node link's socket is ready.
-    pub fn cluster_ready(&mut self, token: mio::Token) {
-        if let Broker::Cluster { owner, registry } = &mut self.broker {
-            owner.on_ready(token, self.now, registry, &mut self.outbox);
-        }
+    /// A Redis link's socket (the link's, or a cluster node's) is ready.
+    pub fn redis_ready(&mut self, token: mio::Token) {
+        self.broker.ready(token, self.now, &mut self.outbox);
     }
 
     /// Handles a batch another worker sent.
@@ -260,8 +205,8 @@ impl<S: Socket> Driver<S> {
         for msg in batch.drain(..) {
             self.dispatch(msg);
         }
-        self.shared.handled(self.index, n);
-        self.keep_spare(batch);
+        self.shared.queues.handled(self.index, n);
+        self.outbox.recycle(batch);
     }
 
     /// Whether reads wait for another worker's queue to drain.
@@ -272,7 +217,7 @@ impl<S: Socket> Driver<S> {
     /// Reads the connections whose reads waited, once no queue is over
     /// its bound.
     pub fn resume_deferred(&mut self) {
-        if self.deferred.is_empty() || self.shared.congested(self.index) {
+        if self.deferred.is_empty() || self.shared.queues.congested(self.index) {
             return;
         }
         for key in std::mem::take(&mut self.deferred) {
@@ -288,55 +233,37 @@ impl<S: Socket> Driver<S> {
     /// After messages were handled outside [`Driver::pump`]: lets the Redis
     /// link send what they queued.
     pub fn flush_broker(&mut self) {
-        match &mut self.broker {
-            Broker::Redis { owner, registry } => owner.flush(self.now, registry, &mut self.outbox),
-            Broker::Cluster { owner, registry } => {
-                owner.flush(self.now, registry, &mut self.outbox);
-            }
-            Broker::Embedded(_) => {}
-        }
+        self.broker.flush(self.now, &mut self.outbox);
     }
 
-    /// Drains the outbox and flushes dirty connections until nothing is left.
-    pub fn pump(&mut self) {
+    /// Drains the outbox and writes one round of dirty connections; returns
+    /// whether connections still wait to be written (call again after a
+    /// poll that does not wait).
+    pub fn pump(&mut self) -> bool {
         loop {
             for key in std::mem::take(&mut self.to_read) {
                 self.read(key, false);
             }
-            for w in 0..self.outbox.workers() {
-                if w == self.index || self.outbox.queue_mut(w).is_empty() {
-                    continue;
+            for w in (0..self.outbox.workers()).filter(|&w| w != self.index) {
+                if let Some(batch) = self.outbox.take(w) {
+                    self.shared.queues.send(w, batch);
                 }
-                let fresh = self.spare.pop().unwrap_or_default();
-                let batch = std::mem::replace(self.outbox.queue_mut(w), fresh);
-                self.shared.send(w, batch);
-            }
-            if self.outbox.queue_mut(self.index).is_empty() {
-                self.flush_dirty();
-                // Flushing can release held HTTP input, to be read.
-                if self.to_read.is_empty() {
-                    break;
-                }
-                continue;
             }
             // Owners handling these queue more for this worker: they go to
             // a fresh batch, handled in the next round.
-            let fresh = self.spare.pop().unwrap_or_default();
-            let mut local = std::mem::replace(self.outbox.queue_mut(self.index), fresh);
+            let Some(mut local) = self.outbox.take(self.index) else {
+                self.flush_round();
+                // Flushing can release held HTTP input, to be read.
+                if self.to_read.is_empty() {
+                    return self.flushed < self.dirty.len();
+                }
+                continue;
+            };
             for msg in local.drain(..) {
                 self.dispatch(msg);
             }
             self.flush_broker();
-            self.keep_spare(local);
-        }
-    }
-
-    /// Keeps an emptied batch for reuse (see [`SPARE_BATCHES`]).
-    fn keep_spare(&mut self, batch: Vec<Msg>) {
-        debug_assert!(batch.is_empty());
-        let cap = batch.capacity();
-        if cap > 0 && cap <= SPARE_BATCH_CAPACITY && self.spare.len() < SPARE_BATCHES {
-            self.spare.push(batch);
+            self.outbox.recycle(local);
         }
     }
 
@@ -361,7 +288,7 @@ impl<S: Socket> Driver<S> {
             if !entry.conn.wants_input() {
                 break;
             }
-            if self.shared.congested(self.index) {
+            if self.shared.queues.congested(self.index) {
                 // Another worker's queue is at its bound: leave the input
                 // in the kernel (TCP pushes back) and read it later.
                 if !std::mem::replace(&mut entry.deferred, true) {
@@ -406,14 +333,6 @@ impl<S: Socket> Driver<S> {
         }
     }
 
-    /// The live connection a message is addressed to, if it still exists.
-    fn conn_for(&mut self, who: ConnId) -> Option<&mut Connection> {
-        self.conns
-            .get_mut(who.key())
-            .map(|e| &mut e.conn)
-            .filter(|c| c.id() == who)
-    }
-
     /// The socket can take bytes again (or some were queued).
     pub fn mark_dirty(&mut self, key: usize) {
         if let Some(entry) = self.conns.get_mut(key) {
@@ -421,21 +340,22 @@ impl<S: Socket> Driver<S> {
                 entry.dirty = true;
                 self.dirty.push(key);
             }
+            if entry.queued_since.is_none() && !entry.conn.transmit().is_empty() {
+                entry.queued_since = Some(self.now);
+            }
         }
     }
 
-    /// Writes every connection that has bytes queued, half-closes those
+    /// Writes the next [`FLUSH_ROUND`] dirty connections, half-closes those
     /// whose last bytes are out, and lets each release held input.
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for key in dirty.drain(..) {
+    fn flush_round(&mut self) {
+        let end = self.dirty.len().min(self.flushed + FLUSH_ROUND);
+        for i in self.flushed..end {
+            let key = self.dirty[i];
             let Some(entry) = self.conns.get_mut(key) else {
                 continue;
             };
             entry.dirty = false;
-            if entry.queued_since.is_none() && !entry.conn.transmit().is_empty() {
-                entry.queued_since = Some(self.now);
-            }
             let written = entry
                 .conn
                 .transmit()
@@ -464,7 +384,15 @@ impl<S: Socket> Driver<S> {
                 self.to_read.push(key);
             }
         }
-        self.dirty = dirty;
+        self.flushed = end;
+        if self.flushed == self.dirty.len() {
+            self.dirty.clear();
+            self.flushed = 0;
+        } else if self.flushed > self.dirty.len() / 2 {
+            // Keeps the list within twice the connections waiting.
+            self.dirty.drain(..self.flushed);
+            self.flushed = 0;
+        }
     }
 
     /// Forgets a connection at once (the peer is gone, the socket failed,
@@ -483,13 +411,7 @@ impl<S: Socket> Driver<S> {
     /// Handles a message from a worker (this one included).
     pub fn dispatch(&mut self, msg: Msg) {
         match msg {
-            Msg::Owner(msg) => match &mut self.broker {
-                Broker::Embedded(owner) => owner.handle(msg, self.now, &mut self.outbox),
-                Broker::Redis { owner, .. } => owner.handle(msg, &mut self.outbox),
-                Broker::Cluster { owner, registry } => {
-                    owner.handle(msg, self.now, registry, &mut self.outbox);
-                }
-            },
+            Msg::Owner(msg) => self.broker.handle(msg, self.now, &mut self.outbox),
             Msg::Worker(msg) => self.on_worker_msg(msg),
         }
     }
@@ -508,7 +430,8 @@ impl<S: Socket> Driver<S> {
             ToWorker::Joined {
                 ref channel, who, ..
             } => {
-                if self.conn_for(who).is_some_and(|c| c.takes_events()) {
+                let live = self.conns.get(who.key()).map(|e| &e.conn);
+                if live.is_some_and(|c| c.id() == who && c.takes_events()) {
                     self.registry.add(channel, who.handle());
                 }
                 who
@@ -529,13 +452,13 @@ impl<S: Socket> Driver<S> {
         self.after_call(who.key());
     }
 
-    /// Queues one shared frame for every local member of `channel`.
     /// Messages compressed by this worker so far (the fan-out tests count
     /// them: one per broadcast and window size, none per recipient).
     pub fn compressions(&self) -> u64 {
         self.deflate.deflater.compressions()
     }
 
+    /// Queues one shared frame for every local member of `channel`.
     fn deliver(
         &mut self,
         channel: &str,
@@ -546,6 +469,7 @@ impl<S: Socket> Driver<S> {
         let except = except
             .filter(|e| e.worker() == self.index)
             .map(ConnId::handle);
+        let listed = self.dirty.len();
         let mut fanout = Fanout {
             dirty: std::mem::take(&mut self.dirty),
             slow: std::mem::take(&mut self.slow),
@@ -560,6 +484,12 @@ impl<S: Socket> Driver<S> {
             &mut self.deflate.deflater,
         );
         self.dirty = fanout.dirty;
+        // Their write delay starts now, though a later round writes them.
+        for &key in &self.dirty[listed..] {
+            if let Some(e) = self.conns.get_mut(key) {
+                e.queued_since.get_or_insert(self.now);
+            }
+        }
         for key in fanout.slow.drain(..) {
             if let Some(entry) = self.conns.get_mut(key) {
                 entry.conn.handle_slow(&mut cx!(self));
@@ -586,27 +516,13 @@ impl<S: Socket> Driver<S> {
         }
     }
 
-    /// The Redis link's upkeep, then every connection's due timers; runs a
-    /// few times per heartbeat interval.
-    /// Returns when to tick next.
+    /// The broker's upkeep, then every connection's due timers; runs a
+    /// few times per heartbeat interval. Returns when to tick next.
     pub fn tick(&mut self) -> Instant {
-        let hb = self.shared.node.config.heartbeat;
-        let interval = (hb / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let mut next = self.now + interval;
-        match &mut self.broker {
-            Broker::Embedded(owner) => owner.sweep(self.now),
-            Broker::Redis { owner, registry } => {
-                owner.tick(self.now, registry, &mut self.outbox);
-                if let Some(t) = owner.next_deadline() {
-                    next = next.min(t.max(self.now + Duration::from_millis(10)));
-                }
-            }
-            Broker::Cluster { owner, registry } => {
-                owner.tick(self.now, registry, &mut self.outbox);
-                if let Some(t) = owner.next_deadline() {
-                    next = next.min(t.max(self.now + Duration::from_millis(10)));
-                }
-            }
+        let config = &self.shared.node.config;
+        let mut next = self.now + Connection::timer_interval(config);
+        if let Some(t) = self.broker.tick(self.now, &mut self.outbox) {
+            next = next.min(t);
         }
         let mut due = std::mem::take(&mut self.due);
         {

@@ -23,7 +23,7 @@ use std::net::Shutdown;
 use mio::net::TcpStream;
 
 use super::Socket;
-use crate::tls::TlsSession;
+use crate::tls::{ServerTls, TlsSession};
 
 #[derive(Debug)]
 pub struct Stream {
@@ -35,10 +35,14 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(tcp: TcpStream, tls: Option<Box<TlsSession>>) -> Self {
+    /// An accepted socket, behind a TLS session on a TLS listener. The
+    /// certificate is the one of the moment (SIGHUP may replace it): one
+    /// atomic load per connection, none per message. The connection's
+    /// handshake timeout, running from now, covers the TLS handshake.
+    pub fn accepted(tcp: TcpStream, tls: Option<&ServerTls>) -> Self {
         Stream {
             tcp,
-            tls,
+            tls: tls.map(|t| Box::new(TlsSession::server(t.config()))),
             shutting: false,
         }
     }
