@@ -200,6 +200,7 @@ fn a_close_decided_while_acks_are_owed_waits_for_them() {
     assert!(got[1..11].iter().all(|(_, v)| v["code"] == "rate_limited"));
     assert_eq!(got[11], (0x8, json!(4009)));
     assert_eq!(got.len(), 12);
+    assert_eq!(h.metrics.closes_of(4009), 1, "counted once, when decided");
     assert!(
         c.poll_shutdown(h.now),
         "half-close once the close frame is out"
@@ -237,6 +238,11 @@ fn heartbeat_pings_then_a_silent_peer_is_closed_1001() {
     h.now += Duration::from_secs(2);
     c.handle_timeout(&mut h.cx());
     assert_eq!(frames(&written(&mut c)), vec![(0x8, json!(1001))]);
+    assert_eq!(
+        h.metrics.closes_of(1001),
+        1,
+        "switchboard_closes_total counts it"
+    );
     assert!(c.poll_shutdown(h.now));
     h.now += super::CLOSE_GRACE;
     c.handle_timeout(&mut h.cx());
@@ -263,6 +269,11 @@ fn a_close_frame_not_yet_written_waits_for_a_peer_that_does_not_read() {
     assert!(!c.is_done(), "a peer that reads within FLUSH_GRACE gets it");
     h.now += super::FLUSH_GRACE / 2;
     assert_eq!(frames(&written(&mut c)), vec![(0x8, json!(1001))]);
+    assert_eq!(
+        h.metrics.closes_of(1001),
+        1,
+        "switchboard_closes_total counts it"
+    );
     assert!(c.poll_shutdown(h.now));
     h.now += super::CLOSE_GRACE;
     c.handle_timeout(&mut h.cx());

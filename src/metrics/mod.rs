@@ -30,6 +30,7 @@
 //! nanoseconds measured by the caller.
 
 mod histogram;
+pub mod latency;
 mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -305,6 +306,11 @@ impl WorkerMetrics {
     #[inline]
     pub fn close(&self, code: u16) {
         self.closes[CloseKind::from_code(code) as usize].add(1);
+    }
+
+    /// Closes counted under `code`'s label so far.
+    pub fn closes_of(&self, code: u16) -> u64 {
+        self.closes[CloseKind::from_code(code) as usize].get()
     }
 
     /// One client request refused by the rate limiter.

@@ -28,7 +28,7 @@ use crate::auth::unix_now;
 use crate::broker::{Broker, ConnId, Msg, Outbox, ToWorker};
 use crate::conn::Outbound;
 use crate::connection::{Connection, Cx, MAX_HELD_INPUT};
-use crate::metrics::{DeliveredType, WorkerMetrics};
+use crate::metrics::{latency, DeliveredType, WorkerMetrics};
 use crate::registry::{Fanout, Recipient, Registry};
 use crate::socket::Socket;
 use crate::ws::deflate::{Broadcast, Codec, WindowBits};
@@ -374,8 +374,7 @@ impl<S: Socket> Driver<S> {
                 .filter(|_| entry.conn.transmit().is_empty())
             {
                 entry.queued_since = None;
-                let delay = Instant::now().saturating_duration_since(t);
-                self.metrics.write_delay.observe(delay.as_nanos() as u64);
+                latency::observe_since(&self.metrics.write_delay, t);
             }
             if entry.conn.poll_shutdown(self.now) {
                 let _ = entry.stream.shutdown_write();
@@ -500,8 +499,7 @@ impl<S: Socket> Driver<S> {
         self.slow = fanout.slow;
         self.metrics.delivered(kind, queued);
         // One clock read per fan-out, not per recipient.
-        let spent = Instant::now().saturating_duration_since(self.now);
-        self.metrics.fanout.observe(spent.as_nanos() as u64);
+        latency::observe_since(&self.metrics.fanout, self.now);
     }
 
     fn start_drain(&mut self) {

@@ -2,6 +2,8 @@
 //!
 //! `cargo run --release -p sb-load -- --scenario fanout --url ws://127.0.0.1:8080/ws --server-pid PID`
 
+mod blocking;
+mod churn;
 mod conn;
 mod inflate;
 mod ledger;
@@ -10,8 +12,10 @@ mod procstat;
 mod recover;
 mod report;
 mod run;
+mod sampler;
 mod scenario;
 mod schedule;
+mod stalled;
 #[cfg(test)]
 mod testserver;
 mod tls;

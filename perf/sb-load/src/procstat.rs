@@ -16,6 +16,11 @@ pub fn rss_kib(pid: u32) -> io::Result<u64> {
     parse_vmrss(&status).ok_or_else(|| invalid("no VmRSS line"))
 }
 
+/// Open file descriptors of `pid`: the entries of `/proc/PID/fd`.
+pub fn fd_count(pid: u32) -> io::Result<u64> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+}
+
 /// CPU time (user + system) of `pid` in microseconds.
 pub fn cpu_us(pid: u32) -> io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -117,6 +122,7 @@ mod tests {
     fn own_process_is_readable() {
         let pid = std::process::id();
         assert!(rss_kib(pid).unwrap() > 0);
+        assert!(fd_count(pid).unwrap() >= 3);
         let mut x = 0u64;
         for i in 0..3_000_000u64 {
             x = x.wrapping_mul(31).wrapping_add(i);

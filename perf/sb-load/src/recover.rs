@@ -24,9 +24,11 @@ use mio::{Events, Interest, Poll, Token};
 use serde::{Deserialize, Serialize};
 use socket2::SockRef;
 
+use crate::churn::{Churn, ChurnFigures};
 use crate::ledger::{self, Ack, EpochId, Member, Tally};
 use crate::payload::{self, Stamp};
 use crate::procstat;
+use crate::sampler::{Sampler, Soak};
 use crate::scenario::{self, Args, ConnPlan, Plan};
 use crate::schedule::Schedule;
 use crate::worker::connect;
@@ -117,6 +119,9 @@ pub struct RecoverSummary {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub drain_complete: bool,
+    /// `--churn`: the cycles made, and the server's RSS and fds around them.
+    pub churn: Option<ChurnFigures>,
+    pub soak: Option<Soak>,
 }
 
 impl RecoverSummary {
@@ -148,6 +153,36 @@ impl RecoverSummary {
             self.joined_at_end,
             self.conns,
             self.drain_complete,
+        ) + &self.churn_line()
+    }
+
+    /// The churn figures appended to [`line`](Self::line), when churning.
+    fn churn_line(&self) -> String {
+        let (Some(c), Some(k)) = (&self.churn, &self.soak) else {
+            return String::new();
+        };
+        format!(
+            " churn_cycles={} churn_rate={:.0} churn_failed={} close_timeouts={} \
+             rss_base_kib={} rss_peak_kib={} rss_end_kib={} rss_end_pct={:+.1} \
+             rss_early_kib={} rss_late_kib={} rss_slope_kib_per_min={:+.0} \
+             fds_base={} fds_peak={} fds_end={} fds_end_pct={:+.1} fds_slope_per_min={:+.1} samples={}",
+            c.cycles,
+            c.rate,
+            c.failed_connect + c.failed_handshake + c.failed_join,
+            c.close_timeouts,
+            k.rss_base_kib,
+            k.rss_peak_kib,
+            k.rss_end_kib,
+            k.rss_end_pct,
+            k.rss_early_kib,
+            k.rss_late_kib,
+            k.rss_slope_kib_per_min,
+            k.fds_base,
+            k.fds_peak,
+            k.fds_end,
+            k.fds_end_pct,
+            k.fds_slope_per_min,
+            k.samples,
         )
     }
 
@@ -290,6 +325,15 @@ pub fn run(args: &Args) -> Result<RecoverSummary, String> {
         return Err("no connection joined".to_owned());
     }
 
+    // With --churn: the server sampled from here (the baseline), the churn
+    // beside the publishing window.
+    let sampler =
+        (args.churn > 0.0).then(|| Sampler::start(&args.server_pids, secs(args.sample_every)));
+    let churn_from = sampler.as_ref().map_or(0.0, Sampler::now_s);
+    let churn = sampler
+        .is_some()
+        .then(|| Churn::start(&lp.plan.targets, args.churn, args.churn_threads));
+
     // Publish through warmup + duration, reconnecting whatever closes.
     let start = lp.now();
     let end = start + (lp.plan.warmup + lp.plan.duration).as_nanos() as u64;
@@ -310,6 +354,9 @@ pub fn run(args: &Args) -> Result<RecoverSummary, String> {
         }
     }
 
+    lp.s.churn = churn.map(Churn::finish);
+    let churn_to = sampler.as_ref().map_or(0.0, Sampler::now_s);
+
     // Drain: until every member caught up with every ack, or --drain.
     let drain_end = lp.now() + lp.plan.drain.as_nanos() as u64;
     lp.s.drain_complete = loop {
@@ -321,8 +368,21 @@ pub fn run(args: &Args) -> Result<RecoverSummary, String> {
             break false;
         }
     };
+    if let Some(sampler) = sampler {
+        // Keep serving the load while the churned connections finish closing.
+        let settle_end = lp.now() + secs(args.settle).as_nanos() as u64;
+        while lp.now() < settle_end {
+            lp.turn(&mut events, Duration::from_millis(20))?;
+        }
+        lp.s.soak = Some(Soak::of(&sampler.finish(), churn_from, churn_to));
+    }
     lp.s.rss_after_kib = rss();
     Ok(lp.settle())
+}
+
+/// Seconds from a flag, clamped to what a `Duration` holds.
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.001)).unwrap_or(Duration::from_secs(1))
 }
 
 impl Loop {
@@ -355,7 +415,7 @@ impl Loop {
                 self.finish_connect(i);
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                self.read_ready(i);
+                self.read_ready(i, event.is_read_closed() || event.is_error());
             }
             if event.is_writable() {
                 self.flush(i);
@@ -419,7 +479,11 @@ impl Loop {
         self.flush(i);
     }
 
-    fn read_ready(&mut self, i: usize) {
+    /// Reads what is there. A short read means drained, except when the
+    /// peer already closed (`peer_closed`): the end of stream then waits
+    /// behind the data and raises no new edge, so read on to it (a killed
+    /// node's clients otherwise sit in CLOSE-WAIT forever).
+    fn read_ready(&mut self, i: usize, peer_closed: bool) {
         loop {
             let c = &mut self.clients[i];
             let Some(stream) = c.stream.as_mut() else {
@@ -449,7 +513,7 @@ impl Loop {
                 }
                 Err(code) => return self.close(i, false, code),
             }
-            if n < space {
+            if n < space && !peer_closed {
                 break;
             }
         }

@@ -6,6 +6,9 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::sampler::Soak;
+use crate::stalled::StalledFigures;
+
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Latency {
@@ -104,6 +107,10 @@ pub struct Summary {
     /// Bytes read from the sockets inside the window (TLS records, or
     /// frames as sent, compressed or not), over deliveries in the window.
     pub wire_bytes_per_delivery: Option<f64>,
+    /// `--stalled`: how the receivers that stopped reading were closed.
+    pub stalled: Option<StalledFigures>,
+    /// The server's RSS and open fds sampled over the run (its peak).
+    pub soak: Option<Soak>,
 }
 
 impl Summary {
@@ -212,6 +219,18 @@ impl Summary {
             "client CPU  {}",
             fmt_per(self.client_cpu_us_per_delivery)
         ));
+        if let Some(k) = &self.soak {
+            line(format!(
+                "server peak  {} KiB RSS, {} fds ({} samples)",
+                k.rss_peak_kib, k.fds_peak, k.samples
+            ));
+        }
+        if let Some(st) = &self.stalled {
+            line(format!(
+                "stalled      {} (+{} failed to join): {} closed 4008, {} closed otherwise, {} ended without a close frame, {} still open",
+                st.stalled, st.failed_to_join, st.closed_4008, st.closed_other, st.closed_eof, st.still_open
+            ));
+        }
         s
     }
 }

@@ -14,8 +14,13 @@ use mio::{Poll, Waker};
 use crate::conn::{Sink, Window};
 use crate::procstat;
 use crate::report::{Latency, ServerStats, Summary};
+use crate::sampler::{Sampler, Soak};
 use crate::scenario::{self, Args, Plan};
+use crate::stalled::Stalled;
 use crate::worker::{Failures, RunParams, SetupReport, Shared, Worker, WorkerResult, WAKE};
+
+/// How long the stalled receivers get, in all, to read to their close.
+const STALLED_READ_LIMIT: Duration = Duration::from_secs(20);
 
 /// Gap between the end of setup and the first publication.
 const START_DELAY: Duration = Duration::from_millis(50);
@@ -87,6 +92,17 @@ pub fn run(args: &Args) -> Result<Summary, String> {
         ));
     }
     let rss_joined = server.rss_kib();
+    // The server's RSS and fds over the run (its peak), and the receivers
+    // that stop reading from here on.
+    let sampler = server.active().then(|| {
+        Sampler::start(
+            &args.server_pids,
+            Duration::try_from_secs_f64(args.sample_every.max(0.01))
+                .unwrap_or(Duration::from_secs(1)),
+        )
+    });
+    let stalled =
+        (args.stalled > 0).then(|| Stalled::open(&plan, args.stalled, args.stalled_rcvbuf));
 
     // Run: publish through warmup and window, sample the server around the window.
     let publish_start_ns = shared.now_ns() + START_DELAY.as_nanos() as u64;
@@ -123,6 +139,12 @@ pub fn run(args: &Args) -> Result<Summary, String> {
     };
     shared.stop();
     wake_all(&wakers);
+    let stalled = stalled.map(|st| st.finish(STALLED_READ_LIMIT));
+    let soak = sampler.map(|sm| {
+        let series = sm.finish();
+        let end = series.last().map_or(0.0, |x| x.t_s);
+        Soak::of(&series, 0.0, end)
+    });
     let mut results = Vec::with_capacity(threads);
     for h in handles {
         match h.join() {
@@ -189,6 +211,8 @@ pub fn run(args: &Args) -> Result<Summary, String> {
         compressed_messages: totals.sink.compressed,
         wire_bytes_per_delivery: (totals.in_window > 0)
             .then(|| totals.sink.wire_bytes_in_window as f64 / totals.in_window as f64),
+        stalled,
+        soak,
     })
 }
 

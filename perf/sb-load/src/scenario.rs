@@ -110,6 +110,28 @@ pub struct Args {
     /// --recover: largest backoff ceiling, ms.
     #[arg(long, default_value_t = 2000.0)]
     pub backoff_max_ms: f64,
+    /// --recover: connections that connect, join and leave, per second,
+    /// beside the load while it publishes (the churn scenario; 0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub churn: f64,
+    /// --churn: blocking threads the cycles are spread over.
+    #[arg(long, default_value_t = 8)]
+    pub churn_threads: usize,
+    /// Extra receivers that join and then stop reading (the slow-receiver
+    /// scenario); not counted among the measured members.
+    #[arg(long, default_value_t = 0)]
+    pub stalled: u32,
+    /// --stalled: their receive buffer, bytes (set before connecting).
+    #[arg(long, default_value_t = 4096)]
+    pub stalled_rcvbuf: usize,
+    /// With --churn or --stalled: sample the server's RSS and open fds this
+    /// often, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub sample_every: f64,
+    /// --churn: after the churn stops and the drain, wait this long before
+    /// the last sample, seconds (closing connections finish closing).
+    #[arg(long, default_value_t = 5.0)]
+    pub settle: f64,
 }
 
 /// A server to connect to.
