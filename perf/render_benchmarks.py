@@ -179,7 +179,42 @@ def main():
                   f"| {num(None if p99 is None else p99 / 1000, '{:.2f}')} | {c.get('limited_by', '–')} |")
             w("")
         sb = next((r for r in ok if r["server"] == "switchboard"), None)
-        peers = [r for r in ok if r["server"] != "switchboard"]
+        variants = [r for r in ok if r["server"].startswith("switchboard-")]
+        peers = [r for r in ok if not r["server"].startswith("switchboard")]
+        if sb and variants:
+            s = sb["result"]
+            ss = s.get("server") or {}
+            w("switchboard variants / plain switchboard, same run (lower is better; `wss`: the same binary "
+              "with a certificate, sb-load over `wss://`; `deflate`: server and sb-load with `--compression`; "
+              "wire bytes are what sb-load read from its sockets, TLS records or frames, per delivery):\n")
+            w("| variant | deliveries/s (offered) | server CPU per delivery | RSS per conn (joined) "
+              "| wire bytes per delivery | p99 | messages arrived compressed |")
+            w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+            w(f"| switchboard (plain) | {num(s['deliveries_per_s'])} ({num(s['offered_deliveries_per_s'])}) "
+              f"| {num(ss.get('cpu_us_per_delivery'), '{:.2f}')} µs "
+              f"| {num(ss.get('rss_per_conn_bytes'))} B | {num(s.get('wire_bytes_per_delivery'), '{:.1f}')} B "
+              f"| {s['latency']['p99_us'] / 1000:.2f} ms | {s.get('compressed_messages', 0)} |")
+            for v in variants:
+                x = v["result"]
+                vs = x.get("server") or {}
+                w(f"| {v['server']} | {num(x['deliveries_per_s'])} ({num(x['offered_deliveries_per_s'])}) "
+                  f"| {num(vs.get('cpu_us_per_delivery'), '{:.2f}')} µs "
+                  f"({ratio(vs.get('cpu_us_per_delivery'), ss.get('cpu_us_per_delivery'))}) "
+                  f"| {num(vs.get('rss_per_conn_bytes'))} B "
+                  f"({ratio(vs.get('rss_per_conn_bytes'), ss.get('rss_per_conn_bytes'))}) "
+                  f"| {num(x.get('wire_bytes_per_delivery'), '{:.1f}')} B "
+                  f"({ratio(x.get('wire_bytes_per_delivery'), s.get('wire_bytes_per_delivery'))}) "
+                  f"| {x['latency']['p99_us'] / 1000:.2f} ms | {x.get('compressed_messages', 0)} |")
+            if any(v["result"]["offered_deliveries_per_s"] < 0.95 * s["offered_deliveries_per_s"] for v in variants):
+                w("\nA variant was offered less than 95% of the plain run's load: sb-load could not keep up "
+                  "(TLS and inflating cost it too), so its CPU per delivery is at a lower rate, where fewer "
+                  "frames share a write; compare those rows with care.")
+            if any(r["result"].get("action_bytes") for r in ok):
+                w("\nPublished actions padded to about "
+                  f"{ok[0]['result'].get('action_bytes')} bytes (`--action-bytes`): the stamp, then a batch of "
+                  "editor cursors `{\"user\":\"user-3\",\"x\":412,\"y\":273,\"sel\":[9,15]}` whose numbers "
+                  "change with every message (`perf/sb-load/src/payload.rs`).")
+            w("")
         if sb and peers:
             s = sb["result"]
             ss = s.get("server") or {}

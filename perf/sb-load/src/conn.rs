@@ -12,6 +12,7 @@
 
 use hdrhistogram::Histogram;
 
+use crate::inflate::{InflateError, Inflater};
 use crate::payload::{self, Reply};
 use crate::track::{Arrival, SeqTrack};
 use crate::ws::{self, FrameError, HandshakeError};
@@ -37,6 +38,8 @@ pub enum ConnError {
     ClosedByServer {
         code: u16,
     },
+    /// A compressed message that did not inflate.
+    Inflate(InflateError),
 }
 
 /// The measured window in ns since the run's start: `[start, end)`.
@@ -69,6 +72,11 @@ pub struct Sink {
     pub unparsed: u64,
     /// Text frames without a stamp after joining (replies, presence events).
     pub other: u64,
+    /// Bytes read from the sockets inside `window` (TLS records or
+    /// WebSocket frames as they crossed the wire, compressed or not).
+    pub wire_bytes_in_window: u64,
+    /// Messages that arrived compressed (RSV1), over the whole run.
+    pub compressed: u64,
     mask_state: u64,
 }
 
@@ -88,6 +96,8 @@ impl Sink {
             reordered: 0,
             unparsed: 0,
             other: 0,
+            wire_bytes_in_window: 0,
+            compressed: 0,
             mask_state: seed | 1,
         }
     }
@@ -101,6 +111,13 @@ impl Sink {
         x ^= x << 17;
         self.mask_state = x;
         (x as u32).to_le_bytes()
+    }
+
+    /// Counts `n` bytes read from a socket at `now_ns`.
+    pub fn wire(&mut self, n: usize, now_ns: u64) {
+        if self.window.contains(now_ns) {
+            self.wire_bytes_in_window += n as u64;
+        }
     }
 
     fn record(&mut self, arrival: Arrival, sent_ns: u64, now_ns: u64) {
@@ -134,6 +151,8 @@ pub struct Conn {
     pub inbuf: Vec<u8>,
     /// Bytes waiting for the socket to become writable.
     pub out: Vec<u8>,
+    /// The server accepted permessage-deflate: text frames may be compressed.
+    pub deflate: bool,
 }
 
 impl Conn {
@@ -145,6 +164,7 @@ impl Conn {
             tracks: vec![SeqTrack::default(); channel_publishers as usize].into_boxed_slice(),
             inbuf: Vec::new(),
             out: Vec::new(),
+            deflate: false,
         }
     }
 
@@ -152,7 +172,9 @@ impl Conn {
     /// bytes it used; the rest is an incomplete head or frame to keep.
     ///
     /// Replies it owes (the join, pongs) are appended to [`Conn::out`].
-    /// `channel` is the name to join; `max_frame` bounds a frame's payload.
+    /// `channel` is the name to join; `max_frame` bounds a frame's payload
+    /// (and an inflated message). Compressed messages inflate through
+    /// `inflater`, the worker's.
     pub fn on_bytes(
         &mut self,
         buf: &[u8],
@@ -160,6 +182,7 @@ impl Conn {
         channel: &str,
         max_frame: usize,
         sink: &mut Sink,
+        inflater: &mut Inflater,
     ) -> Result<usize, ConnError> {
         let mut at = 0;
         if self.phase == Phase::Handshake {
@@ -167,15 +190,25 @@ impl Conn {
                 None => return Ok(0),
                 Some(head) => at = head,
             }
+            self.deflate = ws::deflate_accepted(&buf[..at]);
             let mut join = Vec::with_capacity(64);
             payload::write_join(channel, &mut join);
             ws::write_client_frame(ws::OP_TEXT, &join, sink.next_mask(), &mut self.out);
             self.phase = Phase::Joining;
         }
-        while let Some(head) = ws::parse_frame(&buf[at..], max_frame).map_err(ConnError::Frame)? {
+        while let Some(head) =
+            ws::parse_frame_with(&buf[at..], max_frame, self.deflate).map_err(ConnError::Frame)?
+        {
             let body = &buf[at + head.header_len..at + head.frame_len()];
             at += head.frame_len();
             match head.opcode {
+                ws::OP_TEXT if head.fin && head.rsv1 => {
+                    sink.compressed += 1;
+                    let text = inflater
+                        .inflate(body, max_frame)
+                        .map_err(ConnError::Inflate)?;
+                    self.on_text(text, now_ns, sink)?
+                }
                 ws::OP_TEXT if head.fin => self.on_text(body, now_ns, sink)?,
                 ws::OP_PING => {
                     ws::write_client_frame(ws::OP_PONG, body, sink.next_mask(), &mut self.out)
@@ -257,7 +290,10 @@ mod tests {
         .into_bytes();
         input.extend(server_text(r#"{"type":"welcome","conn":"n1-1"}"#));
         input.extend(server_text(r#"{"type":"joined","channel":"c"}"#));
-        assert_eq!(c.on_bytes(&input, 0, "c", 1 << 16, sink), Ok(input.len()));
+        assert_eq!(
+            c.on_bytes(&input, 0, "c", 1 << 16, sink, &mut Inflater::default()),
+            Ok(input.len())
+        );
         assert_eq!(c.phase, Phase::Joined);
         assert!(ws::find(&c.out, &[0x81]).is_some(), "join request written");
         c
@@ -275,7 +311,16 @@ mod tests {
         input.extend(event(0, 0, 10)); // before the window
         input.extend(event(1, 0, 150));
         input.extend(event(0, 1, 190));
-        let used = c.on_bytes(&input, 50, "c", 1 << 16, &mut sink).unwrap();
+        let used = c
+            .on_bytes(
+                &input,
+                50,
+                "c",
+                1 << 16,
+                &mut sink,
+                &mut Inflater::default(),
+            )
+            .unwrap();
         assert_eq!(used, input.len());
         assert_eq!(sink.delivered, 3);
         assert_eq!(
@@ -283,7 +328,15 @@ mod tests {
             "received at 50, before the window"
         );
         let more = event(0, 2, 400);
-        c.on_bytes(&more, 500, "c", 1 << 16, &mut sink).unwrap();
+        c.on_bytes(
+            &more,
+            500,
+            "c",
+            1 << 16,
+            &mut sink,
+            &mut Inflater::default(),
+        )
+        .unwrap();
         assert_eq!(sink.delivered_in_window, 1);
         assert_eq!(sink.hist.max(), sink.hist.highest_equivalent(100));
         assert_eq!(c.tracks[0].unique() + c.tracks[1].unique(), 4);
@@ -295,13 +348,23 @@ mod tests {
         let mut c = joined_conn(&mut sink);
         let frame = event(0, 0, 1);
         for cut in 0..frame.len() {
-            assert_eq!(c.on_bytes(&frame[..cut], 5, "c", 1 << 16, &mut sink), Ok(0));
+            assert_eq!(
+                c.on_bytes(
+                    &frame[..cut],
+                    5,
+                    "c",
+                    1 << 16,
+                    &mut sink,
+                    &mut Inflater::default()
+                ),
+                Ok(0)
+            );
         }
         assert_eq!(sink.delivered, 0);
         let mut two = frame.clone();
         two.extend_from_slice(&event(0, 1, 1)[..4]);
         assert_eq!(
-            c.on_bytes(&two, 5, "c", 1 << 16, &mut sink),
+            c.on_bytes(&two, 5, "c", 1 << 16, &mut sink, &mut Inflater::default()),
             Ok(frame.len())
         );
         assert_eq!(sink.delivered, 1);
@@ -316,7 +379,8 @@ mod tests {
             input.extend(event(p, s, 1));
         }
         input.extend(server_text(r#"{"type":"ack","id":1}"#));
-        c.on_bytes(&input, 5, "c", 1 << 16, &mut sink).unwrap();
+        c.on_bytes(&input, 5, "c", 1 << 16, &mut sink, &mut Inflater::default())
+            .unwrap();
         assert_eq!((sink.delivered, sink.reordered, sink.duplicates), (3, 1, 1));
         assert_eq!((sink.unparsed, sink.other), (1, 1));
     }
@@ -327,12 +391,26 @@ mod tests {
         let mut c = joined_conn(&mut sink);
         c.out.clear();
         assert_eq!(
-            c.on_bytes(&[0x89, 2, b'h', b'i'], 0, "c", 1 << 16, &mut sink),
+            c.on_bytes(
+                &[0x89, 2, b'h', b'i'],
+                0,
+                "c",
+                1 << 16,
+                &mut sink,
+                &mut Inflater::default()
+            ),
             Ok(4)
         );
         assert_eq!(&c.out[..2], &[0x8A, 0x82], "masked pong of 2 bytes");
         assert_eq!(
-            c.on_bytes(&[0x88, 2, 0x03, 0xE9], 0, "c", 1 << 16, &mut sink),
+            c.on_bytes(
+                &[0x88, 2, 0x03, 0xE9],
+                0,
+                "c",
+                1 << 16,
+                &mut sink,
+                &mut Inflater::default()
+            ),
             Err(ConnError::ClosedByServer { code: 1001 })
         );
         assert_eq!(c.phase, Phase::Closed);
@@ -350,13 +428,20 @@ mod tests {
         let mut input = ok.into_bytes();
         input.extend(server_text(r#"{"type":"error","code":"forbidden"}"#));
         assert_eq!(
-            c.on_bytes(&input, 0, "c", 1 << 16, &mut sink),
+            c.on_bytes(&input, 0, "c", 1 << 16, &mut sink, &mut Inflater::default()),
             Err(ConnError::JoinRefused)
         );
         let mut c = Conn::new(None, 1);
         c.phase = Phase::Handshake;
         assert_eq!(
-            c.on_bytes(b"HTTP/1.1 503 Busy\r\n\r\n", 0, "c", 1 << 16, &mut sink),
+            c.on_bytes(
+                b"HTTP/1.1 503 Busy\r\n\r\n",
+                0,
+                "c",
+                1 << 16,
+                &mut sink,
+                &mut Inflater::default()
+            ),
             Err(ConnError::Handshake(HandshakeError::Status))
         );
     }

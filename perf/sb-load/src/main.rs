@@ -5,6 +5,7 @@
 mod blocking;
 mod churn;
 mod conn;
+mod inflate;
 mod ledger;
 mod payload;
 mod procstat;
@@ -17,6 +18,7 @@ mod schedule;
 mod stalled;
 #[cfg(test)]
 mod testserver;
+mod tls;
 mod track;
 mod worker;
 mod ws;
@@ -54,6 +56,10 @@ fn main() -> ExitCode {
 
 /// `--recover`: one summary line (and the JSON line with `--json`).
 fn recover_main(args: &scenario::Args) -> ExitCode {
+    if args.compression || args.urls.iter().any(|u| u.starts_with("wss://")) {
+        eprintln!("sb-load: --recover speaks ws:// without compression only");
+        return ExitCode::from(2);
+    }
     let summary = match recover::run(args) {
         Ok(s) => s,
         Err(e) => {

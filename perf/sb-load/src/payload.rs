@@ -53,6 +53,43 @@ pub fn write_user_action(channel: &str, stamp: Stamp, out: &mut Vec<u8>) {
     );
 }
 
+/// Appends a `user_action` request whose `action` carries `stamp` and,
+/// after it, a realistic batch of editor cursors until the action is about
+/// `action_bytes` long: `{"s":..,"t":..,"p":..,"cursors":[{"user":"user-3",
+/// "x":412,"y":273,"sel":[9,15]},…]}`. The numbers move with the sequence
+/// number, so no two messages are alike; the keys repeat, as in the JSON
+/// real-time apps send (what `--compression` is measured on).
+pub fn write_padded_user_action(
+    channel: &str,
+    stamp: Stamp,
+    action_bytes: usize,
+    out: &mut Vec<u8>,
+) {
+    write_user_action(channel, stamp, out);
+    // Reopen the action: drop its `}` and the request's.
+    out.truncate(out.len() - 2);
+    let action_start = out.len();
+    out.extend_from_slice(b",\"cursors\":[");
+    let s = stamp.seq;
+    let mut i: u64 = 0;
+    // The stamp itself is about 40 bytes; stop before passing the target.
+    while out.len() - action_start + 40 + 60 < action_bytes {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = write!(
+            out,
+            "{{\"user\":\"user-{i}\",\"x\":{},\"y\":{},\"sel\":[{},{}]}}",
+            (s * 7 + (3 + i) * 37) % 1000,
+            (s * 3 + i * 91) % 800,
+            (s + i * 3) % 100,
+            (s + i * 5) % 100
+        );
+        i += 1;
+    }
+    out.extend_from_slice(b"]}}");
+}
+
 /// Finds the stamp in a delivered event, or `None` when `payload` is not one
 /// of ours (a reply, a presence event, a malformed action).
 pub fn scan_stamp(payload: &[u8]) -> Option<Stamp> {
@@ -74,7 +111,8 @@ fn parse_stamp(buf: &[u8]) -> Option<Stamp> {
     let (seq, buf) = parse_u64(buf)?;
     let (sent_ns, buf) = parse_u64(buf.strip_prefix(b",\"t\":")?)?;
     let (publisher, buf) = parse_u64(buf.strip_prefix(b",\"p\":")?)?;
-    if buf.first() != Some(&b'}') {
+    // `}`, or `,` before the padding of `write_padded_user_action`.
+    if !matches!(buf.first(), Some(b'}' | b',')) {
         return None;
     }
     Some(Stamp {
@@ -185,6 +223,26 @@ mod tests {
             let mut out = Vec::new();
             write_user_action("c", stamp, &mut out);
             assert_eq!(scan_stamp(&out), Some(stamp));
+        }
+    }
+
+    #[test]
+    fn padded_actions_are_json_of_the_asked_size_with_the_stamp() {
+        for want in [0usize, 100, 1024, 4096] {
+            let mut out = Vec::new();
+            write_padded_user_action("load:1", STAMP, want, &mut out);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let action = serde_json::to_string(&v["action"]).unwrap();
+            assert!(
+                action.len() <= want.max(100) + 10,
+                "{want}: {}",
+                action.len()
+            );
+            if want >= 1024 {
+                assert!(action.len() + 80 >= want, "{want}: {}", action.len());
+                assert!(v["action"]["cursors"].as_array().unwrap().len() > 10);
+            }
+            assert_eq!(scan_stamp(&out), Some(STAMP));
         }
     }
 

@@ -96,6 +96,17 @@ pub struct Summary {
     /// This load generator's own CPU per delivery over the window.
     pub client_cpu_us_per_delivery: Option<f64>,
     pub drain_complete: bool,
+    /// The URLs were `wss://`.
+    pub tls: bool,
+    /// permessage-deflate was offered (`--compression`).
+    pub compression: bool,
+    /// `--action-bytes`: the size published actions were padded to (0: not).
+    pub action_bytes: u64,
+    /// Messages that arrived compressed (RSV1).
+    pub compressed_messages: u64,
+    /// Bytes read from the sockets inside the window (TLS records, or
+    /// frames as sent, compressed or not), over deliveries in the window.
+    pub wire_bytes_per_delivery: Option<f64>,
     /// `--stalled`: how the receivers that stopped reading were closed.
     pub stalled: Option<StalledFigures>,
     /// The server's RSS and open fds sampled over the run (its peak).
@@ -169,6 +180,19 @@ impl Summary {
         line(format!(
             "rate         {:.0} deliveries/s received of {:.0}/s offered",
             self.deliveries_per_s, self.offered_deliveries_per_s
+        ));
+        line(format!(
+            "wire         {} per delivery received{}{}",
+            match self.wire_bytes_per_delivery {
+                Some(b) => format!("{b:.1} B"),
+                None => "n/a".to_owned(),
+            },
+            if self.tls { ", TLS" } else { "" },
+            if self.compression {
+                format!(", {} messages arrived compressed", self.compressed_messages)
+            } else {
+                String::new()
+            }
         ));
         let l = &self.latency;
         line(format!(

@@ -205,6 +205,12 @@ pub fn run(args: &Args) -> Result<Summary, String> {
         server: server_stats,
         client_cpu_us_per_delivery: per(self1.saturating_sub(self0)),
         drain_complete,
+        tls: plan.tls.is_some(),
+        compression: plan.compression,
+        action_bytes: plan.action_bytes as u64,
+        compressed_messages: totals.sink.compressed,
+        wire_bytes_per_delivery: (totals.in_window > 0)
+            .then(|| totals.sink.wire_bytes_in_window as f64 / totals.in_window as f64),
         stalled,
         soak,
     })
@@ -252,6 +258,8 @@ impl Totals {
             sink.reordered += r.sink.reordered;
             sink.unparsed += r.sink.unparsed;
             sink.other += r.sink.other;
+            sink.wire_bytes_in_window += r.sink.wire_bytes_in_window;
+            sink.compressed += r.sink.compressed;
             sent += r.sent;
             sent_in_window += r.sent_in_window;
             expected += r.expected;

@@ -6,9 +6,13 @@
 //! `--scenario fanout --rate 200` is fanout at 200 msg/s per publisher.
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use rustls::pki_types::ServerName;
+
+use crate::tls::{self, TlsSetupError};
 
 /// Named load shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,7 +38,7 @@ pub struct Args {
     /// Preset shape; explicit flags override its values.
     #[arg(long, value_enum, default_value = "fanout")]
     pub scenario: Scenario,
-    /// Server WebSocket URL (ws://HOST:PORT/PATH); repeat for multinode.
+    /// Server WebSocket URL (ws://HOST:PORT/PATH or wss://…); repeat for multinode.
     #[arg(long = "url", default_value = "ws://127.0.0.1:8080/ws")]
     pub urls: Vec<String>,
     /// Connections to open.
@@ -67,6 +71,17 @@ pub struct Args {
     /// Connections in the middle of connecting/handshaking/joining at once, per thread.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// wss://: the PEM CA certificate(s) the server's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<String>,
+    /// Offer permessage-deflate (no context takeover); compressed messages
+    /// are inflated, and wire bytes per delivery are reported.
+    #[arg(long)]
+    pub compression: bool,
+    /// Pad every published action to about this many bytes of realistic,
+    /// compressible JSON (a batch of editor cursors; 0: the bare stamp).
+    #[arg(long, default_value_t = 0)]
+    pub action_bytes: usize,
     /// Give up on connections not joined after this many seconds.
     #[arg(long, default_value_t = 30.0)]
     pub connect_timeout: f64,
@@ -126,6 +141,8 @@ pub struct Target {
     /// `host:port` as given, for the `Host` header.
     pub host: String,
     pub path: String,
+    /// `wss://`: TLS first, and the name the certificate must carry.
+    pub tls: Option<ServerName<'static>>,
 }
 
 /// One channel of the plan.
@@ -156,6 +173,12 @@ pub struct Plan {
     pub warmup: Duration,
     pub duration: Duration,
     pub drain: Duration,
+    /// The client TLS configuration, when any target is `wss://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Offer permessage-deflate.
+    pub compression: bool,
+    /// Published actions are padded to about this many bytes (0: not).
+    pub action_bytes: usize,
 }
 
 /// A flag combination that makes no run.
@@ -165,15 +188,20 @@ pub enum PlanError {
     NeedTwoUrls,
     Shape { what: &'static str },
     TooManyConns { conns: u32, fd_limit: u64 },
+    Tls(TlsSetupError),
 }
 
 impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PlanError::BadUrl { url } => {
-                write!(f, "cannot use URL {url:?} (want ws://HOST:PORT/PATH)")
+                write!(
+                    f,
+                    "cannot use URL {url:?} (want ws://HOST:PORT/PATH or wss://HOST:PORT/PATH)"
+                )
             }
             PlanError::NeedTwoUrls => write!(f, "multinode needs two --url"),
+            PlanError::Tls(e) => write!(f, "TLS: {e}"),
             PlanError::Shape { what } => write!(f, "bad shape: {what}"),
             PlanError::TooManyConns { conns, fd_limit } => {
                 write!(
@@ -245,6 +273,11 @@ pub fn plan(args: &Args, fd_limit: u64) -> Result<Plan, PlanError> {
         .iter()
         .map(|u| parse_url(u))
         .collect::<Result<Vec<_>, _>>()?;
+    let tls = match (targets.iter().any(|t| t.tls.is_some()), &args.tls_ca) {
+        (false, _) => None,
+        (true, None) => return Err(PlanError::Tls(TlsSetupError::NoCa)),
+        (true, Some(ca)) => Some(tls::client_config(ca).map_err(PlanError::Tls)?),
+    };
     if args.scenario == Scenario::Multinode && targets.len() < 2 {
         return Err(PlanError::NeedTwoUrls);
     }
@@ -295,15 +328,21 @@ pub fn plan(args: &Args, fd_limit: u64) -> Result<Plan, PlanError> {
         warmup: secs(args.warmup.unwrap_or(pre.warmup), "warmup")?,
         duration: secs(args.duration.unwrap_or(pre.duration), "duration")?,
         drain: secs(args.drain, "drain")?,
+        tls,
+        compression: args.compression,
+        action_bytes: args.action_bytes,
     })
 }
 
-/// `ws://HOST:PORT/PATH` → target (path defaults to `/ws`).
+/// `ws://HOST:PORT/PATH` or `wss://…` → target (path defaults to `/ws`).
 pub fn parse_url(url: &str) -> Result<Target, PlanError> {
     let bad = || PlanError::BadUrl {
         url: url.to_owned(),
     };
-    let rest = url.strip_prefix("ws://").ok_or_else(bad)?;
+    let (secure, rest) = match url.strip_prefix("wss://") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("ws://").ok_or_else(bad)?),
+    };
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/ws"),
@@ -313,10 +352,15 @@ pub fn parse_url(url: &str) -> Result<Target, PlanError> {
         .map_err(|_| bad())?
         .find(SocketAddr::is_ipv4)
         .ok_or_else(bad)?;
+    let tls = match secure {
+        true => Some(tls::server_name(host).map_err(PlanError::Tls)?),
+        false => None,
+    };
     Ok(Target {
         addr,
         host: host.to_owned(),
         path: path.to_owned(),
+        tls,
     })
 }
 
@@ -427,5 +471,12 @@ mod tests {
             Err(PlanError::BadUrl { .. })
         ));
         assert_eq!(parse_url("ws://127.0.0.1:9/x/y").unwrap().path, "/x/y");
+        let t = parse_url("wss://127.0.0.1:9").unwrap();
+        assert!(t.tls.is_some() && t.path == "/ws" && t.host == "127.0.0.1:9");
+        assert!(parse_url("ws://127.0.0.1:9").unwrap().tls.is_none());
+        assert_eq!(
+            plan(&args(&["--url", "wss://127.0.0.1:9/ws"]), 20_000).unwrap_err(),
+            PlanError::Tls(TlsSetupError::NoCa)
+        );
     }
 }

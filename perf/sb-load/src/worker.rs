@@ -29,6 +29,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::conn::{Conn, ConnError, Phase, Sink, Window};
+use crate::inflate::Inflater;
 use crate::payload::{self, Stamp};
 use crate::scenario::{ConnPlan, Plan};
 use crate::schedule::Schedule;
@@ -148,6 +149,9 @@ pub struct WorkerResult {
 
 struct Slot {
     stream: Option<TcpStream>,
+    /// `wss://`: the TLS session over `stream` (boxed: most of a slot's
+    /// size, and absent for `ws://`).
+    tls: Option<Box<rustls::ClientConnection>>,
     conn: Conn,
     plan: ConnPlan,
     started_ns: u64,
@@ -162,6 +166,8 @@ pub struct Worker {
     sink: Sink,
     read_buf: Box<[u8]>,
     msg_buf: Vec<u8>,
+    /// Inflates compressed messages of every connection of this worker.
+    inflater: Inflater,
     handshakes: Vec<Vec<u8>>,
     connect_concurrency: usize,
     connect_timeout_ns: u64,
@@ -194,6 +200,7 @@ impl Worker {
                     .map_or(0, |c| c.publishers);
                 Slot {
                     stream: None,
+                    tls: None,
                     conn: Conn::new(cp.publisher, pubs),
                     plan: *cp,
                     started_ns: 0,
@@ -205,7 +212,7 @@ impl Worker {
             .iter()
             .map(|t| {
                 let mut req = Vec::new();
-                ws::write_handshake_request(&t.host, &t.path, &mut req);
+                ws::write_handshake_request_with(&t.host, &t.path, plan.compression, &mut req);
                 req
             })
             .collect();
@@ -218,6 +225,7 @@ impl Worker {
             sink: Sink::new(0x5EED ^ (id as u64) << 32),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             msg_buf: Vec::with_capacity(256),
+            inflater: Inflater::default(),
             handshakes,
             connect_concurrency: connect_concurrency.max(1),
             connect_timeout_ns: connect_timeout.as_nanos() as u64,
@@ -381,6 +389,20 @@ impl Worker {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return, // still connecting
             Err(_) => return self.fail(i, Fail::Connect),
         }
+        if let (Some(config), Some(Some(name))) = (
+            &self.plan.tls,
+            self.plan.targets.get(slot.plan.target).map(|t| &t.tls),
+        ) {
+            match rustls::ClientConnection::new(Arc::clone(config), name.clone()) {
+                Ok(mut tls) => {
+                    // The upgrade request waits in rustls until the TLS
+                    // handshake is done; nothing else is ever queued.
+                    tls.set_buffer_limit(None);
+                    slot.tls = Some(Box::new(tls));
+                }
+                Err(_) => return self.fail(i, Fail::Connect),
+            }
+        }
         if let Some(req) = self.handshakes.get(slot.plan.target) {
             slot.conn.out.extend_from_slice(req);
         }
@@ -427,31 +449,47 @@ impl Worker {
             }
             self.read_buf[..carry].copy_from_slice(&slot.conn.inbuf);
             let space = self.read_buf.len() - carry;
-            match stream.read(&mut self.read_buf[carry..]) {
+            let mut wire = 0;
+            let read = read_plaintext(
+                stream,
+                slot.tls.as_deref_mut(),
+                &mut self.read_buf[carry..],
+                &mut wire,
+            );
+            if wire > 0 {
+                self.sink.wire(wire, self.shared.now_ns());
+            }
+            match read {
                 Ok(0) => break Err(Fail::Eof),
                 Ok(n) => {
                     let now = self.shared.now_ns();
                     let filled = &self.read_buf[..carry + n];
-                    match slot
-                        .conn
-                        .on_bytes(filled, now, name, MAX_FRAME, &mut self.sink)
-                    {
+                    match slot.conn.on_bytes(
+                        filled,
+                        now,
+                        name,
+                        MAX_FRAME,
+                        &mut self.sink,
+                        &mut self.inflater,
+                    ) {
                         Ok(used) => {
                             slot.conn.inbuf.clear();
                             slot.conn.inbuf.extend_from_slice(&filled[used..]);
                         }
                         Err(e) => break Err(Fail::Protocol(e)),
                     }
-                    if n < space {
+                    // Through TLS a short read says nothing of the socket.
+                    if n < space && slot.tls.is_none() {
                         break Ok(());
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => break Err(Fail::Tls),
                 Err(_) => break Err(Fail::Eof),
             }
         };
-        if !slot.conn.out.is_empty() {
+        if !slot.conn.out.is_empty() || slot.tls.as_ref().is_some_and(|t| t.wants_write()) {
             self.flush(i);
         }
         let slot = &self.slots[i];
@@ -470,6 +508,29 @@ impl Worker {
             return;
         };
         if slot.conn.phase == Phase::Connecting {
+            return;
+        }
+        if let Some(tls) = slot.tls.as_deref_mut() {
+            // Unbounded (set_buffer_limit(None)): everything moves in.
+            if tls.writer().write_all(&slot.conn.out).is_err() {
+                return self.fail(i, Fail::Tls);
+            }
+            slot.conn.out.clear();
+            let failed = loop {
+                if !tls.wants_write() {
+                    break false;
+                }
+                match tls.write_tls(stream) {
+                    Ok(0) => break true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break true,
+                }
+            };
+            if failed {
+                self.fail(i, Fail::Eof);
+            }
             return;
         }
         let mut written = 0;
@@ -518,7 +579,10 @@ impl Worker {
                 publisher,
             };
             self.msg_buf.clear();
-            payload::write_user_action(name, stamp, &mut self.msg_buf);
+            match self.plan.action_bytes {
+                0 => payload::write_user_action(name, stamp, &mut self.msg_buf),
+                n => payload::write_padded_user_action(name, stamp, n, &mut self.msg_buf),
+            }
             ws::write_client_frame(
                 ws::OP_TEXT,
                 &self.msg_buf,
@@ -542,6 +606,7 @@ impl Worker {
         let Some(mut stream) = slot.stream.take() else {
             return;
         };
+        slot.tls = None;
         let _ = self.poll.registry().deregister(&mut stream);
         let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         let phase = slot.conn.phase;
@@ -578,7 +643,44 @@ enum Fail {
     Connect,
     Timeout,
     Eof,
+    /// The TLS session failed (certificate refused, bad record).
+    Tls,
     Protocol(ConnError),
+}
+
+/// `io::Read::read` of plaintext: from the socket, or through `tls`
+/// (reading records from the socket until some plaintext is there).
+/// `Ok(0)` is the end of the stream; a TLS failure is `InvalidData`.
+/// Adds the bytes taken from the socket to `wire`.
+fn read_plaintext(
+    stream: &mut TcpStream,
+    tls: Option<&mut rustls::ClientConnection>,
+    buf: &mut [u8],
+    wire: &mut usize,
+) -> io::Result<usize> {
+    let Some(tls) = tls else {
+        let n = stream.read(buf)?;
+        *wire += n;
+        return Ok(n);
+    };
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // EOF without close_notify: the end all the same.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        match tls.read_tls(stream) {
+            Ok(0) => return Ok(0),
+            Ok(n) => *wire += n,
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = tls.process_new_packets() {
+            let _ = tls.write_tls(stream); // the alert, best effort
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
 }
 
 #[derive(Debug, Default)]

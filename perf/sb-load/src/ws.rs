@@ -11,6 +11,10 @@
 //!
 //! Fragmented messages are not reassembled: the servers under test send each
 //! event as one frame, and the caller counts a non-final frame as unparsed.
+//!
+//! With `--compression` the request offers permessage-deflate (RFC 7692)
+//! with `client_no_context_takeover`, and frames may carry RSV1 once the
+//! answer accepted it ([`deflate_accepted`]); inflating is `inflate`'s.
 
 /// `Sec-WebSocket-Key` sent with every handshake (the sample nonce of §1.3).
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -52,6 +56,8 @@ pub enum FrameError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHead {
     pub fin: bool,
+    /// RSV1: a compressed message (only where [`parse_frame_with`] allowed it).
+    pub rsv1: bool,
     pub opcode: u8,
     pub header_len: usize,
     pub payload_len: usize,
@@ -64,8 +70,17 @@ impl FrameHead {
     }
 }
 
+/// The permessage-deflate offer of `--compression`: no context kept by
+/// either side, so one stateless inflater per worker reads every message.
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_no_context_takeover";
+
 /// Appends the upgrade request for `path` on `host` (`host:port`).
 pub fn write_handshake_request(host: &str, path: &str, out: &mut Vec<u8>) {
+    write_handshake_request_with(host, path, false, out)
+}
+
+/// [`write_handshake_request`], offering [`DEFLATE_OFFER`] when `deflate`.
+pub fn write_handshake_request_with(host: &str, path: &str, deflate: bool, out: &mut Vec<u8>) {
     for part in [
         "GET ",
         path,
@@ -73,10 +88,30 @@ pub fn write_handshake_request(host: &str, path: &str, out: &mut Vec<u8>) {
         host,
         "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ",
         KEY,
-        "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "\r\nSec-WebSocket-Version: 13\r\n",
     ] {
         out.extend_from_slice(part.as_bytes());
     }
+    if deflate {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        out.extend_from_slice(DEFLATE_OFFER.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether the `101` head (as [`parse_handshake_response`] measured it)
+/// accepted permessage-deflate. Case-insensitive on the header name; the
+/// server answers with at most one extension.
+pub fn deflate_accepted(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        line[..colon].eq_ignore_ascii_case(b"sec-websocket-extensions")
+            && find(&line[colon + 1..], b"permessage-deflate").is_some()
+    })
 }
 
 /// Checks the server's answer to the upgrade request.
@@ -107,13 +142,24 @@ pub fn parse_handshake_response(buf: &[u8]) -> Result<Option<usize>, HandshakeEr
 /// so the caller can hand the payload on in one slice. `max_payload` bounds
 /// what the caller is able to buffer.
 pub fn parse_frame(buf: &[u8], max_payload: usize) -> Result<Option<FrameHead>, FrameError> {
+    parse_frame_with(buf, max_payload, false)
+}
+
+/// [`parse_frame`], accepting RSV1 on data frames when permessage-deflate
+/// was negotiated (`deflate`).
+pub fn parse_frame_with(
+    buf: &[u8],
+    max_payload: usize,
+    deflate: bool,
+) -> Result<Option<FrameHead>, FrameError> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
     if b1 & 0x80 != 0 {
         return Err(FrameError::Masked);
     }
-    if b0 & 0x70 != 0 {
+    let rsv1 = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 || (rsv1 && (!deflate || b0 & 0x08 != 0)) {
         return Err(FrameError::Reserved);
     }
     let fin = b0 & 0x80 != 0;
@@ -150,6 +196,7 @@ pub fn parse_frame(buf: &[u8], max_payload: usize) -> Result<Option<FrameHead>, 
     }
     Ok(Some(FrameHead {
         fin,
+        rsv1,
         opcode,
         header_len,
         payload_len,
@@ -278,6 +325,7 @@ mod tests {
                 head,
                 FrameHead {
                     fin: true,
+                    rsv1: false,
                     opcode: OP_TEXT,
                     header_len,
                     payload_len: len
@@ -306,6 +354,39 @@ mod tests {
             parse_frame(&huge, 100),
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn deflate_offer_and_rsv1() {
+        let mut req = Vec::new();
+        write_handshake_request_with("h:1", "/ws", true, &mut req);
+        let req = String::from_utf8(req).unwrap();
+        assert!(req.contains(
+            "\r\nSec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
+        ));
+        assert!(req.ends_with("\r\n\r\n"));
+        assert!(deflate_accepted(
+            b"HTTP/1.1 101 x\r\nsec-websocket-extensions: permessage-deflate; server_no_context_takeover"
+        ));
+        assert!(!deflate_accepted(
+            b"HTTP/1.1 101 x\r\nX-Note: permessage-deflate"
+        ));
+        let head = parse_frame_with(&[0xC1, 0x01, 0x00], 10, true)
+            .unwrap()
+            .unwrap();
+        assert!(head.rsv1 && head.fin);
+        assert_eq!(
+            parse_frame_with(&[0xC1, 0x01, 0x00], 10, false),
+            Err(FrameError::Reserved)
+        );
+        assert_eq!(
+            parse_frame_with(&[0xC9, 0x00], 10, true),
+            Err(FrameError::Reserved)
+        );
+        assert_eq!(
+            parse_frame_with(&[0xA1, 0x00], 10, true),
+            Err(FrameError::Reserved)
+        );
     }
 
     #[test]
