@@ -13,43 +13,12 @@
 mod common;
 mod history_cases;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use switchboard::broker::redis::cluster::channel_slot;
-
-/// `--redis-cluster` for every node of `rc`, then `extra`.
-fn cluster_node(name: &str, rc: &RedisCluster, extra: &[&str]) -> Server {
-    let urls = rc.urls();
-    let mut args: Vec<&str> = Vec::new();
-    for u in &urls {
-        args.extend(["--redis-cluster", u.as_str()]);
-    }
-    args.extend_from_slice(extra);
-    let server = Server::start_node(name, &args);
-    wait_health(&server, 200, TIMEOUT);
-    server
-}
-
-/// One channel `{prefix}N` per master: the master's port and the channel.
-fn one_channel_per_master(rc: &RedisCluster, prefix: &str) -> BTreeMap<u16, String> {
-    let masters = rc.master_ports().len();
-    let mut out = BTreeMap::new();
-    for i in 0..1000 {
-        let ch = format!("{prefix}{i}");
-        let port = rc
-            .master_port(channel_slot("sb:", &ch))
-            .expect("every slot has a master");
-        out.entry(port).or_insert(ch);
-        if out.len() == masters {
-            break;
-        }
-    }
-    out
-}
 
 fn body_json(r: &HttpResponse) -> Value {
     serde_json::from_slice(&r.body)

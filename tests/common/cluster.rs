@@ -14,7 +14,10 @@
 
 use super::*;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use switchboard::broker::redis::cluster::channel_slot;
 
 /// How long `redis-cli --cluster create` and the first `cluster_state:ok`
 /// on every node may take.
@@ -335,4 +338,34 @@ impl RedisCluster {
             thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// `--redis-cluster` for every node of `rc`, then `extra`.
+pub fn cluster_node(name: &str, rc: &RedisCluster, extra: &[&str]) -> Server {
+    let urls = rc.urls();
+    let mut args: Vec<&str> = Vec::new();
+    for u in &urls {
+        args.extend(["--redis-cluster", u.as_str()]);
+    }
+    args.extend_from_slice(extra);
+    let server = Server::start_node(name, &args);
+    wait_health(&server, 200, TIMEOUT);
+    server
+}
+
+/// One channel `{prefix}N` per master: the master's port and the channel.
+pub fn one_channel_per_master(rc: &RedisCluster, prefix: &str) -> BTreeMap<u16, String> {
+    let masters = rc.master_ports().len();
+    let mut out = BTreeMap::new();
+    for i in 0..1000 {
+        let ch = format!("{prefix}{i}");
+        let port = rc
+            .master_port(channel_slot("sb:", &ch))
+            .expect("every slot has a master");
+        out.entry(port).or_insert(ch);
+        if out.len() == masters {
+            break;
+        }
+    }
+    out
 }
