@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::json::{bulk_items, event_offset, members_json};
-use super::{Note, RedisOwner, Tag};
+use super::{Note, Now, RedisOwner, Tag};
 use crate::broker::{Answer, ConnId, Origin, Outbox, ToWorker};
 use crate::metrics::DeliveredType;
 use crate::proto::{server, ErrorCode};
@@ -177,7 +177,7 @@ impl RedisOwner {
         }
     }
 
-    pub(super) fn on_reply(&mut self, tag: Tag, value: Value, out: &mut Outbox) {
+    pub(super) fn on_reply(&mut self, tag: Tag, value: Value, now: Now, out: &mut Outbox) {
         if let Tag::Map { shards } = tag {
             return self.notes.push(Note::Map(Some((shards, value))));
         }
@@ -213,7 +213,7 @@ impl RedisOwner {
             } => {
                 self.metrics
                     .broker_rtt
-                    .observe(sent.elapsed().as_nanos() as u64);
+                    .observe(now.mono.saturating_duration_since(sent).as_nanos() as u64);
                 let offset = match (&value, history) {
                     (Value::Int(n), true) => Some(*n as u64),
                     _ => None,
