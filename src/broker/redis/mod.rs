@@ -31,13 +31,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mio::Token;
 
-use super::{Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
+use super::{left_frame, Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::proto::{server, Since};
 use crate::resp::{RedisUrl, SendError, Subscription};
 use crate::rng::XorShift;
-use crate::ws;
 use json::{member_entry, presence_event};
 use link::Link;
 pub use link::{Endpoint, LinkIo};
@@ -333,14 +332,7 @@ impl RedisOwner {
             ToOwner::Query { query, from } => match query {
                 Query::Presence(channel) => {
                     if !self.config.presence_on(&channel) {
-                        out.to_worker(
-                            from.worker(),
-                            ToWorker::Answer {
-                                to: from,
-                                answer: Answer::Presence(None),
-                            },
-                        );
-                        return;
+                        return out.answer(from, Answer::Presence(None));
                     }
                     let keys = Keys::new(&self.config.redis_prefix, &channel);
                     let now = now.unix_ms.to_string();
@@ -509,17 +501,12 @@ impl RedisOwner {
         reply: bool,
         out: &mut Outbox,
     ) {
-        let frame = reply.then(|| ws::text_frame_with(|b| server::left(b, id, &channel)));
-        let left = |channel, frame| ToWorker::Left {
-            channel,
-            who,
-            frame,
-        };
+        let frame = reply.then(|| left_frame(id, &channel));
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return out.to_worker(who.worker(), left(channel, frame));
+            return out.left(channel, who, frame);
         };
         let Some(m) = ch.members.remove(&who) else {
-            return out.to_worker(who.worker(), left(channel, frame));
+            return out.left(channel, who, frame);
         };
         let w = &mut ch.per_worker[who.worker()];
         *w = w.saturating_sub(1);

@@ -171,6 +171,25 @@ fn join_with_push(push_first: bool) -> (ConnId, Vec<Msg>) {
     let who = ConnId::new(0, 1, 1);
     let m = member("u", "n-0-1");
     let channel: Arc<str> = Arc::from("room:x");
+    let pubsub = b"sb:{room:x}:ch";
+    // A member already on the joiner's worker: the join event goes there,
+    // for everyone but the joiner (a worker whose one member is the joiner
+    // gets no delivery at all).
+    s.handle(ToOwner::Join {
+        channel: channel.clone(),
+        who: ConnId::new(0, 9, 1),
+        member: member("w", "n-0-9"),
+        id: None,
+        since: None,
+        rejoin: false,
+    });
+    s.send(&push(b"subscribe", pubsub, b":1\r\n"));
+    s.send(b"*5\r\n*0\r\n:0\r\n$0\r\n\r\n:-1\r\n*0\r\n");
+    let early = s.messages(1);
+    assert!(
+        matches!(&early[..], [Msg::Worker(ToWorker::Joined { .. })]),
+        "{early:?}"
+    );
     s.handle(ToOwner::Join {
         channel: channel.clone(),
         who,
@@ -179,15 +198,13 @@ fn join_with_push(push_first: bool) -> (ConnId, Vec<Msg>) {
         since: None,
         rejoin: false,
     });
-    assert_eq!(s.count(b"EVALSHA"), 1);
-    let pubsub = b"sb:{room:x}:ch";
+    assert_eq!(s.count(b"EVALSHA"), 2);
     let entry = member_entry(&m);
     let event = presence_event(&channel, "join", &entry);
     let message = push(b"message", pubsub, &bulk(&event));
     let mut reply = b"*5\r\n*1\r\n".to_vec();
     reply.extend(bulk(&entry));
     reply.extend_from_slice(b":0\r\n$0\r\n\r\n:-1\r\n*0\r\n");
-    s.send(&push(b"subscribe", pubsub, b":1\r\n"));
     if push_first {
         s.send(&message);
         s.send(&reply);

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use super::json::json_str;
 use super::link::LinkEvent;
-use super::replies::send_resync;
 use super::scripts::Script;
 use super::{Note, Now, RedisOwner, Sent, Tag, KEY_TTL, OWED_DELAY};
 use crate::broker::Outbox;
@@ -71,7 +70,7 @@ impl RedisOwner {
         for (name, ch) in &mut self.channels {
             if let Some(watch) = ch.watch.as_mut() {
                 watch.forget();
-                send_resync(name, &ch.per_worker, out);
+                out.resync(name, &ch.per_worker);
             }
         }
         self.load_scripts();

@@ -41,13 +41,11 @@ use rustls::pki_types::ServerName;
 use super::{Follow, NodeAddr, Route, Router, SlotMap};
 use crate::broker::redis::sharded::{Note, Sent};
 use crate::broker::redis::{ClusterSeeds, Endpoint, LinkDriven, LinkIo, Now, RedisOwner, Tag};
-use crate::broker::{Answer, ConnId, Origin, Outbox, Query, ToOwner, ToWorker};
+use crate::broker::{Answer, ConnId, Outbox, Query, ToOwner};
 use crate::config::Config;
 use crate::id::{shard_of, shard_token, SHARD_LINKS};
 use crate::metrics::WorkerMetrics;
-use crate::proto::{server, ErrorCode};
 use crate::resp::{Push, RedisUrl, Value};
-use crate::ws;
 
 /// Sends of one command after `ASK` or `TRYAGAIN` before `unavailable`.
 pub const MAX_TRIES: u8 = 8;
@@ -276,7 +274,7 @@ impl ClusterOwner {
         };
         match self.shard_for(&channel) {
             Some(i) => self.shard(i).handle(msg, now, out),
-            None => unavailable(msg, out),
+            None => out.refuse(msg.into()),
         }
         self.settle(now, out);
     }
@@ -291,7 +289,7 @@ impl ClusterOwner {
             .filter_map(|a| self.ensure_shard(a))
             .collect();
         if masters.is_empty() {
-            return answer(from, Answer::Unavailable, out);
+            return out.answer(from, Answer::Unavailable);
         }
         self.gathers.insert(
             from,
@@ -384,7 +382,7 @@ impl ClusterOwner {
                     } else {
                         Answer::Channels(g.acc)
                     };
-                    answer(to, a, out);
+                    out.answer(to, a);
                 }
             }
             Note::Map(reply) => self.on_map(i, reply, now, out),
@@ -688,72 +686,5 @@ impl LinkDriven for ClusterOwner {
     fn poll_transmit(&mut self, token: Token) -> Option<Bytes> {
         let i = shard_of(token)?;
         self.shards.get_mut(i)?.as_mut()?.owner.poll_transmit()
-    }
-}
-
-fn answer(to: ConnId, answer: Answer, out: &mut Outbox) {
-    out.to_worker(to.worker(), ToWorker::Answer { to, answer });
-}
-
-/// Answers a request whose channel no master serves now (and no shard
-/// holds).
-fn unavailable(msg: ToOwner, out: &mut Outbox) {
-    let frame = |id| {
-        ws::text_frame_with(|b| {
-            server::error(b, id, ErrorCode::Unavailable, "the broker is unreachable")
-        })
-    };
-    match msg {
-        ToOwner::Join {
-            channel,
-            who,
-            id,
-            rejoin,
-            ..
-        } => out.to_worker(
-            who.worker(),
-            ToWorker::JoinFailed {
-                channel,
-                who,
-                id,
-                rejoin,
-            },
-        ),
-        ToOwner::Leave {
-            channel,
-            who,
-            id,
-            reply,
-        } => {
-            let frame = reply.then(|| ws::text_frame_with(|b| server::left(b, id, &channel)));
-            out.to_worker(
-                who.worker(),
-                ToWorker::Left {
-                    channel,
-                    who,
-                    frame,
-                },
-            );
-        }
-        ToOwner::Publish { origin, id, .. } => match origin {
-            Origin::Client(who, _) => out.to_worker(
-                who.worker(),
-                ToWorker::Reply {
-                    who,
-                    frame: frame(id),
-                    owed: id.is_some(),
-                },
-            ),
-            Origin::Api(to) => answer(to, Answer::Unavailable, out),
-        },
-        ToOwner::Presence { who, id, .. } => out.to_worker(
-            who.worker(),
-            ToWorker::Reply {
-                who,
-                frame: frame(id),
-                owed: true,
-            },
-        ),
-        ToOwner::Query { from, .. } => answer(from, Answer::Unavailable, out),
     }
 }
