@@ -22,8 +22,8 @@ pub use stream::Stream;
 ///
 /// The kernel's send buffer is memory the outbound queue does not count.
 /// Left to autotuning, a client that stops reading lets its socket grow to
-/// `tcp_wmem`'s maximum (4 MiB by default; 180-290 KB measured on loopback)
-/// before a single byte waits in the server's queue, so a slow consumer is
+/// `tcp_wmem`'s maximum (4 MiB by default; about 300 KiB measured on
+/// loopback) before a single byte waits in the server's queue, so a slow consumer is
 /// noticed late and costs up to that much kernel memory besides
 /// `--outbound-limit`. A fixed size bounds both (Linux doubles the value
 /// asked for its bookkeeping), at the price of autotuning for fast clients

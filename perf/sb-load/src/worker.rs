@@ -656,7 +656,7 @@ enum Fail {
 /// (reading records from the socket until some plaintext is there).
 /// `Ok(0)` is the end of the stream; a TLS failure is `InvalidData`.
 /// Adds the bytes taken from the socket to `wire`.
-fn read_plaintext(
+pub(crate) fn read_plaintext(
     stream: &mut TcpStream,
     tls: Option<&mut rustls::ClientConnection>,
     buf: &mut [u8],
