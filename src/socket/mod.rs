@@ -23,9 +23,9 @@ pub use stream::Stream;
 /// The kernel's send buffer is memory the outbound queue does not count.
 /// Left to autotuning, a client that stops reading lets its socket grow to
 /// `tcp_wmem`'s maximum (4 MiB by default; about 300 KiB measured on
-/// loopback) before a single byte waits in the server's queue, so a slow consumer is
-/// noticed late and costs up to that much kernel memory besides
-/// `--outbound-limit`. A fixed size bounds both (Linux doubles the value
+/// loopback) before a single byte waits in the server's queue, so a slow
+/// consumer is noticed late and costs up to that much kernel memory
+/// besides `--outbound-limit`. A fixed size bounds both (Linux doubles the value
 /// asked for its bookkeeping), at the price of autotuning for fast clients
 /// on long links: a client gets at most about `2 × send_buffer` per round
 /// trip. `docs/reliability.md` has the measurements.
