@@ -177,6 +177,22 @@ fn live_resharding(rc: &RedisCluster, a: &Server, b: &Server, c: &Server) {
         .collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     rc.migrate_keys(from, to, &keys);
+    // Before the slot is handed over, all three nodes listen at the
+    // importing master too: the publishers' nodes after their own `ASK`,
+    // the receive-only node after their notice.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for ch in &chans {
+        let pubsub = format!("sb:{{{ch}}}:ch");
+        while shard_subs(rc, to, &pubsub) < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{ch}: {} nodes subscribed at the importing master",
+                shard_subs(rc, to, &pubsub)
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let presubscribed = began.elapsed();
     thread::sleep(Duration::from_millis(200));
     rc.finish_migration(slot, from, to);
     let moved = began.elapsed();
@@ -305,7 +321,7 @@ fn live_resharding(rc: &RedisCluster, a: &Server, b: &Server, c: &Server) {
         ));
     }
     eprintln!(
-        "resharding slot {slot} {from}->{to}: moved in {moved:?}, subscriptions followed {settled:?} after its start; {}",
+        "resharding slot {slot} {from}->{to}: all nodes subscribed at the importing master {presubscribed:?} after the start, moved in {moved:?}, subscriptions followed {settled:?} after the start; {}",
         report.join("; ")
     );
 }

@@ -790,14 +790,21 @@ impl ClusterOwner {
             s.owner.on_ready(now, registry, out);
         }
         self.settle(now, registry, out);
+        // What the notes queued on other links (a command sent again, a
+        // subscription at an importing master) goes out now, not at the
+        // next tick: nothing else may wake this worker before then.
+        self.flush(now, registry, out);
     }
 
-    /// Writes what handling messages queued.
+    /// Writes what handling messages queued, and what acting on the
+    /// links' notes queued in turn.
     pub fn flush(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
-        for s in self.shards.iter_mut().flatten() {
-            s.owner.flush(now, registry, out);
+        for _ in 0..2 {
+            for s in self.shards.iter_mut().flatten() {
+                s.owner.flush(now, registry, out);
+            }
+            self.settle(now, registry, out);
         }
-        self.settle(now, registry, out);
     }
 
     /// Every link's upkeep, commands due again, the map when due.
