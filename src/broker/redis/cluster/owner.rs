@@ -59,6 +59,9 @@ pub const MAX_TRIES: u8 = 200;
 const ASK_WAITS: u8 = 150;
 /// Pause before sending a command again after `TRYAGAIN` or `ASK`.
 const TRY_AGAIN_AFTER: Duration = Duration::from_millis(20);
+/// How long the first command of a channel whose slot moved unannounced
+/// (`MOVED` with no `ASK` before) waits before it goes to the new master.
+const UNANNOUNCED_WAIT: Duration = Duration::from_millis(20);
 /// Longest a message from a channel's importing master waits for the old
 /// master's last ones (its `sunsubscribe`) before it is delivered anyway.
 const HOLD_MAX: Duration = Duration::from_secs(2);
@@ -572,8 +575,20 @@ impl ClusterOwner {
         match follow {
             Follow::Moved { .. } => {
                 self.next_map = now;
+                // A move nobody announced (the slot was handed over before
+                // any `ASK` came back): the other nodes learn of it only
+                // now, by their `sunsubscribe`; they subscribe at the new
+                // master within a round trip, and this command waits
+                // [`UNANNOUNCED_WAIT`] so that it is not published there
+                // before them.
+                let announced = channel
+                    .as_ref()
+                    .is_some_and(|c| self.moving.contains_key(c));
                 let target = channel.as_ref().and_then(|c| self.move_to_route(c));
                 match target {
+                    Some(_) if !announced && sent.tries < MAX_TRIES => {
+                        self.retry(now + UNANNOUNCED_WAIT, sent);
+                    }
                     Some(t) => self.resend(t, sent, false, out),
                     None => self.fail_at_holder(i, sent.tag, out),
                 }
