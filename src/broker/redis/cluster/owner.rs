@@ -13,18 +13,27 @@
 //! - The slot map is fetched at start, after a `MOVED`, a `CLUSTERDOWN`, a
 //!   dropped subscription or a failed link, every 250 ms while a master's
 //!   link is down or a slot has no master, and every 5 s otherwise.
-//! - A subscription Redis drops (`sunsubscribe`: the slot moved) is asked
-//!   again at once on the same node; the `MOVED` refusal names the new
-//!   master, and the channel moves there without waiting for a map.
-//! - A channel whose slot now has another master moves to that master's
-//!   shard owner with its members, gap watch and subscription: no client
-//!   joins again. The old link unsubscribes; the new one subscribes and
-//!   registers the members' presence.
-//! - `MOVED`: the command goes again to the new master. `ASK`: it goes to
-//!   the importing master after `ASKING`, and that master gets an
-//!   `SSUBSCRIBE` for the channel too, so that what is published there
-//!   during the move reaches this node. `TRYAGAIN`: again after 50 ms, at
-//!   most [`MAX_TRIES`] times. `CLUSTERDOWN`: `unavailable`.
+//! - A channel stays on the shard that holds it while that master is up
+//!   and still a master; it moves (members, gap watch and subscription: no
+//!   client joins again) on that master's `MOVED`, on a refused
+//!   re-subscription, or when the master is gone. A map alone does not
+//!   move it: during a resharding the new master owns the slot a moment
+//!   before the old one lets go.
+//! - A subscription Redis drops (`sunsubscribe`: the slot was handed over)
+//!   is asked again at once on the same node; the `MOVED` refusal names the
+//!   new master, and the channel moves there without waiting for a map.
+//! - `ASK` (the channel's keys are at an importing master): this node
+//!   subscribes there too, tells the other nodes through the old master (a
+//!   notice on the channel's pub/sub name, see `sharded::MOVING`), and asks
+//!   the old master again every 20 ms until it hands the slot over
+//!   (`MOVED`); at most [`ASK_WAITS`] times, then the command goes to the
+//!   importing master after `ASKING`. Messages from the importing master
+//!   wait for the old master's `sunsubscribe` (its last message): every
+//!   node delivers the old master's messages, then the new one's, and none
+//!   is lost (docs/scaling.md, "Live resharding without loss").
+//! - `TRYAGAIN`: again after 20 ms, at most [`MAX_TRIES`] times. Requests
+//!   of a channel with a command waiting to be sent again wait behind it,
+//!   so a sender's actions keep their order. `CLUSTERDOWN`: `unavailable`.
 //! - While a channel's master is down (before its replica is promoted) its
 //!   requests answer `unavailable`; other channels carry on.
 
