@@ -68,9 +68,11 @@ pub const MAX_TRIES: u8 = 200;
 const ASK_WAITS: u8 = 150;
 /// Pause before sending a command again after `TRYAGAIN` or `ASK`.
 const TRY_AGAIN_AFTER: Duration = Duration::from_millis(20);
-/// How long the first command of a channel whose slot moved unannounced
-/// (`MOVED` with no `ASK` before) waits before it goes to the new master.
-const UNANNOUNCED_WAIT: Duration = Duration::from_millis(20);
+/// How long the requests of a channel that moved unannounced (no `ASK` or
+/// notice before its `MOVED` or `sunsubscribe`) wait before they go to the
+/// new master: the other nodes learnt of the move at the same moment and
+/// re-subscribe there within a round trip.
+const UNANNOUNCED_WAIT: Duration = Duration::from_millis(100);
 /// Longest a message from a channel's importing master waits for the old
 /// master's last ones (its `sunsubscribe`) before it is delivered anyway.
 const HOLD_MAX: Duration = Duration::from_secs(2);
@@ -137,6 +139,8 @@ pub struct ClusterOwner {
     /// master still had its subscription, by pub/sub name: delivered after
     /// the old master's last ones (its `sunsubscribe`).
     held: HashMap<Bytes, Held>,
+    /// Channels that moved unannounced, until when their requests wait.
+    quiet: HashMap<Arc<str>, Instant>,
     /// The soonest deadline set since the last tick (a retry, a hold),
     /// for the worker to tick in time: see [`ClusterOwner::take_wake`].
     wake: Option<Instant>,
@@ -168,6 +172,7 @@ impl ClusterOwner {
             parked: HashMap::new(),
             moving: HashMap::new(),
             held: HashMap::new(),
+            quiet: HashMap::new(),
             wake: None,
             gathers: HashMap::new(),
         };
@@ -303,7 +308,13 @@ impl ClusterOwner {
     fn move_channel(&mut self, channel: &str, from: usize, to: usize) {
         if let Some((name, ch)) = self.shard(from).release(channel) {
             tracing::info!(channel = %name, "channel moves to another cluster master");
-            self.moving.remove(&name);
+            if self.moving.remove(&name).is_none() {
+                // Unannounced: other nodes may not listen at the new
+                // master yet. Its requests wait a little (quiet time).
+                let q = Instant::now() + UNANNOUNCED_WAIT;
+                self.quiet.insert(name.clone(), q);
+                self.wake = Some(self.wake.map_or(q, |w| w.min(q)));
+            }
             self.shard(to).adopt(name, ch);
         }
     }
@@ -388,16 +399,22 @@ impl ClusterOwner {
                 return self.gather_channels(from, now, registry, out);
             }
         };
-        // Behind its channel's commands waiting to be sent again.
+        // Behind its channel's commands waiting to be sent again, or until
+        // its quiet time is over.
         if let Some(p) = self.parked.get_mut(&channel) {
             p.push(msg);
             return;
         }
-        if self
-            .retries
-            .iter()
-            .any(|(_, s)| s.tag.channel() == Some(&channel))
+        let quiet = self.quiet_of(&channel, now);
+        if quiet.is_some()
+            || self
+                .retries
+                .iter()
+                .any(|(_, s)| s.tag.channel() == Some(&channel))
         {
+            if let Some(q) = quiet {
+                self.wake = Some(self.wake.map_or(q, |w| w.min(q)));
+            }
             self.parked.insert(channel, vec![msg]);
             return;
         }
@@ -584,22 +601,19 @@ impl ClusterOwner {
         match follow {
             Follow::Moved { .. } => {
                 self.next_map = now;
-                // A move nobody announced (the slot was handed over before
-                // any `ASK` came back): the other nodes learn of it only
-                // now, by their `sunsubscribe`; they subscribe at the new
-                // master within a round trip, and this command waits
-                // [`UNANNOUNCED_WAIT`] so that it is not published there
-                // before them.
-                let announced = channel
-                    .as_ref()
-                    .is_some_and(|c| self.moving.contains_key(c));
+                // After a move nobody announced, the channel's commands
+                // wait its quiet time (see `move_channel`).
                 let target = channel.as_ref().and_then(|c| self.move_to_route(c));
-                match target {
-                    Some(_) if !announced && sent.tries < MAX_TRIES => {
-                        self.retry(now + UNANNOUNCED_WAIT, sent);
-                    }
-                    Some(t) => self.resend(t, sent, false, out),
-                    None => self.fail_at_holder(i, sent.tag, out),
+                let quiet = channel.as_ref().and_then(|c| self.quiet_of(c, now));
+                let queued = channel
+                    .as_ref()
+                    .is_some_and(|c| self.retries.iter().any(|(_, s)| s.tag.channel() == Some(c)));
+                match (target, quiet) {
+                    (Some(_), Some(q)) if sent.tries < MAX_TRIES => self.retry(q, sent),
+                    // Behind the channel's commands still queued.
+                    (Some(_), None) if queued && sent.tries < MAX_TRIES => self.retry(now, sent),
+                    (Some(t), _) => self.resend(t, sent, false, out),
+                    (None, _) => self.fail_at_holder(i, sent.tag, out),
                 }
             }
             // The channel's keys are at the importing master. Every node
@@ -631,9 +645,25 @@ impl ClusterOwner {
         }
     }
 
+    /// Queues a command to be sent again at `at`, or after the channel's
+    /// commands already queued: a channel's commands go out in the order
+    /// they were answered.
     fn retry(&mut self, at: Instant, sent: Sent) {
+        let channel = sent.tag.channel();
+        let at = self
+            .retries
+            .iter()
+            .filter(|(_, s)| channel.is_some() && s.tag.channel() == channel)
+            .map(|(t, _)| *t)
+            .fold(at, Instant::max);
         self.retries.push((at, sent));
         self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+    }
+
+    /// The end of `channel`'s quiet time after an unannounced move, if it
+    /// is not over.
+    fn quiet_of(&self, channel: &str, now: Instant) -> Option<Instant> {
+        self.quiet.get(channel).copied().filter(|q| *q > now)
     }
 
     /// A deadline that came up between ticks (a command to send again, a
@@ -838,7 +868,15 @@ impl ClusterOwner {
             s.owner.tick(now, registry, out);
         }
         self.settle(now, registry, out);
+        self.quiet.retain(|_, q| *q > now);
         if !self.retries.is_empty() {
+            // A channel's commands in its quiet time wait for its end, in
+            // their order.
+            for (t, s) in &mut self.retries {
+                if let Some(q) = s.tag.channel().and_then(|c| self.quiet.get(c)) {
+                    *t = (*t).max(*q);
+                }
+            }
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
                 .into_iter()
                 .partition(|(t, _)| *t <= now);
@@ -853,23 +891,24 @@ impl ClusterOwner {
                     }
                 }
             }
-            // Requests parked behind commands that are now sent again go
-            // out after them, on the same link.
-            let free: Vec<Arc<str>> = self
-                .parked
-                .keys()
-                .filter(|c| {
-                    !self
+        }
+        // Requests parked behind commands that are now sent again go out
+        // after them, on the same link.
+        let free: Vec<Arc<str>> = self
+            .parked
+            .keys()
+            .filter(|c| {
+                !self.quiet.contains_key(*c)
+                    && !self
                         .retries
                         .iter()
                         .any(|(_, s)| s.tag.channel() == Some(*c))
-                })
-                .cloned()
-                .collect();
-            for c in free {
-                for msg in self.parked.remove(&c).unwrap_or_default() {
-                    self.route(c.clone(), msg, out);
-                }
+            })
+            .cloned()
+            .collect();
+        for c in free {
+            for msg in self.parked.remove(&c).unwrap_or_default() {
+                self.route(c.clone(), msg, out);
             }
         }
         self.release_held(now, out);
@@ -898,8 +937,14 @@ impl ClusterOwner {
             .filter_map(|s| s.owner.next_deadline());
         let retries = self.retries.iter().map(|(t, _)| *t);
         let held = self.held.values().map(|h| h.since + HOLD_MAX);
+        let quiet = self.quiet.values().copied();
         let map = Some(self.next_map);
-        links.chain(retries).chain(held).chain(map).min()
+        links
+            .chain(retries)
+            .chain(held)
+            .chain(quiet)
+            .chain(map)
+            .min()
     }
 
     /// How many links this worker has (for tests and docs: at most one per
