@@ -600,6 +600,21 @@ impl RedisOwner {
             sent: now.mono,
         };
         match history {
+            None if self.sharded => {
+                let sha = self.shas.of(Script::Relay).to_owned();
+                self.command_or_fail(
+                    &[
+                        b"EVALSHA",
+                        sha.as_bytes(),
+                        b"2",
+                        &keys.presence,
+                        &keys.pubsub,
+                        &event,
+                    ],
+                    tag,
+                    out,
+                );
+            }
             None => {
                 let publish = self.publish_command();
                 self.command_or_fail(&[publish, &keys.pubsub, &event], tag, out);

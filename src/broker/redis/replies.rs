@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::sharded::MOVING;
 use super::{Note, Now, RedisOwner, Tag};
 use crate::broker::{Answer, ConnId, Outbox, Refused};
 use crate::metrics::DeliveredType;
@@ -85,6 +86,15 @@ impl RedisOwner {
             }
             _ => return,
         };
+        // Another node's word that the channel's keys moved to an importing
+        // master (see `sharded`): never an event, which starts with `{`.
+        if self.sharded && payload.first() == Some(&MOVING) {
+            self.notes.push(Note::Moving {
+                pubsub: channel,
+                ask: payload.slice(1..),
+            });
+            return;
+        }
         let Some(name) = self.by_pubsub.get(&channel) else {
             // On a cluster, a channel being moved is subscribed on two
             // masters for a moment; the shard that holds it delivers.
