@@ -395,7 +395,7 @@ fn validation_errors_name_the_setting() {
         (&["--burst", "0"], "burst"),
         (&["--outbound-limit", "0"], "outbound-limit"),
         (&["--outbound-limit", "100"], "outbound-limit"),
-        (&["--send-buffer", "-1"], "send-buffer"),
+        (&["--send-buffer=-1"], "send-buffer"),
         (&["--send-buffer", "67108865"], "send-buffer"),
         (&["--max-connections=-1"], "max-connections"),
         (
