@@ -816,8 +816,13 @@ impl ClusterOwner {
             }
             self.map_pending = None;
         }
+        // Not its time yet: a tick for something else (a ping, a command
+        // sent again) must not push the refresh further away.
+        if now < self.next_map {
+            return;
+        }
         if !self.map_due(now) {
-            self.next_map = self.next_map.max(now + MAP_RETRY);
+            self.next_map = now + MAP_RETRY;
             return;
         }
         let masters = self.router.masters().to_vec();
@@ -961,3 +966,7 @@ impl LinkDriven for ClusterOwner {
         self.shards.get_mut(i)?.as_mut()?.owner.poll_transmit()
     }
 }
+
+#[cfg(test)]
+#[path = "owner_tests.rs"]
+mod tests;
