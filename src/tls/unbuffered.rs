@@ -15,7 +15,8 @@
 //!   ciphertext scratch and written; only what the socket did not take is
 //!   kept, in `outgoing`, at most [`OUT_CHUNK`] plaintext's worth plus the
 //!   records' overhead, and freed once written. So a broadcast allocates
-//!   nothing per TLS recipient whose socket takes it.
+//!   nothing of ours per TLS recipient whose socket takes it (rustls 0.23
+//!   allocates one buffer per record it seals, freed at once).
 //! - Handshake messages rustls wants sent are encoded into `outgoing` and
 //!   written at once.
 //!
@@ -446,6 +447,12 @@ impl ServerSession {
                 cipher.resize(plain.len() + records * RECORD_OVERHEAD, 0);
                 let n = match self.encrypt(plain, cipher)? {
                     Some(n) => n,
+                    // rustls queued records of its own (a key update):
+                    // they go first, then ours if the socket takes them.
+                    None if !self.outgoing.is_empty() => {
+                        self.write_out(w)?;
+                        continue;
+                    }
                     None => break,
                 };
                 taken += plain.len();
