@@ -2,35 +2,36 @@
 //! Redis link's [`RedisOwner`] or the Redis Cluster links' [`ClusterOwner`],
 //! behind the few calls a driver makes.
 //!
-//! The driver hands this owner-bound messages, the Redis socket's
+//! The driver hands this owner-bound messages, the Redis sockets'
 //! readiness and its timer ticks, and never matches on which broker it is.
-//! (Both owners still build their fan-out and replies apart: issue 17,
-//! step 4.)
+//! The Redis owners are pure (they take bytes and `now`, and ask for
+//! sockets); the [`LinkSockets`] beside each does their IO.
 
 use std::io;
 use std::time::{Duration, Instant};
 
 use super::redis::cluster::ClusterOwner;
-use super::redis::{ClusterSeeds, Endpoint, RedisOwner};
+use super::redis::{ClusterSeeds, Endpoint, Now, RedisOwner};
 use super::{Outbox, Owner, OwnerLimits, ToOwner};
 use crate::node::Node;
+use crate::socket::LinkSockets;
 
 /// A worker's broker.
 #[derive(Debug)]
 pub enum Broker {
     /// In this process.
     Embedded(Owner),
-    /// Through Redis, shared with other nodes; the link is registered with
-    /// the worker's poll through `registry`.
+    /// Through Redis, shared with other nodes; the link's socket is
+    /// registered with the worker's poll by `links`.
     Redis {
         owner: Box<RedisOwner>,
-        registry: mio::Registry,
+        links: LinkSockets,
     },
     /// Through a Redis Cluster: one link per master, each registered with
     /// the worker's poll under its own token.
     Cluster {
         owner: Box<ClusterOwner>,
-        registry: mio::Registry,
+        links: LinkSockets,
     },
 }
 
@@ -48,16 +49,19 @@ impl Broker {
     ) -> io::Result<Self> {
         let config = node.config.clone();
         let metrics = node.metrics[index].clone();
+        let now = Instant::now();
         Ok(match (endpoint, config.redis_url(), cluster) {
             (_, _, Some(seeds)) => Broker::Cluster {
                 owner: Box::new(ClusterOwner::new(
                     config,
                     seeds,
+                    index,
                     seed,
                     node.links_down.clone(),
                     metrics,
+                    Now::at(now),
                 )),
-                registry: registry.try_clone()?,
+                links: LinkSockets::new(registry.try_clone()?),
             },
             (Some(endpoint), Some(url), None) => Broker::Redis {
                 owner: Box::new(RedisOwner::new(
@@ -65,11 +69,13 @@ impl Broker {
                     url,
                     endpoint,
                     crate::id::REDIS,
+                    index,
                     seed,
                     node.links_down.clone(),
                     metrics,
+                    now,
                 )),
-                registry: registry.try_clone()?,
+                links: LinkSockets::new(registry.try_clone()?),
             },
             _ => Broker::Embedded(Owner::new(OwnerLimits { config, metrics }, seed)),
         })
@@ -79,8 +85,8 @@ impl Broker {
     pub fn handle(&mut self, msg: ToOwner, now: Instant, out: &mut Outbox) {
         match self {
             Broker::Embedded(owner) => owner.handle(msg, now, out),
-            Broker::Redis { owner, .. } => owner.handle(msg, out),
-            Broker::Cluster { owner, registry } => owner.handle(msg, now, registry, out),
+            Broker::Redis { owner, .. } => owner.handle(msg, Now::at(now), out),
+            Broker::Cluster { owner, .. } => owner.handle(msg, Now::at(now), out),
         }
     }
 
@@ -88,18 +94,18 @@ impl Broker {
     /// or a cluster node's (its shard token).
     pub fn ready(&mut self, token: mio::Token, now: Instant, out: &mut Outbox) {
         match self {
-            Broker::Redis { owner, registry } => owner.on_ready(now, registry, out),
-            Broker::Cluster { owner, registry } => owner.on_ready(token, now, registry, out),
+            Broker::Redis { owner, links } => links.ready(token, &mut **owner, Now::at(now), out),
+            Broker::Cluster { owner, links } => links.ready(token, &mut **owner, Now::at(now), out),
             Broker::Embedded(_) => {}
         }
     }
 
-    /// After messages were handled: lets the Redis link send what they
+    /// After messages were handled: lets the Redis links send what they
     /// queued.
     pub fn flush(&mut self, now: Instant, out: &mut Outbox) {
         match self {
-            Broker::Redis { owner, registry } => owner.flush(now, registry, out),
-            Broker::Cluster { owner, registry } => owner.flush(now, registry, out),
+            Broker::Redis { owner, links } => links.drive(&mut **owner, Now::at(now), out),
+            Broker::Cluster { owner, links } => links.drive(&mut **owner, Now::at(now), out),
             Broker::Embedded(_) => {}
         }
     }
@@ -114,17 +120,20 @@ impl Broker {
                 owner.sweep(now);
                 None
             }
-            Broker::Redis { owner, registry } => {
-                owner.tick(now, registry, out);
+            Broker::Redis { owner, links } => {
+                let now = Now::at(now);
+                owner.handle_timeout(now, out);
+                links.drive(&mut **owner, now, out);
                 owner.next_deadline().map(|t| t.max(soonest))
             }
-            Broker::Cluster { owner, registry } => {
-                owner.tick(now, registry, out);
+            Broker::Cluster { owner, links } => {
+                let now = Now::at(now);
+                owner.handle_timeout(now, out);
+                links.drive(&mut **owner, now, out);
                 owner.next_deadline().map(|t| t.max(soonest))
             }
         }
     }
-
     /// How many channels this broker orders here (for `/metrics`).
     pub fn channel_count(&self) -> usize {
         match self {

@@ -18,11 +18,13 @@ mod gap;
 mod owner;
 mod queues;
 pub mod redis;
+mod reply;
 
 pub use backend::Broker;
 pub use gap::GapWatch;
 pub use owner::{Owner, OwnerLimits};
 pub use queues::{Queues, QUEUE_BOUND};
+pub use reply::{left_frame, Refused};
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Answer, ConnId, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
+use super::{left_frame, Answer, ConnId, MemberInfo, Origin, Outbox, Query, ToOwner};
 use crate::config::Config;
 use crate::metrics::DeliveredType;
 use crate::proto::{self, server, ErrorCode, Since};
@@ -100,7 +100,7 @@ impl Owner {
             ToOwner::Presence { channel, who, id } => self.presence(&channel, who, id, out),
             ToOwner::Query { query, from } => {
                 let answer = self.query(query);
-                out.to_worker(from.worker(), ToWorker::Answer { to: from, answer });
+                out.answer(from, answer);
             }
         }
     }
@@ -188,14 +188,7 @@ impl Owner {
         }));
         frames.extend(replay);
         drop(members);
-        out.to_worker(
-            who.worker(),
-            ToWorker::Joined {
-                channel: channel.clone(),
-                who,
-                frames,
-            },
-        );
+        out.joined(channel.clone(), who, frames);
         if newly && ch.presence {
             let frame = ws::text_frame_with(|buf| {
                 server::presence(
@@ -218,28 +211,13 @@ impl Owner {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let frame = reply.then(|| ws::text_frame_with(|buf| server::left(buf, id, &channel)));
+        let frame = reply.then(|| left_frame(id, &channel));
         let Some(ch) = self.channels.get_mut(&channel) else {
-            out.to_worker(
-                who.worker(),
-                ToWorker::Left {
-                    channel,
-                    who,
-                    frame,
-                },
-            );
-            return;
+            return out.left(channel, who, frame);
         };
         // The leaver's worker must drop it from local fan-out before any
         // later event is delivered: `Left` goes first.
-        out.to_worker(
-            who.worker(),
-            ToWorker::Left {
-                channel: channel.clone(),
-                who,
-                frame,
-            },
-        );
+        out.left(channel.clone(), who, frame);
         let was_member = if ch.presence {
             ch.members.remove(&who)
         } else {
@@ -316,29 +294,7 @@ impl Owner {
         if ch.total == 0 && ch.history.is_none() {
             self.channels.remove(channel);
         }
-        match origin {
-            Origin::Client(who, _) => {
-                if let Some(id) = id {
-                    let frame =
-                        ws::text_frame_with(|buf| server::ack(buf, Some(id), channel, offset));
-                    out.to_worker(
-                        who.worker(),
-                        ToWorker::Reply {
-                            who,
-                            frame,
-                            owed: true,
-                        },
-                    );
-                }
-            }
-            Origin::Api(to) => out.to_worker(
-                to.worker(),
-                ToWorker::Answer {
-                    to,
-                    answer: Answer::Published(offset),
-                },
-            ),
-        }
+        out.published(&origin, id, channel, offset);
     }
 
     fn presence(&mut self, channel: &Arc<str>, who: ConnId, id: Option<u64>, out: &mut Outbox) {
@@ -357,14 +313,7 @@ impl Owner {
             }
             None => ws::text_frame_with(|buf| server::presence_state(buf, id, channel, &[])),
         };
-        out.to_worker(
-            who.worker(),
-            ToWorker::Reply {
-                who,
-                frame,
-                owed: true,
-            },
-        );
+        out.reply(who, frame, true);
     }
 
     fn query(&self, q: Query) -> Answer {
@@ -433,20 +382,7 @@ fn deliver(
     out: &mut Outbox,
 ) {
     let frame = Broadcast::new(frame, ch.compress_from);
-    for (worker, &n) in ch.per_worker.iter().enumerate() {
-        let only_except = except.is_some_and(|e| e.worker() == worker) && n == 1;
-        if n > 0 && !only_except {
-            out.to_worker(
-                worker,
-                ToWorker::Deliver {
-                    channel: channel.clone(),
-                    frame: frame.clone(),
-                    except,
-                    kind,
-                },
-            );
-        }
-    }
+    out.fan_out(channel, &ch.per_worker, frame, except, kind);
 }
 
 /// A fresh epoch: 8 hex digits from a per-owner sequence seeded with the
@@ -466,7 +402,7 @@ fn members_json<'a>(members: impl Iterator<Item = &'a Arc<MemberInfo>>) -> Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::Msg;
+    use crate::broker::{Msg, ToWorker};
 
     fn owner(history: usize) -> Owner {
         let config = Config {

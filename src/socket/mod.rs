@@ -5,12 +5,14 @@
 //! behind a TLS session (PROTOCOL.md §11). The connection above only ever
 //! sees plaintext, and the driver only ever sees a `Socket`.
 
+mod links;
 mod stream;
 
 use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 
+pub use links::LinkSockets;
 pub use stream::Stream;
 
 /// A connection's byte stream. `flush` writes what the stream itself still

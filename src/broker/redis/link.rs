@@ -1,27 +1,28 @@
-//! One worker's connection to Redis: a non-blocking socket in the worker's
-//! poll, a sans-IO [`Session`] that speaks RESP3, and reconnection with
-//! capped exponential backoff and jitter.
+//! One worker's connection to Redis, without the socket: a sans-IO
+//! [`Session`] that speaks RESP3, the connection's phases, and reconnection
+//! with capped exponential backoff and jitter.
 //!
-//! For `rediss://` the socket is wrapped in a [`TlsSession`] (client side,
-//! the server verified against the configured roots) read and written by
-//! the same loop; the RESP session above it sees the same bytes either way.
+//! The link asks for a socket ([`LinkIo::Connect`]) and gives one up
+//! ([`LinkIo::Close`]); the IO shim (`crate::socket::links`) does it, feeds
+//! what it reads to [`Link::handle_input`], writes what
+//! [`Link::poll_transmit`] returns, and says when the socket failed
+//! ([`Link::handle_closed`]). For `rediss://` the shim puts a TLS session in
+//! front of the socket; the link sees the same bytes either way. Every call
+//! takes `now`: the link reads no clock.
 //!
 //! The link only moves bytes and keeps time; what the commands mean is the
 //! owner's business. Commands issued while the link is down are refused at
 //! once (the owner answers `unavailable`), so nothing waits without bound.
 
-use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 
-use crate::resp::{Event, RedisUrl, SendError, Session, Subscription};
-use crate::tls::TlsSession;
+use crate::resp::{Event, RedisUrl, SendError, Session, SessionConfig, Subscription};
+use crate::rng::XorShift;
 
 /// Where the link connects, resolved once at start.
 #[derive(Debug, Clone)]
@@ -31,48 +32,6 @@ pub struct Endpoint {
     /// server's certificate must carry.
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
-
-/// The link's socket, in clear or through TLS.
-#[derive(Debug)]
-struct Stream {
-    tcp: TcpStream,
-    tls: Option<Box<TlsSession>>,
-}
-
-impl Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            Some(tls) => tls.read(&mut self.tcp, buf),
-            None => self.tcp.read(buf),
-        }
-    }
-
-    /// Takes what it can of `data`; `WouldBlock` when nothing fits.
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let Some(tls) = &mut self.tls else {
-            return self.tcp.write(data);
-        };
-        tls.write_tls(&mut self.tcp)?;
-        if tls.wants_write() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = tls.write_plaintext(data);
-        tls.write_tls(&mut self.tcp)?;
-        match n {
-            0 => Err(io::ErrorKind::WouldBlock.into()),
-            n => Ok(n),
-        }
-    }
-
-    /// Writes TLS records left over from a full socket.
-    fn flush_tls(&mut self) -> io::Result<()> {
-        if let Some(tls) = &mut self.tls {
-            tls.write_tls(&mut self.tcp)?;
-        }
-        Ok(())
-    }
-}
-use crate::rng::XorShift;
 
 /// Backoff before the first retry; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -86,6 +45,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 /// How often the owner pings an otherwise quiet link.
 pub const KEEPALIVE: Duration = Duration::from_secs(1);
+/// A link given up for good ([`Link::close`]) never retries.
+const NEVER: Duration = Duration::from_secs(3600 * 24 * 365);
 
 #[derive(Debug)]
 enum State<T> {
@@ -93,14 +54,21 @@ enum State<T> {
         retry_at: Instant,
     },
     Connecting {
-        stream: Stream,
         session: Session<T>,
         deadline: Instant,
     },
     Up {
-        stream: Stream,
         session: Session<T>,
     },
+}
+
+/// What the link asks of the IO shim, in order.
+#[derive(Debug, Clone)]
+pub enum LinkIo {
+    /// Open a socket to the endpoint (dropping any old one first).
+    Connect(Endpoint),
+    /// Drop the socket: the link failed or was given up.
+    Close,
 }
 
 /// What changed on the link, for the owner.
@@ -117,34 +85,38 @@ pub enum LinkEvent<T> {
 #[derive(Debug)]
 pub struct Link<T> {
     url: RedisUrl,
-    addr: SocketAddr,
-    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
-    token: Token,
+    endpoint: Endpoint,
+    /// `HELLO ... SETNAME`: who this link is in `CLIENT LIST`.
+    client_name: String,
     state: State<T>,
     attempt: u32,
-    /// Bytes taken from the session but not yet accepted by the socket.
-    unsent: Option<Bytes>,
     rng: XorShift,
     events: Vec<LinkEvent<T>>,
+    io: Vec<LinkIo>,
     /// When the socket last gave us bytes.
     last_rx: Instant,
 }
 
 impl<T> Link<T> {
-    pub fn new(url: RedisUrl, endpoint: Endpoint, token: Token, seed: u64) -> Self {
+    /// A link that connects at its first [`Link::tick`], named
+    /// `client_name` in Redis's `CLIENT LIST`.
+    pub fn new(
+        url: RedisUrl,
+        endpoint: Endpoint,
+        client_name: String,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
         Link {
             url,
-            addr: endpoint.addr,
-            tls: endpoint.tls,
-            token,
-            state: State::Down {
-                retry_at: Instant::now(),
-            },
+            endpoint,
+            client_name,
+            state: State::Down { retry_at: now },
             attempt: 0,
-            unsent: None,
             rng: XorShift::new(seed),
             events: Vec::new(),
-            last_rx: Instant::now(),
+            io: Vec::new(),
+            last_rx: now,
         }
     }
 
@@ -172,24 +144,36 @@ impl<T> Link<T> {
 
     /// Drops the connection for good (a cluster node no longer used); the
     /// commands it still waited for come back as `LinkEvent::Down`.
-    pub fn close(&mut self, now: Instant, registry: &Registry) {
-        self.fail(now, registry);
+    pub fn close(&mut self, now: Instant) {
+        self.fail(now);
         self.state = State::Down {
-            retry_at: now + Duration::from_secs(3600 * 24 * 365),
+            retry_at: now + NEVER,
         };
     }
 
-    /// Connects when the backoff allows; gives up a connect that hangs.
-    pub fn tick(&mut self, now: Instant, registry: &Registry) {
+    /// Connects when the backoff allows; gives up a connect that hangs and
+    /// a link that went silent.
+    pub fn tick(&mut self, now: Instant) {
         match &self.state {
-            State::Down { retry_at } if now >= *retry_at => self.connect(now, registry),
+            State::Down { retry_at } if now >= *retry_at => {
+                self.last_rx = now;
+                let config = SessionConfig {
+                    client_name: Some(self.client_name.clone()),
+                    ..SessionConfig::default()
+                };
+                self.state = State::Connecting {
+                    session: Session::with_config(&self.url, config),
+                    deadline: now + CONNECT_TIMEOUT,
+                };
+                self.io.push(LinkIo::Connect(self.endpoint.clone()));
+            }
             State::Connecting { deadline, .. } if now >= *deadline => {
-                tracing::warn!(addr = %self.addr, "redis connect timed out");
-                self.fail(now, registry);
+                tracing::warn!(addr = %self.endpoint.addr, "redis connect timed out");
+                self.fail(now);
             }
             State::Up { .. } if now.saturating_duration_since(self.last_rx) >= SILENCE_LIMIT => {
-                tracing::warn!(addr = %self.addr, "redis silent; reconnecting");
-                self.fail(now, registry);
+                tracing::warn!(addr = %self.endpoint.addr, "redis silent; reconnecting");
+                self.fail(now);
             }
             _ => {}
         }
@@ -204,38 +188,13 @@ impl<T> Link<T> {
         }
     }
 
-    fn connect(&mut self, now: Instant, registry: &Registry) {
-        match TcpStream::connect(self.addr) {
-            Ok(mut stream) => {
-                let _ = stream.set_nodelay(true);
-                if let Err(e) = registry.register(
-                    &mut stream,
-                    self.token,
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
-                    tracing::warn!(error = %e, "redis register failed");
-                    return self.fail(now, registry);
-                }
-                self.unsent = None;
-                self.last_rx = now;
-                let tls = self.tls.as_ref().map(|(config, name)| {
-                    Box::new(TlsSession::client(config.clone(), name.clone()))
-                });
-                self.state = State::Connecting {
-                    stream: Stream { tcp: stream, tls },
-                    session: Session::new(&self.url),
-                    deadline: now + CONNECT_TIMEOUT,
-                };
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "redis connect failed");
-                self.fail(now, registry);
-            }
-        }
+    /// The socket failed, hung up or never connected: drop the session and
+    /// schedule a retry.
+    pub fn handle_closed(&mut self, now: Instant) {
+        self.fail(now);
     }
 
-    /// Drops the connection and schedules a retry.
-    fn fail(&mut self, now: Instant, registry: &Registry) {
+    fn fail(&mut self, now: Instant) {
         let delay = self.backoff();
         let old = std::mem::replace(
             &mut self.state,
@@ -244,24 +203,14 @@ impl<T> Link<T> {
             },
         );
         let was_up = matches!(old, State::Up { .. });
-        if let State::Connecting {
-            mut stream,
-            mut session,
-            ..
-        }
-        | State::Up {
-            mut stream,
-            mut session,
-        } = old
-        {
-            let _ = registry.deregister(&mut stream.tcp);
+        if let State::Connecting { mut session, .. } | State::Up { mut session } = old {
             let lost = session.close();
             if was_up {
-                tracing::warn!(addr = %self.addr, "redis link lost");
+                tracing::warn!(addr = %self.endpoint.addr, "redis link lost");
             }
+            self.io.push(LinkIo::Close);
             self.events.push(LinkEvent::Down(lost));
         }
-        self.unsent = None;
     }
 
     fn backoff(&mut self) -> Duration {
@@ -273,127 +222,61 @@ impl<T> Link<T> {
         cap / 2 + cap / 2 * frac / 1000
     }
 
-    /// Reads and writes what the socket allows. Call on its readiness and
-    /// after queueing commands.
-    pub fn pump(&mut self, now: Instant, registry: &Registry) {
-        let (stream, session) = match &mut self.state {
+    /// Bytes read from the socket.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        let session = match &mut self.state {
             State::Down { .. } => return,
-            State::Connecting {
-                stream, session, ..
-            }
-            | State::Up { stream, session } => (stream, session),
+            State::Connecting { session, .. } | State::Up { session } => session,
         };
+        self.last_rx = now;
+        session.handle_input(data);
         let mut failed = false;
         let mut became_up = false;
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let n = match stream.read(&mut buf) {
-                Ok(0) => {
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                Event::Ready => {
+                    became_up = true;
+                    self.events.push(LinkEvent::Up);
+                }
+                Event::Failed(e) => {
+                    tracing::warn!(error = %e, "redis session failed");
                     failed = true;
-                    break;
                 }
-                Ok(n) => {
-                    self.last_rx = now;
-                    n
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        // TLS refused: an untrusted or misnamed certificate.
-                        tracing::warn!(addr = %self.addr, error = %e, "redis TLS failed");
-                    } else {
-                        tracing::debug!(error = %e, "redis read");
-                    }
-                    failed = true;
-                    break;
-                }
-            };
-            session.handle_input(&buf[..n]);
-            while let Some(ev) = session.poll_event() {
-                match ev {
-                    Event::Ready => {
-                        became_up = true;
-                        self.events.push(LinkEvent::Up);
-                    }
-                    Event::Failed(e) => {
-                        tracing::warn!(error = %e, "redis session failed");
-                        failed = true;
-                    }
-                    other => self.events.push(LinkEvent::Session(other)),
-                }
-            }
-            if failed {
-                break;
-            }
-        }
-        if !failed {
-            if let Err(e) = write_from(stream, session, &mut self.unsent) {
-                tracing::debug!(error = %e, "redis write");
-                failed = true;
+                other => self.events.push(LinkEvent::Session(other)),
             }
         }
         if failed {
-            return self.fail(now, registry);
+            return self.fail(now);
         }
         if became_up {
-            if let State::Connecting {
-                stream, session, ..
-            } = std::mem::replace(&mut self.state, State::Down { retry_at: now })
+            if let State::Connecting { session, .. } =
+                std::mem::replace(&mut self.state, State::Down { retry_at: now })
             {
-                self.state = State::Up { stream, session };
+                self.state = State::Up { session };
                 self.attempt = 0;
-                tracing::info!(addr = %self.addr, "redis link up");
+                tracing::info!(addr = %self.endpoint.addr, "redis link up");
             }
         }
     }
 
-    /// Flushes commands queued since the last pump.
-    pub fn flush(&mut self, now: Instant, registry: &Registry) {
-        let failed = match &mut self.state {
-            State::Up { stream, session }
-            | State::Connecting {
-                stream, session, ..
-            } => write_from(stream, session, &mut self.unsent).is_err(),
-            State::Down { .. } => false,
-        };
-        if failed {
-            self.fail(now, registry);
+    /// Bytes for the socket, queued by commands and the handshake.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        match &mut self.state {
+            State::Connecting { session, .. } | State::Up { session } => session.poll_transmit(),
+            State::Down { .. } => None,
+        }
+    }
+
+    /// What the shim is to do with the socket, oldest first.
+    pub fn poll_io(&mut self) -> Option<LinkIo> {
+        if self.io.is_empty() {
+            None
+        } else {
+            Some(self.io.remove(0))
         }
     }
 
     pub fn take_events(&mut self) -> Vec<LinkEvent<T>> {
         std::mem::take(&mut self.events)
-    }
-}
-
-fn write_from<T>(
-    stream: &mut Stream,
-    session: &mut Session<T>,
-    unsent: &mut Option<Bytes>,
-) -> io::Result<()> {
-    stream.flush_tls()?;
-    loop {
-        let mut chunk = match unsent.take() {
-            Some(c) => c,
-            None => match session.poll_transmit() {
-                Some(c) => c,
-                None => return Ok(()),
-            },
-        };
-        while !chunk.is_empty() {
-            match stream.write(&chunk) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    let _ = chunk.split_to(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    *unsent = Some(chunk);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
     }
 }

@@ -29,18 +29,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use mio::{Registry, Token};
+use mio::Token;
 
-use super::{Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner, ToWorker};
+use super::{left_frame, Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 use crate::proto::{server, Since};
 use crate::resp::{RedisUrl, SendError, Subscription};
 use crate::rng::XorShift;
-use crate::ws;
 use json::{member_entry, presence_event};
-pub use link::Endpoint;
 use link::Link;
+pub use link::{Endpoint, LinkIo};
 use scripts::Script;
 pub use sharded::ClusterSeeds;
 use sharded::{Note, Sent};
@@ -175,6 +174,8 @@ pub const KEY_TTL: Duration = Duration::from_secs(300);
 pub struct RedisOwner {
     config: Arc<Config>,
     link: Link<Sent>,
+    /// The link's poll token, by which the IO shim names it.
+    token: Token,
     /// One master's share of a Redis Cluster (PROTOCOL.md 1.1 §13):
     /// `SPUBLISH`/`SSUBSCRIBE`, scripts that `SPUBLISH`, channel commands
     /// kept for a redirection, and what only the cluster owner can act on
@@ -206,26 +207,62 @@ pub struct RedisOwner {
     metrics: Arc<WorkerMetrics>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// The time of a call into an owner, read by the IO shim: the monotonic
+/// clock for the owner's own deadlines, the wall clock (ms since the Unix
+/// epoch) for what Redis stores and other nodes compare, presence expiries.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix_ms: u64,
+}
+
+impl Now {
+    /// `mono` with the wall clock read now.
+    pub fn at(mono: Instant) -> Now {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Now { mono, unix_ms }
+    }
+}
+
+/// What the IO shim (`crate::socket::links`) drives: an owner with Redis
+/// links (one, or one per cluster node), each named by its poll token. The
+/// shim opens and drops sockets as [`LinkDriven::poll_io`] asks, feeds what
+/// it reads to [`LinkDriven::handle_input`] and writes what
+/// [`LinkDriven::poll_transmit`] returns.
+pub trait LinkDriven {
+    /// Bytes read from link `token`'s socket.
+    fn handle_input(&mut self, token: Token, data: &[u8], now: Now, out: &mut Outbox);
+    /// Link `token`'s socket failed, hung up or could not connect.
+    fn handle_closed(&mut self, token: Token, now: Now, out: &mut Outbox);
+    /// The next socket to open or drop, oldest first.
+    fn poll_io(&mut self) -> Option<(Token, LinkIo)>;
+    /// Bytes for link `token`'s socket.
+    fn poll_transmit(&mut self, token: Token) -> Option<Bytes>;
 }
 
 impl RedisOwner {
+    /// Worker `worker`'s owner, linked to Redis at `url` (resolved as
+    /// `endpoint`) under poll token `token`. It connects at its first
+    /// [`RedisOwner::handle_timeout`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         url: RedisUrl,
         endpoint: Endpoint,
         token: Token,
+        worker: usize,
         seed: u64,
         links_down: Arc<AtomicUsize>,
         metrics: Arc<WorkerMetrics>,
+        now: Instant,
     ) -> Self {
-        let now = Instant::now();
+        let name = client_name(&config.node, worker);
         RedisOwner {
+            link: Link::new(url, endpoint, name, seed, now),
+            token,
             config,
-            link: Link::new(url, endpoint, token, seed),
             sharded: false,
             notes: Vec::new(),
             channels: HashMap::new(),
@@ -251,8 +288,8 @@ impl RedisOwner {
 
     /// Presence entries live two thirds of the TTL past each refresh, and
     /// reaping runs every sixth: a dead node's members leave within the TTL.
-    fn expiry_ms(&self) -> u64 {
-        now_ms() + (self.ttl().as_millis() as u64) * 2 / 3
+    fn expiry_ms(&self, now: Now) -> u64 {
+        now.unix_ms + (self.ttl().as_millis() as u64) * 2 / 3
     }
 
     fn epoch_candidate(&mut self) -> String {
@@ -260,7 +297,7 @@ impl RedisOwner {
     }
 
     /// Applies one owner-bound message.
-    pub fn handle(&mut self, msg: ToOwner, out: &mut Outbox) {
+    pub fn handle(&mut self, msg: ToOwner, now: Now, out: &mut Outbox) {
         match msg {
             ToOwner::Join {
                 channel,
@@ -269,7 +306,7 @@ impl RedisOwner {
                 id,
                 since,
                 rejoin,
-            } => self.join(channel, who, &member, id, since, rejoin, out),
+            } => self.join(channel, who, &member, id, since, rejoin, now, out),
             ToOwner::Leave {
                 channel,
                 who,
@@ -281,10 +318,10 @@ impl RedisOwner {
                 origin,
                 id,
                 action,
-            } => self.publish(channel, origin, id, &action, out),
+            } => self.publish(channel, origin, id, &action, now, out),
             ToOwner::Presence { channel, who, id } => {
                 let keys = Keys::new(&self.config.redis_prefix, &channel);
-                let now = now_ms().to_string();
+                let now = now.unix_ms.to_string();
                 let tag = Tag::Presence { channel, who, id };
                 self.command_or_fail(
                     &[b"ZRANGEBYSCORE", &keys.presence, now.as_bytes(), b"+inf"],
@@ -295,17 +332,10 @@ impl RedisOwner {
             ToOwner::Query { query, from } => match query {
                 Query::Presence(channel) => {
                     if !self.config.presence_on(&channel) {
-                        out.to_worker(
-                            from.worker(),
-                            ToWorker::Answer {
-                                to: from,
-                                answer: Answer::Presence(None),
-                            },
-                        );
-                        return;
+                        return out.answer(from, Answer::Presence(None));
                     }
                     let keys = Keys::new(&self.config.redis_prefix, &channel);
-                    let now = now_ms().to_string();
+                    let now = now.unix_ms.to_string();
                     self.command_or_fail(
                         &[b"ZRANGEBYSCORE", &keys.presence, now.as_bytes(), b"+inf"],
                         Tag::ApiPresence { channel, to: from },
@@ -313,7 +343,7 @@ impl RedisOwner {
                     );
                 }
                 Query::Channels => {
-                    let now = now_ms().to_string();
+                    let now = now.unix_ms.to_string();
                     let sha = self.shas.of(Script::Channels).to_owned();
                     let prefix = self.config.redis_prefix.clone();
                     self.command_or_fail(
@@ -353,6 +383,7 @@ impl RedisOwner {
         id: Option<u64>,
         since: Option<Since>,
         rejoin: bool,
+        now: Now,
         out: &mut Outbox,
     ) {
         if !self.up {
@@ -425,8 +456,8 @@ impl RedisOwner {
             ch.keys.meta.clone(),
             ch.keys.stream.clone(),
         ];
-        let now = now_ms().to_string();
-        let expiry = self.expiry_ms().to_string();
+        let expiry = self.expiry_ms(now).to_string();
+        let now = now.unix_ms.to_string();
         let epoch = self.epoch_candidate();
         let ttl = KEY_TTL.as_secs().to_string();
         let sha = self.shas.of(Script::Join).to_owned();
@@ -470,17 +501,12 @@ impl RedisOwner {
         reply: bool,
         out: &mut Outbox,
     ) {
-        let frame = reply.then(|| ws::text_frame_with(|b| server::left(b, id, &channel)));
-        let left = |channel, frame| ToWorker::Left {
-            channel,
-            who,
-            frame,
-        };
+        let frame = reply.then(|| left_frame(id, &channel));
         let Some(ch) = self.channels.get_mut(&channel) else {
-            return out.to_worker(who.worker(), left(channel, frame));
+            return out.left(channel, who, frame);
         };
         let Some(m) = ch.members.remove(&who) else {
-            return out.to_worker(who.worker(), left(channel, frame));
+            return out.left(channel, who, frame);
         };
         let w = &mut ch.per_worker[who.worker()];
         *w = w.saturating_sub(1);
@@ -545,6 +571,7 @@ impl RedisOwner {
         origin: Origin,
         id: Option<u64>,
         action: &[u8],
+        now: Now,
         out: &mut Outbox,
     ) {
         let history = self.config.history_for(&channel);
@@ -568,7 +595,7 @@ impl RedisOwner {
             origin,
             id,
             history: history.is_some(),
-            sent: Instant::now(),
+            sent: now.mono,
         };
         match history {
             None => {
@@ -603,44 +630,50 @@ impl RedisOwner {
         }
     }
 
-    /// The link's socket is ready.
-    pub fn on_ready(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
-        self.link.pump(now, registry);
-        self.on_link_events(out);
-        // What the events queued (the subscriptions and scripts of a link
-        // just up, a reload, an unsubscription) goes out now, not at the
-        // next tick: `/healthz` says 200 from here on.
-        self.link.flush(now, registry);
-        self.on_link_events(out);
+    /// Bytes read from the link's socket.
+    pub fn handle_input(&mut self, data: &[u8], now: Now, out: &mut Outbox) {
+        self.link.handle_input(data, now.mono);
+        self.on_link_events(now, out);
     }
 
-    /// Writes what handling messages queued.
-    pub fn flush(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
-        self.link.flush(now, registry);
-        self.on_link_events(out);
+    /// The link's socket failed, hung up or could not connect.
+    pub fn handle_closed(&mut self, now: Now, out: &mut Outbox) {
+        self.link.handle_closed(now.mono);
+        self.on_link_events(now, out);
+    }
+
+    /// Bytes for the link's socket.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.link.poll_transmit()
+    }
+
+    /// What the IO shim is to do with the link's socket.
+    pub fn poll_io(&mut self) -> Option<(Token, LinkIo)> {
+        self.link.poll_io().map(|io| (self.token, io))
     }
 
     /// Reconnects, refreshes presence and reaps dead members when due.
-    pub fn tick(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
-        self.link.tick(now, registry);
-        if self.up && now >= self.next_refresh {
-            self.refresh();
-            self.next_refresh = now + self.ttl() / 3;
+    pub fn handle_timeout(&mut self, now: Now, out: &mut Outbox) {
+        self.link.tick(now.mono);
+        // A connect that timed out, a link gone silent.
+        self.on_link_events(now, out);
+        let mono = now.mono;
+        if self.up && mono >= self.next_refresh {
+            self.refresh(now);
+            self.next_refresh = mono + self.ttl() / 3;
         }
-        if self.up && now >= self.next_reap {
-            self.reap();
-            self.next_reap = now + self.ttl() / 6;
+        if self.up && mono >= self.next_reap {
+            self.reap(now);
+            self.next_reap = mono + self.ttl() / 6;
         }
-        if self.up && now >= self.owed_at && !self.owed.is_empty() {
+        if self.up && mono >= self.owed_at && !self.owed.is_empty() {
             self.pay_owed();
         }
-        if self.up && now >= self.next_ping {
+        if self.up && mono >= self.next_ping {
             // Keeps a live link talking, so a silent one is a dead one.
             let _ = self.send(&[b"PING"], Tag::Ignore);
-            self.next_ping = now + link::KEEPALIVE;
+            self.next_ping = mono + link::KEEPALIVE;
         }
-        self.link.flush(now, registry);
-        self.on_link_events(out);
     }
 
     /// Queues a command; in cluster mode a channel's command is kept, to
@@ -698,6 +731,42 @@ impl RedisOwner {
             (a, b) => a.or(b),
         }
     }
+}
+
+impl LinkDriven for RedisOwner {
+    fn handle_input(&mut self, token: Token, data: &[u8], now: Now, out: &mut Outbox) {
+        if token == self.token {
+            RedisOwner::handle_input(self, data, now, out);
+        }
+    }
+
+    fn handle_closed(&mut self, token: Token, now: Now, out: &mut Outbox) {
+        if token == self.token {
+            RedisOwner::handle_closed(self, now, out);
+        }
+    }
+
+    fn poll_io(&mut self) -> Option<(Token, LinkIo)> {
+        RedisOwner::poll_io(self)
+    }
+
+    fn poll_transmit(&mut self, token: Token) -> Option<Bytes> {
+        if token == self.token {
+            RedisOwner::poll_transmit(self)
+        } else {
+            None
+        }
+    }
+}
+
+/// `switchboard-<node>-w<worker>`: how operators tell the links apart in
+/// `CLIENT LIST` (a client name may not hold spaces).
+fn client_name(node: &str, worker: usize) -> String {
+    let node: String = node
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect();
+    format!("switchboard-{node}-w{worker}")
 }
 
 #[cfg(test)]

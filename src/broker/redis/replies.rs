@@ -7,10 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::json::{bulk_items, event_offset, members_json};
-use super::{Note, RedisOwner, Tag};
-use crate::broker::{Answer, ConnId, Origin, Outbox, ToWorker};
+use super::{Note, Now, RedisOwner, Tag};
+use crate::broker::{Answer, ConnId, Outbox, Refused};
 use crate::metrics::DeliveredType;
-use crate::proto::{server, ErrorCode};
+use crate::proto::server;
 use crate::resp::{Push, Subscription, Value};
 use crate::ws;
 use crate::ws::deflate::Broadcast;
@@ -20,12 +20,7 @@ impl RedisOwner {
     /// needed Redis hears `unavailable`; a leave, which happens locally
     /// anyway, gets its `left`.
     pub(super) fn fail_tag(&mut self, tag: Tag, out: &mut Outbox) {
-        let unavailable = |id| {
-            ws::text_frame_with(|b| {
-                server::error(b, id, ErrorCode::Unavailable, "the broker is unreachable")
-            })
-        };
-        match tag {
+        let refused = match tag {
             Tag::Join {
                 channel,
                 who,
@@ -44,68 +39,33 @@ impl RedisOwner {
                     // A failed first join must not keep the node subscribed.
                     self.drop_if_empty(&channel);
                 }
-                out.to_worker(
-                    who.worker(),
-                    ToWorker::JoinFailed {
-                        channel,
-                        who,
-                        id,
-                        rejoin,
-                    },
-                );
-            }
-            Tag::Publish { origin, id, .. } => match origin {
-                Origin::Client(who, _) => out.to_worker(
-                    who.worker(),
-                    ToWorker::Reply {
-                        who,
-                        frame: unavailable(id),
-                        owed: id.is_some(),
-                    },
-                ),
-                Origin::Api(to) => out.to_worker(
-                    to.worker(),
-                    ToWorker::Answer {
-                        to,
-                        answer: Answer::Unavailable,
-                    },
-                ),
-            },
-            Tag::Presence { who, id, .. } => out.to_worker(
-                who.worker(),
-                ToWorker::Reply {
+                Refused::Join {
+                    channel,
                     who,
-                    frame: unavailable(id),
-                    owed: true,
-                },
-            ),
-            Tag::ApiChannels { to } if self.sharded => {
-                self.notes.push(Note::Channels { to, list: None });
+                    id,
+                    rejoin,
+                }
             }
-            Tag::ApiPresence { to, .. } | Tag::ApiChannels { to } => out.to_worker(
-                to.worker(),
-                ToWorker::Answer {
-                    to,
-                    answer: Answer::Unavailable,
-                },
-            ),
-            // Leaving needs nothing from Redis: it happens locally anyway.
+            Tag::Publish { origin, id, .. } => Refused::Publish { origin, id },
+            Tag::Presence { who, id, .. } => Refused::Presence { who, id },
+            Tag::ApiChannels { to } if self.sharded => {
+                return self.notes.push(Note::Channels { to, list: None });
+            }
+            Tag::ApiPresence { to, .. } | Tag::ApiChannels { to } => Refused::Query { to },
             Tag::Left {
                 channel,
                 who,
                 frame,
-            } => out.to_worker(
-                who.worker(),
-                ToWorker::Left {
-                    channel,
-                    who,
-                    frame,
-                },
-            ),
-            Tag::ScriptsLoaded => self.reloading = false,
-            Tag::Map { .. } => self.notes.push(Note::Map(None)),
-            Tag::Ignore => {}
-        }
+            } => Refused::Leave {
+                channel,
+                who,
+                frame,
+            },
+            Tag::ScriptsLoaded => return self.reloading = false,
+            Tag::Map { .. } => return self.notes.push(Note::Map(None)),
+            Tag::Ignore => return,
+        };
+        out.refuse(refused);
     }
 
     pub(super) fn on_push(&mut self, push: Push, out: &mut Outbox) {
@@ -144,7 +104,7 @@ impl RedisOwner {
         if let Some(watch) = ch.watch.as_mut().filter(|_| !presence) {
             if let Some(offset) = event_offset(&payload) {
                 if watch.event(offset) {
-                    send_resync(name, &ch.per_worker, out);
+                    out.resync(name, &ch.per_worker);
                 }
             }
         }
@@ -158,26 +118,15 @@ impl RedisOwner {
         // Framed once on this node; every local recipient shares it.
         let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
         let frame = Broadcast::new(frame, self.config.compress_from());
-        for (worker, &n) in ch.per_worker.iter().enumerate() {
-            if n > 0 {
-                out.to_worker(
-                    worker,
-                    ToWorker::Deliver {
-                        channel: name.clone(),
-                        frame: frame.clone(),
-                        except,
-                        kind: if presence {
-                            DeliveredType::Presence
-                        } else {
-                            DeliveredType::UserAction
-                        },
-                    },
-                );
-            }
-        }
+        let kind = if presence {
+            DeliveredType::Presence
+        } else {
+            DeliveredType::UserAction
+        };
+        out.fan_out(name, &ch.per_worker, frame, except, kind);
     }
 
-    pub(super) fn on_reply(&mut self, tag: Tag, value: Value, out: &mut Outbox) {
+    pub(super) fn on_reply(&mut self, tag: Tag, value: Value, now: Now, out: &mut Outbox) {
         if let Tag::Map { shards } = tag {
             return self.notes.push(Note::Map(Some((shards, value))));
         }
@@ -213,55 +162,22 @@ impl RedisOwner {
             } => {
                 self.metrics
                     .broker_rtt
-                    .observe(sent.elapsed().as_nanos() as u64);
+                    .observe(now.mono.saturating_duration_since(sent).as_nanos() as u64);
                 let offset = match (&value, history) {
                     (Value::Int(n), true) => Some(*n as u64),
                     _ => None,
                 };
-                match origin {
-                    Origin::Client(who, _) => {
-                        if let Some(id) = id {
-                            let frame =
-                                ws::text_frame_with(|b| server::ack(b, Some(id), &channel, offset));
-                            out.to_worker(
-                                who.worker(),
-                                ToWorker::Reply {
-                                    who,
-                                    frame,
-                                    owed: true,
-                                },
-                            );
-                        }
-                    }
-                    Origin::Api(to) => out.to_worker(
-                        to.worker(),
-                        ToWorker::Answer {
-                            to,
-                            answer: Answer::Published(offset),
-                        },
-                    ),
-                }
+                out.published(&origin, id, &channel, offset);
             }
             Tag::Presence { channel, who, id } => {
                 let list = members_json(bulk_items(&value));
                 let frame =
                     ws::text_frame_with(|b| server::presence_state_raw(b, id, &channel, &list));
-                out.to_worker(
-                    who.worker(),
-                    ToWorker::Reply {
-                        who,
-                        frame,
-                        owed: true,
-                    },
-                );
+                out.reply(who, frame, true);
             }
-            Tag::ApiPresence { to, .. } => out.to_worker(
-                to.worker(),
-                ToWorker::Answer {
-                    to,
-                    answer: Answer::Presence(Some(members_json(bulk_items(&value)))),
-                },
-            ),
+            Tag::ApiPresence { to, .. } => {
+                out.answer(to, Answer::Presence(Some(members_json(bulk_items(&value)))))
+            }
             Tag::ApiChannels { to } => {
                 let mut list: Vec<(Arc<str>, usize)> = Vec::new();
                 if let Value::Array(items) = &value {
@@ -280,13 +196,7 @@ impl RedisOwner {
                     });
                     return;
                 }
-                out.to_worker(
-                    to.worker(),
-                    ToWorker::Answer {
-                        to,
-                        answer: Answer::Channels(list),
-                    },
-                );
+                out.answer(to, Answer::Channels(list));
             }
         }
     }
@@ -358,7 +268,7 @@ impl RedisOwner {
             if let Some(ch) = self.channels.get_mut(&channel) {
                 if let Some(watch) = ch.watch.as_mut() {
                     if watch.position(offset, &epoch) {
-                        send_resync(&channel, &ch.per_worker, out);
+                        out.resync(&channel, &ch.per_worker);
                     }
                 }
             }
@@ -376,33 +286,6 @@ impl RedisOwner {
             )
         }));
         frames.extend(replay);
-        out.to_worker(
-            who.worker(),
-            ToWorker::Joined {
-                channel,
-                who,
-                frames,
-            },
-        );
-    }
-}
-
-/// One `resync` for `channel`, framed once, to every worker with local
-/// members (PROTOCOL.md §5).
-pub(super) fn send_resync(channel: &Arc<str>, per_worker: &[u32], out: &mut Outbox) {
-    // A few dozen bytes: never worth compressing.
-    let frame = Broadcast::from(ws::text_frame_with(|b| server::resync(b, channel)));
-    for (worker, &n) in per_worker.iter().enumerate() {
-        if n > 0 {
-            out.to_worker(
-                worker,
-                ToWorker::Deliver {
-                    channel: channel.clone(),
-                    frame: frame.clone(),
-                    except: None,
-                    kind: DeliveredType::Resync,
-                },
-            );
-        }
+        out.joined(channel, who, frames);
     }
 }

@@ -14,10 +14,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mio::{Registry, Token};
+use mio::Token;
 
 use super::cluster::redirect;
-use super::{Channel, ConnId, Endpoint, RedisOwner, Tag};
+use super::{Channel, ConnId, Endpoint, Now, RedisOwner, Tag};
 use crate::broker::Outbox;
 use crate::resp::{Push, RedisUrl, SendError, Value};
 
@@ -77,18 +77,23 @@ pub struct ClusterSeeds {
 impl RedisOwner {
     /// An owner for the channels of one cluster node, reached at `url`.
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn shard(
         config: Arc<crate::config::Config>,
         url: RedisUrl,
         endpoint: Endpoint,
         token: Token,
+        worker: usize,
         seed: u64,
         metrics: Arc<crate::metrics::WorkerMetrics>,
+        now: std::time::Instant,
     ) -> RedisOwner {
         // The node-wide count is the cluster owner's: each shard counts
         // itself down until it is up.
         let own = Arc::new(std::sync::atomic::AtomicUsize::new(1));
-        let mut owner = RedisOwner::new(config, url, endpoint, token, seed, own, metrics);
+        let mut owner = RedisOwner::new(
+            config, url, endpoint, token, worker, seed, own, metrics, now,
+        );
         owner.sharded = true;
         owner.shas = super::scripts::Shas::new(true);
         owner
@@ -199,22 +204,22 @@ impl RedisOwner {
     /// joins again. Subscribes and registers its members here (now, or
     /// when the link comes up). Its gap watch carries on: an event lost in
     /// the move shows as an offset that does not follow.
-    pub(super) fn adopt(&mut self, name: Arc<str>, mut ch: Channel) {
+    pub(super) fn adopt(&mut self, name: Arc<str>, mut ch: Channel, now: Now) {
         ch.own_joins.clear();
         let pubsub = Bytes::from(ch.keys.pubsub.clone());
         self.by_pubsub.insert(pubsub.clone(), name.clone());
         self.channels.insert(name.clone(), ch);
         if self.up {
             let _ = self.subscribe(&[&pubsub], true);
-            self.refresh_channel(&name);
+            self.refresh_channel(&name, now);
         }
     }
 
     /// Closes the link of a node no longer used; what it still waited for
     /// is settled (`unavailable`).
-    pub(super) fn close(&mut self, now: std::time::Instant, registry: &Registry, out: &mut Outbox) {
-        self.link.close(now, registry);
-        self.on_link_events(out);
+    pub(super) fn close(&mut self, now: Now, out: &mut Outbox) {
+        self.link.close(now.mono);
+        self.on_link_events(now, out);
     }
 
     /// Settles a request this shard's link cannot carry.

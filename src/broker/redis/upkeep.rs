@@ -5,28 +5,26 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::json::json_str;
 use super::link::LinkEvent;
-use super::replies::send_resync;
 use super::scripts::Script;
-use super::{now_ms, Note, RedisOwner, Sent, Tag, KEY_TTL, OWED_DELAY};
+use super::{Note, Now, RedisOwner, Sent, Tag, KEY_TTL, OWED_DELAY};
 use crate::broker::Outbox;
 use crate::resp::Event;
 
 impl RedisOwner {
-    pub(super) fn on_link_events(&mut self, out: &mut Outbox) {
+    pub(super) fn on_link_events(&mut self, now: Now, out: &mut Outbox) {
         let events = self.link.take_events();
         for ev in events {
             match ev {
-                LinkEvent::Up => self.on_up(out),
+                LinkEvent::Up => self.on_up(now, out),
                 LinkEvent::Down(lost) => {
                     self.on_down(lost.into_iter().map(|s| s.tag).collect(), out)
                 }
                 LinkEvent::Session(Event::Reply { tag, value }) => {
                     if let Some((sent, value)) = self.redirected(tag, value) {
-                        self.on_reply(sent.tag, value, out);
+                        self.on_reply(sent.tag, value, now, out);
                     }
                 }
                 LinkEvent::Session(Event::Push(push)) => self.on_push(push, out),
@@ -65,14 +63,14 @@ impl RedisOwner {
         }
     }
 
-    pub(super) fn on_up(&mut self, out: &mut Outbox) {
+    pub(super) fn on_up(&mut self, now: Now, out: &mut Outbox) {
         // Whatever was published while the link was down never reaches
         // this node: the members of every history channel fill the gap
         // themselves, told before any event of the new connection.
         for (name, ch) in &mut self.channels {
             if let Some(watch) = ch.watch.as_mut() {
                 watch.forget();
-                send_resync(name, &ch.per_worker, out);
+                out.resync(name, &ch.per_worker);
             }
         }
         self.load_scripts();
@@ -86,17 +84,17 @@ impl RedisOwner {
             let _ = self.subscribe(&refs, true);
         }
         // Register live members again at once: Redis may have restarted.
-        self.refresh();
+        self.refresh(now);
         // Out of the member lists at once; the events once the other
         // nodes are back too.
         for i in 0..self.owed.len() {
             let (presence, entry) = (self.owed[i].presence.clone(), self.owed[i].entry.clone());
             let _ = self.send(&[b"ZREM", &presence, &entry], Tag::Ignore);
         }
-        let now = Instant::now();
-        self.next_refresh = now + self.ttl() / 3;
-        self.next_reap = now + self.ttl() / 6;
-        self.owed_at = now + OWED_DELAY;
+        let mono = now.mono;
+        self.next_refresh = mono + self.ttl() / 3;
+        self.next_reap = mono + self.ttl() / 6;
+        self.owed_at = mono + OWED_DELAY;
         if !self.up {
             self.up = true;
             self.links_down.fetch_sub(1, Ordering::SeqCst);
@@ -149,16 +147,16 @@ impl RedisOwner {
     }
 
     /// Re-adds every local member's presence entry with a fresh expiry.
-    pub(super) fn refresh(&mut self) {
+    pub(super) fn refresh(&mut self, now: Now) {
         let names: Vec<Arc<str>> = self.channels.keys().cloned().collect();
         for name in names {
-            self.refresh_channel(&name);
+            self.refresh_channel(&name, now);
         }
     }
 
     /// Re-adds one channel's local members with a fresh expiry.
-    pub(super) fn refresh_channel(&mut self, name: &str) {
-        let expiry = self.expiry_ms().to_string();
+    pub(super) fn refresh_channel(&mut self, name: &str, now: Now) {
+        let expiry = self.expiry_ms(now).to_string();
         let ttl = KEY_TTL.as_secs().to_string();
         let Some(ch) = self.channels.get(name) else {
             return;
@@ -191,8 +189,8 @@ impl RedisOwner {
 
     /// Removes expired presence entries of our channels, publishing their
     /// `leave` events.
-    pub(super) fn reap(&mut self) {
-        let now = now_ms().to_string();
+    pub(super) fn reap(&mut self, now: Now) {
+        let now = now.unix_ms.to_string();
         let sha = self.shas.of(Script::Reap).to_owned();
         for (name, ch) in &self.channels {
             let mut channel_json = Vec::new();

@@ -34,19 +34,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Registry, Token};
+use bytes::Bytes;
+use mio::Token;
 use rustls::pki_types::ServerName;
 
 use super::{Follow, NodeAddr, Route, Router, SlotMap};
 use crate::broker::redis::sharded::{Note, Sent};
-use crate::broker::redis::{ClusterSeeds, Endpoint, RedisOwner, Tag};
-use crate::broker::{Answer, ConnId, Origin, Outbox, Query, ToOwner, ToWorker};
+use crate::broker::redis::{ClusterSeeds, Endpoint, LinkDriven, LinkIo, Now, RedisOwner, Tag};
+use crate::broker::{Answer, ConnId, Outbox, Query, ToOwner};
 use crate::config::Config;
 use crate::id::{shard_of, shard_token, SHARD_LINKS};
 use crate::metrics::WorkerMetrics;
-use crate::proto::{server, ErrorCode};
 use crate::resp::{Push, RedisUrl, Value};
-use crate::ws;
 
 /// Sends of one command after `ASK` or `TRYAGAIN` before `unavailable`.
 pub const MAX_TRIES: u8 = 8;
@@ -82,8 +81,15 @@ pub struct ClusterOwner {
     seeds: ClusterSeeds,
     /// By link index (the link's token is `shard_token(index)`).
     shards: Vec<Option<Shard>>,
+    /// This worker's index (for the links' client names).
+    worker: usize,
     seed: u64,
     metrics: Arc<WorkerMetrics>,
+    /// The time of the call being handled: new links start from it.
+    now: Now,
+    /// Socket requests of links already given up, for the IO shim before
+    /// any of the live links' (a new link may take the same token).
+    io: Vec<(Token, LinkIo)>,
     /// The node's count of workers without a broker; this worker is in it
     /// while no master is reachable.
     links_down: Arc<AtomicUsize>,
@@ -98,26 +104,32 @@ pub struct ClusterOwner {
 }
 
 impl ClusterOwner {
+    /// Worker `worker`'s owner; its seeds' links connect at the first
+    /// [`ClusterOwner::handle_timeout`].
     pub fn new(
         config: Arc<Config>,
         seeds: ClusterSeeds,
+        worker: usize,
         seed: u64,
         links_down: Arc<AtomicUsize>,
         metrics: Arc<WorkerMetrics>,
+        now: Now,
     ) -> ClusterOwner {
-        let now = Instant::now();
         let mut owner = ClusterOwner {
             router: Router::new(&config.redis_prefix),
             config,
             seeds,
             shards: Vec::new(),
+            worker,
             seed,
             metrics,
+            now,
+            io: Vec::new(),
             links_down,
             counted_down: true,
             map_pending: None,
-            next_map: now,
-            last_map: now,
+            next_map: now.mono,
+            last_map: now.mono,
             retries: Vec::new(),
             gathers: HashMap::new(),
         };
@@ -165,8 +177,10 @@ impl ClusterOwner {
             url,
             endpoint,
             shard_token(i),
+            self.worker,
             self.seed,
             self.metrics.clone(),
+            self.now.mono,
         );
         self.shards[i] = Some(Shard {
             addr: addr.clone(),
@@ -233,12 +247,14 @@ impl ClusterOwner {
     fn move_channel(&mut self, channel: &str, from: usize, to: usize) {
         if let Some((name, ch)) = self.shard(from).release(channel) {
             tracing::info!(channel = %name, "channel moves to another cluster master");
-            self.shard(to).adopt(name, ch);
+            let now = self.now;
+            self.shard(to).adopt(name, ch, now);
         }
     }
 
     /// Applies one owner-bound message.
-    pub fn handle(&mut self, msg: ToOwner, now: Instant, registry: &Registry, out: &mut Outbox) {
+    pub fn handle(&mut self, msg: ToOwner, now: Now, out: &mut Outbox) {
+        self.now = now;
         let channel = match &msg {
             ToOwner::Join { channel, .. }
             | ToOwner::Leave { channel, .. }
@@ -253,24 +269,18 @@ impl ClusterOwner {
                 from,
             } => {
                 let from = *from;
-                return self.gather_channels(from, now, registry, out);
+                return self.gather_channels(from, now, out);
             }
         };
         match self.shard_for(&channel) {
-            Some(i) => self.shard(i).handle(msg, out),
-            None => unavailable(msg, out),
+            Some(i) => self.shard(i).handle(msg, now, out),
+            None => out.refuse(msg.into()),
         }
-        self.settle(now, registry, out);
+        self.settle(now, out);
     }
 
     /// `/api/channels`: the channel scan runs on every master.
-    fn gather_channels(
-        &mut self,
-        from: ConnId,
-        now: Instant,
-        registry: &Registry,
-        out: &mut Outbox,
-    ) {
+    fn gather_channels(&mut self, from: ConnId, now: Now, out: &mut Outbox) {
         let masters: Vec<usize> = self
             .router
             .masters()
@@ -279,7 +289,7 @@ impl ClusterOwner {
             .filter_map(|a| self.ensure_shard(a))
             .collect();
         if masters.is_empty() {
-            return answer(from, Answer::Unavailable, out);
+            return out.answer(from, Answer::Unavailable);
         }
         self.gathers.insert(
             from,
@@ -294,14 +304,15 @@ impl ClusterOwner {
                     query: Query::Channels,
                     from,
                 },
+                now,
                 out,
             );
         }
-        self.settle(now, registry, out);
+        self.settle(now, out);
     }
 
     /// Acts on what the shards noted, until none has anything left.
-    fn settle(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
+    fn settle(&mut self, now: Now, out: &mut Outbox) {
         loop {
             let mut notes = Vec::new();
             for (i, s) in self.shards.iter_mut().enumerate() {
@@ -313,33 +324,26 @@ impl ClusterOwner {
                 break;
             }
             for (i, note) in notes {
-                self.on_note(i, note, now, registry, out);
+                self.on_note(i, note, now, out);
             }
         }
         self.update_health();
     }
 
-    fn on_note(
-        &mut self,
-        i: usize,
-        note: Note,
-        now: Instant,
-        registry: &Registry,
-        out: &mut Outbox,
-    ) {
+    fn on_note(&mut self, i: usize, note: Note, now: Now, out: &mut Outbox) {
         match note {
-            Note::Redirect { sent, error } => self.on_redirect(i, sent, &error, now, out),
+            Note::Redirect { sent, error } => self.on_redirect(i, sent, &error, now.mono, out),
             Note::Unsubscribed(pubsub) => {
                 // Asked again at once: the `MOVED` that answers names the
                 // new master sooner than a map from a node whose view may
                 // lag behind the gossip.
                 self.shard(i).resubscribe(&pubsub);
                 self.router.want_refresh();
-                self.next_map = now;
+                self.next_map = now.mono;
             }
             Note::Refused { channels, error } => {
                 let asked = self.shards[i].as_ref().expect("noting shard").addr.clone();
-                self.next_map = now;
+                self.next_map = now.mono;
                 if let Follow::Moved { .. } = self.router.on_error(&error, &asked) {
                     for pubsub in channels {
                         if let Some(name) = self.shard(i).channel_of_pubsub(&pubsub) {
@@ -378,10 +382,10 @@ impl ClusterOwner {
                     } else {
                         Answer::Channels(g.acc)
                     };
-                    answer(to, a, out);
+                    out.answer(to, a);
                 }
             }
-            Note::Map(reply) => self.on_map(i, reply, now, registry, out),
+            Note::Map(reply) => self.on_map(i, reply, now, out),
         }
     }
 
@@ -450,14 +454,7 @@ impl ClusterOwner {
         self.shard(at).fail(tag, out);
     }
 
-    fn on_map(
-        &mut self,
-        i: usize,
-        reply: Option<(bool, Value)>,
-        now: Instant,
-        registry: &Registry,
-        out: &mut Outbox,
-    ) {
+    fn on_map(&mut self, i: usize, reply: Option<(bool, Value)>, now: Now, out: &mut Outbox) {
         let Some((shards, value)) = reply else {
             self.map_pending = None;
             return;
@@ -472,7 +469,7 @@ impl ClusterOwner {
         match map {
             Ok(map) => {
                 self.map_pending = None;
-                self.last_map = now;
+                self.last_map = now.mono;
                 if map != *self.router.map() {
                     tracing::info!(
                         masters = map.masters().len(),
@@ -481,7 +478,7 @@ impl ClusterOwner {
                     );
                 }
                 self.router.refreshed(map);
-                self.reconcile(now, registry, out);
+                self.reconcile(now, out);
             }
             // Before Redis 7: the older command.
             Err(_) if shards && self.shard(i).request_map(false) => {}
@@ -494,7 +491,7 @@ impl ClusterOwner {
 
     /// Moves every channel to its master's shard and closes links no
     /// longer needed.
-    fn reconcile(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
+    fn reconcile(&mut self, now: Now, out: &mut Outbox) {
         let masters = self.router.masters().to_vec();
         for m in &masters {
             self.ensure_shard(m);
@@ -521,12 +518,15 @@ impl ClusterOwner {
             if unused {
                 if let Some(mut s) = self.shards[i].take() {
                     tracing::debug!(node = %s.addr, "cluster node link closed (not a master)");
-                    s.owner.close(now, registry, out);
+                    s.owner.close(now, out);
+                    while let Some(io) = s.owner.poll_io() {
+                        self.io.push(io);
+                    }
                     // What it still owed is settled by now.
                     let notes = s.owner.take_notes();
                     self.shards[i] = Some(s);
                     for n in notes {
-                        self.on_note(i, n, now, registry, out);
+                        self.on_note(i, n, now, out);
                     }
                     self.shards[i] = None;
                 }
@@ -599,33 +599,17 @@ impl ClusterOwner {
         self.next_map = now + MAP_RETRY;
     }
 
-    /// A link's socket is ready.
-    pub fn on_ready(&mut self, token: Token, now: Instant, registry: &Registry, out: &mut Outbox) {
-        let Some(i) = shard_of(token) else { return };
-        if let Some(Some(s)) = self.shards.get_mut(i) {
-            s.owner.on_ready(now, registry, out);
-        }
-        self.settle(now, registry, out);
-    }
-
-    /// Writes what handling messages queued.
-    pub fn flush(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
-        for s in self.shards.iter_mut().flatten() {
-            s.owner.flush(now, registry, out);
-        }
-        self.settle(now, registry, out);
-    }
-
     /// Every link's upkeep, commands due again, the map when due.
-    pub fn tick(&mut self, now: Instant, registry: &Registry, out: &mut Outbox) {
+    pub fn handle_timeout(&mut self, now: Now, out: &mut Outbox) {
+        self.now = now;
         for s in self.shards.iter_mut().flatten() {
-            s.owner.tick(now, registry, out);
+            s.owner.handle_timeout(now, out);
         }
-        self.settle(now, registry, out);
+        self.settle(now, out);
         if !self.retries.is_empty() {
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
                 .into_iter()
-                .partition(|(t, _)| *t <= now);
+                .partition(|(t, _)| *t <= now.mono);
             self.retries = later;
             for (_, sent) in due {
                 let target = sent.tag.channel().cloned().and_then(|c| self.shard_for(&c));
@@ -638,11 +622,8 @@ impl ClusterOwner {
                 }
             }
         }
-        self.request_map(now);
-        for s in self.shards.iter_mut().flatten() {
-            s.owner.flush(now, registry, out);
-        }
-        self.settle(now, registry, out);
+        self.request_map(now.mono);
+        self.settle(now, out);
     }
 
     /// Channels with local members on this worker (for metrics).
@@ -673,69 +654,37 @@ impl ClusterOwner {
     }
 }
 
-fn answer(to: ConnId, answer: Answer, out: &mut Outbox) {
-    out.to_worker(to.worker(), ToWorker::Answer { to, answer });
-}
-
-/// Answers a request whose channel no master serves now (and no shard
-/// holds).
-fn unavailable(msg: ToOwner, out: &mut Outbox) {
-    let frame = |id| {
-        ws::text_frame_with(|b| {
-            server::error(b, id, ErrorCode::Unavailable, "the broker is unreachable")
-        })
-    };
-    match msg {
-        ToOwner::Join {
-            channel,
-            who,
-            id,
-            rejoin,
-            ..
-        } => out.to_worker(
-            who.worker(),
-            ToWorker::JoinFailed {
-                channel,
-                who,
-                id,
-                rejoin,
-            },
-        ),
-        ToOwner::Leave {
-            channel,
-            who,
-            id,
-            reply,
-        } => {
-            let frame = reply.then(|| ws::text_frame_with(|b| server::left(b, id, &channel)));
-            out.to_worker(
-                who.worker(),
-                ToWorker::Left {
-                    channel,
-                    who,
-                    frame,
-                },
-            );
+impl LinkDriven for ClusterOwner {
+    fn handle_input(&mut self, token: Token, data: &[u8], now: Now, out: &mut Outbox) {
+        self.now = now;
+        let Some(i) = shard_of(token) else { return };
+        if let Some(Some(s)) = self.shards.get_mut(i) {
+            s.owner.handle_input(data, now, out);
         }
-        ToOwner::Publish { origin, id, .. } => match origin {
-            Origin::Client(who, _) => out.to_worker(
-                who.worker(),
-                ToWorker::Reply {
-                    who,
-                    frame: frame(id),
-                    owed: id.is_some(),
-                },
-            ),
-            Origin::Api(to) => answer(to, Answer::Unavailable, out),
-        },
-        ToOwner::Presence { who, id, .. } => out.to_worker(
-            who.worker(),
-            ToWorker::Reply {
-                who,
-                frame: frame(id),
-                owed: true,
-            },
-        ),
-        ToOwner::Query { from, .. } => answer(from, Answer::Unavailable, out),
+        self.settle(now, out);
+    }
+
+    fn handle_closed(&mut self, token: Token, now: Now, out: &mut Outbox) {
+        self.now = now;
+        let Some(i) = shard_of(token) else { return };
+        if let Some(Some(s)) = self.shards.get_mut(i) {
+            s.owner.handle_closed(now, out);
+        }
+        self.settle(now, out);
+    }
+
+    fn poll_io(&mut self) -> Option<(Token, LinkIo)> {
+        if !self.io.is_empty() {
+            return Some(self.io.remove(0));
+        }
+        self.shards
+            .iter_mut()
+            .flatten()
+            .find_map(|s| s.owner.poll_io())
+    }
+
+    fn poll_transmit(&mut self, token: Token) -> Option<Bytes> {
+        let i = shard_of(token)?;
+        self.shards.get_mut(i)?.as_mut()?.owner.poll_transmit()
     }
 }
