@@ -2,12 +2,12 @@
 //! on one throwaway cluster ([`RedisCluster`], `cluster-node-timeout`
 //! 1000 ms):
 //!
-//! - a live resharding of a busy channel's slot (`SETSLOT MIGRATING /
-//!   IMPORTING`, `MIGRATE`, `SETSLOT NODE`) while publishers on both nodes
-//!   run: every publish is answered, every node delivers in offset order,
-//!   a lost event is never silent (`resync` first), and once the move is
-//!   done every action reaches both nodes, in one order, without a client
-//!   joining again;
+//! - a live resharding of the slot of a busy history channel and a plain
+//!   channel (`SETSLOT MIGRATING / IMPORTING`, `MIGRATE`, `SETSLOT NODE`)
+//!   while a publisher per channel runs on each of two nodes and a third
+//!   node only receives, once with a pause before the hand-over and once
+//!   without: every acknowledged action reaches all three nodes, once, in
+//!   the same order, no `resync`, no client joining again;
 //! - a master killed: its replica is promoted, its channel serves again
 //!   within 5 s of the promotion with no re-join (answers `unavailable`
 //!   meanwhile), and a channel of another shard carries on throughout.
@@ -48,119 +48,174 @@ fn resharding_then_failover_under_load() {
     };
     let a = cluster_node("na", &rc, &FLAGS);
     let b = cluster_node("nb", &rc, &FLAGS);
-    live_resharding(&rc, &a, &b);
+    // A node that only receives: it learns of the move from the others'
+    // notice, having no command of its own answered `ASK`.
+    let c = cluster_node("nc", &rc, &FLAGS);
+    live_resharding(&rc, [&a, &b, &c], "doc:busy", true);
+    // As `redis-cli --cluster reshard` does it: the slot handed over
+    // right after its keys moved, before any node heard of the move.
+    live_resharding(&rc, [&a, &b, &c], "doc:fast", false);
+    drop(c);
     failover(&mut rc, &a, &b);
 }
 
-/// A publisher's answers: per seq, the acked offset or the error.
-type Answers = Vec<(u64, Result<u64, String>)>;
+/// A publisher's answers: per seq, the acked offset (`None` without
+/// history) or the error.
+type Answers = Vec<(u64, Result<Option<u64>, String>)>;
 
-/// What a receiver saw: `(offset, sender conn, seq)` per action, and the
-/// number of actions seen before each `resync`.
+/// What a receiver saw of one channel: `(offset, sender conn, seq)` per
+/// action, and the number of actions seen before each `resync`.
 #[derive(Debug, Default)]
 struct Record {
-    actions: Vec<(u64, String, u64)>,
+    actions: Vec<(Option<u64>, String, u64)>,
     resyncs: Vec<usize>,
 }
 
-fn live_resharding(rc: &RedisCluster, a: &Server, b: &Server) {
-    let ch = "doc:busy";
-    let slot = channel_slot("sb:", ch);
+/// A channel without history whose slot is `slot` (found by name).
+fn plain_channel_in(slot: u16) -> String {
+    (0..1_000_000)
+        .map(|i| format!("plain:{i}"))
+        .find(|c| channel_slot("sb:", c) == slot)
+        .expect("a name in every slot")
+}
+
+/// Receives on both channels until told to stop and quiet for 500 ms.
+fn receiver(mut c: Client, chans: [String; 2], stop: Arc<AtomicBool>) -> [Record; 2] {
+    let mut recs = [Record::default(), Record::default()];
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        match c.next(Instant::now() + Duration::from_millis(100)) {
+            Next::Text(t) => {
+                quiet_since = None;
+                let v: Value = serde_json::from_str(&t).expect("json");
+                let Some(k) = chans.iter().position(|ch| v["channel"] == ch.as_str()) else {
+                    continue;
+                };
+                let rec = &mut recs[k];
+                match v["type"].as_str() {
+                    Some("user_action") => rec.actions.push((
+                        v["offset"].as_u64(),
+                        v["conn"].as_str().unwrap_or_default().to_owned(),
+                        v["action"]["seq"].as_u64().expect("seq"),
+                    )),
+                    Some("resync") => rec.resyncs.push(rec.actions.len()),
+                    _ => {}
+                }
+            }
+            Next::Timeout => {
+                if stop.load(Ordering::SeqCst) {
+                    let q = *quiet_since.get_or_insert_with(Instant::now);
+                    if q.elapsed() > Duration::from_millis(500) {
+                        return recs;
+                    }
+                }
+            }
+            other => panic!("receiver: {other:?}"),
+        }
+    }
+}
+
+/// Publishes on `ch`, one action at a time, each answered before the next.
+fn publisher(mut c: Client, ch: String, stop: Arc<AtomicBool>) -> (String, Answers) {
+    let mut answers: Answers = Vec::new();
+    let mut seq = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let id = c.fresh_id();
+        c.send_json(
+            json!({"type": "user_action", "id": id, "channel": ch, "action": {"seq": seq}}),
+        );
+        let v = c.recv_reply(id);
+        let r = match v["type"].as_str() {
+            Some("ack") => Ok(v["offset"].as_u64()),
+            _ => Err(v.to_string()),
+        };
+        answers.push((seq, r));
+        seq += 1;
+        thread::sleep(Duration::from_millis(3));
+    }
+    (c.conn().to_owned(), answers)
+}
+
+/// A live resharding of the slot of a history channel and a plain channel
+/// (the same slot) while a publisher on each node publishes in each: after
+/// it, both nodes have delivered every acknowledged action of both
+/// channels, in one order, none lost (docs/scaling.md, "Live resharding").
+fn live_resharding(rc: &RedisCluster, nodes: [&Server; 3], hist: &str, pause: bool) {
+    let [a, b, c] = nodes;
+    let hist = hist.to_owned();
+    let slot = channel_slot("sb:", &hist);
+    let plain = plain_channel_in(slot);
+    let chans = [hist.clone(), plain.clone()];
     let from = rc.master_port(slot).expect("slot has a master");
     let to = *rc
         .master_ports()
         .iter()
         .find(|&&p| p != from)
         .expect("another master");
-    let pubsub = format!("sb:{{{ch}}}:ch");
     let stop = Arc::new(AtomicBool::new(false));
-    // Receivers on both nodes record everything until told to stop.
     let mut receivers = Vec::new();
-    for (i, node) in [a, b].into_iter().enumerate() {
+    for (i, node) in [a, b, c].into_iter().enumerate() {
         let mut c = node.connect(&format!("user=r{i}"));
-        c.join(ch);
-        let stop = stop.clone();
-        receivers.push(thread::spawn(move || {
-            let mut rec = Record::default();
-            let mut quiet_since: Option<Instant> = None;
-            loop {
-                match c.next(Instant::now() + Duration::from_millis(100)) {
-                    Next::Text(t) => {
-                        quiet_since = None;
-                        let v: Value = serde_json::from_str(&t).expect("json");
-                        match v["type"].as_str() {
-                            Some("user_action") => rec.actions.push((
-                                v["offset"].as_u64().expect("offset"),
-                                v["conn"].as_str().unwrap_or_default().to_owned(),
-                                v["action"]["seq"].as_u64().expect("seq"),
-                            )),
-                            Some("resync") => rec.resyncs.push(rec.actions.len()),
-                            _ => {}
-                        }
-                    }
-                    Next::Timeout => {
-                        if stop.load(Ordering::SeqCst) {
-                            let q = *quiet_since.get_or_insert_with(Instant::now);
-                            if q.elapsed() > Duration::from_millis(500) {
-                                return rec;
-                            }
-                        }
-                    }
-                    other => panic!("receiver: {other:?}"),
-                }
-            }
-        }));
+        for ch in &chans {
+            c.join(ch);
+        }
+        let (chans, stop) = (chans.clone(), stop.clone());
+        receivers.push(thread::spawn(move || receiver(c, chans, stop)));
     }
-    // Publishers on both nodes, each waiting for every answer.
     let mut publishers = Vec::new();
     for (i, node) in [a, b].into_iter().enumerate() {
-        let mut c = node.connect(&format!("user=p{i}"));
-        c.join(ch);
-        let stop = stop.clone();
-        publishers.push(thread::spawn(move || {
-            let mut answers: Answers = Vec::new();
-            let mut seq = 0;
-            while !stop.load(Ordering::SeqCst) {
-                let id = c.fresh_id();
-                c.send_json(
-                    json!({"type": "user_action", "id": id, "channel": ch, "action": {"seq": seq}}),
-                );
-                let v = c.recv_reply(id);
-                let r = match v["type"].as_str() {
-                    Some("ack") => Ok(v["offset"].as_u64().expect("offset")),
-                    _ => Err(v.to_string()),
-                };
-                answers.push((seq, r));
-                seq += 1;
-                thread::sleep(Duration::from_millis(3));
-            }
-            (c.conn().to_owned(), answers)
-        }));
+        for ch in &chans {
+            let mut c = node.connect(&format!("user=p{i}"));
+            c.join(ch);
+            let (ch, stop) = (ch.clone(), stop.clone());
+            publishers.push(thread::spawn(move || publisher(c, ch, stop)));
+        }
     }
     thread::sleep(Duration::from_millis(300));
     let began = Instant::now();
     rc.begin_migration(slot, to);
     thread::sleep(Duration::from_millis(200));
-    let keys: Vec<String> = ["pr", "hm", "hs"]
+    let keys: Vec<String> = chans
         .iter()
-        .map(|s| format!("sb:{{{ch}}}:{s}"))
+        .flat_map(|ch| ["pr", "hm", "hs"].map(|s| format!("sb:{{{ch}}}:{s}")))
         .collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     rc.migrate_keys(from, to, &keys);
-    thread::sleep(Duration::from_millis(200));
+    // Before the slot is handed over, all three nodes listen at the
+    // importing master too: the publishers' nodes after their own `ASK`,
+    // the receive-only node after their notice.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for ch in chans.iter().filter(|_| pause) {
+        let pubsub = format!("sb:{{{ch}}}:ch");
+        while shard_subs(rc, to, &pubsub) < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{ch}: {} nodes subscribed at the importing master",
+                shard_subs(rc, to, &pubsub)
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let presubscribed = pause.then(|| began.elapsed());
+    if pause {
+        thread::sleep(Duration::from_millis(200));
+    }
     rc.finish_migration(slot, from, to);
     let moved = began.elapsed();
     // Both nodes subscribed at the new master, none left at the old one:
     // the move is done as far as switchboard is concerned.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while shard_subs(rc, to, &pubsub) < 2 || shard_subs(rc, from, &pubsub) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "subscriptions did not follow the slot: {} at {to}, {} at {from}",
-            shard_subs(rc, to, &pubsub),
-            shard_subs(rc, from, &pubsub)
-        );
-        thread::sleep(Duration::from_millis(20));
+    for ch in &chans {
+        let pubsub = format!("sb:{{{ch}}}:ch");
+        while shard_subs(rc, to, &pubsub) < 3 || shard_subs(rc, from, &pubsub) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "subscriptions of {ch} did not follow the slot: {} at {to}, {} at {from}",
+                shard_subs(rc, to, &pubsub),
+                shard_subs(rc, from, &pubsub)
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
     let settled = began.elapsed();
     // Publishing goes on past the move.
@@ -170,89 +225,110 @@ fn live_resharding(rc: &RedisCluster, a: &Server, b: &Server) {
         .into_iter()
         .map(|h| h.join().expect("publisher"))
         .collect();
-    let recs: Vec<Record> = receivers
+    let recs: Vec<[Record; 2]> = receivers
         .into_iter()
         .map(|h| h.join().expect("receiver"))
         .collect();
 
-    // Every publish answered; offsets of the acks are unique.
-    let mut by_offset: BTreeMap<u64, (String, u64)> = BTreeMap::new();
-    let mut failed = 0;
-    for (conn, answers) in &pubs {
-        for (seq, r) in answers {
-            match r {
-                Ok(off) => {
-                    assert!(
-                        by_offset.insert(*off, (conn.clone(), *seq)).is_none(),
-                        "offset {off} acked twice"
-                    );
-                }
-                Err(e) => {
-                    assert!(e.contains("unavailable"), "{conn} seq {seq}: {e}");
-                    failed += 1;
+    let mut report = Vec::new();
+    for (k, ch) in chans.iter().enumerate() {
+        let history = k == 0;
+        // Every acknowledged action of this channel, by (conn, seq); with
+        // history, its offset (unique).
+        let mut acked: BTreeMap<(String, u64), Option<u64>> = BTreeMap::new();
+        let mut failed = 0;
+        for (conn, answers) in pubs.iter().skip(k).step_by(2) {
+            for (seq, r) in answers {
+                match r {
+                    Ok(off) => {
+                        assert_eq!(off.is_some(), history, "{ch}: {conn} seq {seq}");
+                        acked.insert((conn.clone(), *seq), *off);
+                    }
+                    Err(e) => {
+                        assert!(e.contains("unavailable"), "{ch}: {conn} seq {seq}: {e}");
+                        failed += 1;
+                    }
                 }
             }
         }
-    }
-    let last_offset = *by_offset.keys().last().expect("some acks");
-    for (i, rec) in recs.iter().enumerate() {
-        // One order: offsets strictly increase on every node; each one is
-        // the action acked with it.
-        for w in rec.actions.windows(2) {
-            assert!(w[0].0 < w[1].0, "receiver {i}: {:?} then {:?}", w[0], w[1]);
+        if history {
+            let mut offs: Vec<u64> = acked.values().map(|o| o.expect("offset")).collect();
+            offs.sort_unstable();
+            offs.dedup();
+            assert_eq!(offs.len(), acked.len(), "{ch}: an offset acked twice");
         }
-        for (off, conn, seq) in &rec.actions {
+        let seqs: Vec<Vec<(String, u64)>> = recs
+            .iter()
+            .map(|r| {
+                r[k].actions
+                    .iter()
+                    .map(|(_, c, s)| (c.clone(), *s))
+                    .collect()
+            })
+            .collect();
+        for (i, rec) in recs.iter().enumerate() {
+            let rec = &rec[k];
+            if !rec.resyncs.is_empty() {
+                let around: Vec<_> = rec
+                    .resyncs
+                    .iter()
+                    .map(|&r| &rec.actions[r.saturating_sub(2)..(r + 2).min(rec.actions.len())])
+                    .collect();
+                panic!(
+                    "{ch}: receiver {i} resynced at {:?}: {around:?}",
+                    rec.resyncs
+                );
+            }
+            // Each action once, each one acked, as acked.
+            let mut seen = std::collections::BTreeSet::new();
+            for (off, conn, seq) in &rec.actions {
+                assert!(
+                    seen.insert((conn.clone(), *seq)),
+                    "{ch}: receiver {i} got {conn} {seq} twice"
+                );
+                // An action answered `unavailable` may have been published.
+                if let Some(o) = acked.get(&(conn.clone(), *seq)) {
+                    assert_eq!(o, off, "{ch}: receiver {i}: {conn} {seq}");
+                }
+            }
+            let missed: Vec<_> = acked.keys().filter(|k| !seen.contains(*k)).collect();
+            assert!(
+                missed.is_empty(),
+                "{ch}: receiver {i} missed {} acked actions: {missed:?}",
+                missed.len()
+            );
+            // One order: by offset with history; per sender by seq always.
+            if history {
+                for w in rec.actions.windows(2) {
+                    assert_eq!(
+                        w[1].0.expect("offset"),
+                        w[0].0.expect("offset") + 1,
+                        "{ch}: receiver {i}"
+                    );
+                }
+            }
+            let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+            for (_, conn, seq) in &rec.actions {
+                if let Some(p) = last.insert(conn, *seq) {
+                    assert!(p < *seq, "{ch}: receiver {i}: {conn} {p} then {seq}");
+                }
+            }
+        }
+        for (i, s) in seqs.iter().enumerate().skip(1) {
             assert_eq!(
-                by_offset.get(off),
-                Some(&(conn.clone(), *seq)),
-                "receiver {i}"
+                &seqs[0], s,
+                "{ch}: the same actions in the same order on nodes 0 and {i}"
             );
         }
-        // A gap is never silent: a resync comes before the first event
-        // after it.
-        let mut prev: Option<u64> = None;
-        for (k, (off, _, _)) in rec.actions.iter().enumerate() {
-            if let Some(p) = prev {
-                if *off != p + 1 {
-                    assert!(
-                        rec.resyncs.contains(&k),
-                        "receiver {i}: silent gap {p} -> {off}"
-                    );
-                }
-            }
-            prev = Some(*off);
-        }
-        assert_eq!(
-            rec.actions.last().map(|x| x.0),
-            Some(last_offset),
-            "receiver {i} has the last action"
-        );
+        report.push(format!(
+            "{ch}: {} acked, {failed} unavailable, {} delivered on each node",
+            acked.len(),
+            seqs[0].len()
+        ));
     }
-    // After the move: every action on both nodes, the same sequence.
-    let cut = |rec: &Record| -> Vec<u64> {
-        let n = rec.actions.len();
-        rec.actions[n.saturating_sub(100)..]
-            .iter()
-            .map(|x| x.0)
-            .collect()
-    };
-    let tail0 = cut(&recs[0]);
-    assert_eq!(
-        tail0,
-        cut(&recs[1]),
-        "the same last 100 actions on both nodes"
-    );
-    for w in tail0.windows(2) {
-        assert_eq!(w[1], w[0] + 1, "none lost after the move: {tail0:?}");
-    }
-    let lost: Vec<usize> = recs
-        .iter()
-        .map(|r| by_offset.len() - r.actions.len())
-        .collect();
     eprintln!(
-        "resharding slot {slot} {from}->{to}: moved in {moved:?}, subscriptions followed {settled:?} after its start; {} actions acked, {failed} unavailable, missed per node {lost:?}, resyncs per node {:?}",
-        by_offset.len(),
-        recs.iter().map(|r| r.resyncs.len()).collect::<Vec<_>>()
+        "resharding (pause: {pause}) slot {slot} {from}->{to}: all nodes subscribed at the importing master {presubscribed:?} after the start (Some: checked), moved in {moved:?}, subscriptions followed {settled:?} after the start; {}",
+        report.join("; ")
     );
 }
 

@@ -39,7 +39,7 @@ pub struct Rules {
 /// - `aud`: with [`Rules::audience`], required: equal to it, or a list of
 ///   strings containing it (RFC 7519 §4.1.3).
 /// - `info`: optional; any JSON, kept raw; `null` counts as absent.
-/// - `channels`: optional; an array of strings (see [`Identity::may_join`]).
+/// - `channels`: optional; an array of strings (see [`channel_allowed`](super::channel_allowed)).
 /// - Anything else (`iat`, `jti`, ...) is ignored, and so are `iss` and
 ///   `aud` when no rule asks for them.
 pub(crate) fn check(claims: &Members<'_>, rules: &Rules, now: u64) -> Result<Identity, AuthError> {

@@ -76,6 +76,7 @@ pub struct Identity {
     pub exp: u64,
 }
 
+#[cfg(test)]
 impl Identity {
     /// Whether the token allows joining `channel` (§6); see
     /// [`channel_allowed`].

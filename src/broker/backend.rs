@@ -134,6 +134,16 @@ impl Broker {
             }
         }
     }
+
+    /// A deadline the broker set between ticks (a Redis Cluster command to
+    /// send again): the next tick must come no later.
+    pub fn take_wake(&mut self) -> Option<Instant> {
+        match self {
+            Broker::Cluster { owner, .. } => owner.take_wake(),
+            _ => None,
+        }
+    }
+
     /// How many channels this broker orders here (for `/metrics`).
     pub fn channel_count(&self) -> usize {
         match self {

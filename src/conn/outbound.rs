@@ -77,6 +77,7 @@ impl Outbound {
     }
 
     /// Slots the queue holds without allocating.
+    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.frames.capacity()
     }

@@ -248,6 +248,36 @@ pub fn user_action(
     action: &[u8],
     offset: Option<u64>,
 ) {
+    user_action_open(out, channel, user, conn, info, action);
+    offset_field(out, offset);
+    out.push(b'}');
+}
+
+/// [`user_action`] for a history channel over Redis, whose offset only
+/// Redis knows: everything up to `,"offset":`, which the publish script
+/// (`broker/redis/scripts.rs`) completes with the offset and `}` in the
+/// step that assigns it. The bytes are then [`user_action`]'s with that
+/// offset.
+pub fn user_action_until_offset(
+    out: &mut Vec<u8>,
+    channel: &str,
+    user: Option<&str>,
+    conn: Option<&str>,
+    info: Option<&RawValue>,
+    action: &[u8],
+) {
+    user_action_open(out, channel, user, conn, info, action);
+    out.extend_from_slice(br#","offset":"#);
+}
+
+fn user_action_open(
+    out: &mut Vec<u8>,
+    channel: &str,
+    user: Option<&str>,
+    conn: Option<&str>,
+    info: Option<&RawValue>,
+    action: &[u8],
+) {
     // One reservation for the common case of short names and no escapes.
     out.reserve(80 + channel.len() + action.len() + info.map_or(0, |i| i.get().len()));
     out.extend_from_slice(br#"{"type":"user_action""#);
@@ -259,23 +289,98 @@ pub fn user_action(
     info_field(out, info);
     out.extend_from_slice(br#","action":"#);
     out.extend_from_slice(action);
-    offset_field(out, offset);
-    out.push(b'}');
 }
 
 /// `{"type":"presence","channel":..,"event":"join"|"leave","user":..,"conn":..[,"info":..]}`
 /// (§4); `info` on `leave` too.
 pub fn presence(out: &mut Vec<u8>, channel: &str, event: PresenceEvent, member: Member<'_>) {
+    presence_with(out, channel, event, |out| member_fields(out, member));
+}
+
+/// [`presence`] with the member given as its [`member_fields`] (the Redis
+/// broker's presence entry).
+pub fn presence_raw(out: &mut Vec<u8>, channel: &str, event: PresenceEvent, fields: &[u8]) {
+    presence_with(out, channel, event, |out| out.extend_from_slice(fields));
+}
+
+fn presence_with(
+    out: &mut Vec<u8>,
+    channel: &str,
+    event: PresenceEvent,
+    fields: impl FnOnce(&mut Vec<u8>),
+) {
     out.extend_from_slice(br#"{"type":"presence""#);
     channel_field(out, channel);
     out.extend_from_slice(br#","event":""#);
     out.extend_from_slice(event.as_str().as_bytes());
-    out.extend_from_slice(br#"","user":"#);
+    out.extend_from_slice(br#"","#);
+    fields(out);
+    out.push(b'}');
+}
+
+/// Appends `"user":..,"conn":..[,"info":..]`: one member's fields, which
+/// presence events and member lists share. The Redis broker stores these
+/// bytes as the member's presence entry and builds both from them (as does
+/// the reap script, for the `leave` of a member whose node died).
+pub fn member_fields(out: &mut Vec<u8>, member: Member<'_>) {
+    out.extend_from_slice(br#""user":"#);
     write_string(out, member.user);
     out.extend_from_slice(br#","conn":"#);
     write_string(out, member.conn);
     info_field(out, member.info);
-    out.push(b'}');
+}
+
+/// [`write_members`] from members given as their [`member_fields`].
+pub fn write_members_raw<'a>(out: &mut Vec<u8>, members: impl IntoIterator<Item = &'a [u8]>) {
+    out.push(b'[');
+    for (i, fields) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        out.extend_from_slice(fields);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// What an event written here is, read back from its bytes. Over Redis an
+/// event travels as itself (every node, and an operator's `PUBLISH`, sends
+/// the same JSON), so its kind and offset are read where they are written:
+/// a presence event starts as [`presence`] starts it, and an action of a
+/// history channel ends as [`user_action`] ends it, `,"offset":N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Presence,
+    /// A `user_action` (or anything else), with its offset when it ends in
+    /// one.
+    Action {
+        offset: Option<u64>,
+    },
+}
+
+impl Written {
+    pub fn of(event: &[u8]) -> Written {
+        if event.starts_with(br#"{"type":"presence""#) {
+            return Written::Presence;
+        }
+        Written::Action {
+            offset: trailing_offset(event),
+        }
+    }
+}
+
+/// The `N` of an event ending in `"offset":N}`.
+fn trailing_offset(event: &[u8]) -> Option<u64> {
+    let body = event.strip_suffix(b"}")?;
+    let digits = body.len() - body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits == body.len() || body.len() - digits > 20 {
+        return None;
+    }
+    if !body[..digits].ends_with(br#""offset":"#) {
+        return None;
+    }
+    std::str::from_utf8(&body[digits..]).ok()?.parse().ok()
 }
 
 /// Appends `[{"user":..,"conn":..[,"info":..]},...]`, the `members` array of
@@ -286,11 +391,8 @@ pub fn write_members(out: &mut Vec<u8>, members: &[Member<'_>]) {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(br#"{"user":"#);
-        write_string(out, member.user);
-        out.extend_from_slice(br#","conn":"#);
-        write_string(out, member.conn);
-        info_field(out, member.info);
+        out.push(b'{');
+        member_fields(out, *member);
         out.push(b'}');
     }
     out.push(b']');

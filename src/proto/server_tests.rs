@@ -329,3 +329,74 @@ fn api_answers_match_section_9() {
     );
     assert_eq!(encode(|o| api_channels(o, [])).0, r#"{"channels":[]}"#);
 }
+
+/// The Redis broker's forms (an action completed by the publish script, a
+/// presence event and a member list from stored member fields) are the
+/// same bytes as the direct ones, and read back as what they are.
+#[test]
+fn redis_forms_write_the_same_bytes_and_read_back() {
+    let info = raw(r#"{"n":"A \"b\""}"#);
+    let m = Member {
+        user: "u\u{1}é",
+        conn: "c-1",
+        info: Some(info),
+    };
+    let mut fields = Vec::new();
+    member_fields(&mut fields, m);
+    for event in [PresenceEvent::Join, PresenceEvent::Leave] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        presence(&mut a, "room:é", event, m);
+        presence_raw(&mut b, "room:é", event, &fields);
+        assert_eq!(a, b);
+        assert_eq!(Written::of(&a), Written::Presence);
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    write_members(&mut a, &[m, alice()]);
+    let mut alice_fields = Vec::new();
+    member_fields(&mut alice_fields, alice());
+    write_members_raw(&mut b, [&fields[..], &alice_fields[..]]);
+    assert_eq!(a, b);
+    for offset in [None, Some(0), Some(17), Some(u64::MAX)] {
+        let mut a = Vec::new();
+        user_action(
+            &mut a,
+            "doc:1",
+            Some("u"),
+            Some("c"),
+            Some(info),
+            b"[1]",
+            offset,
+        );
+        assert_eq!(Written::of(&a), Written::Action { offset });
+        if let Some(n) = offset {
+            // What the publish script appends.
+            let mut b = Vec::new();
+            user_action_until_offset(&mut b, "doc:1", Some("u"), Some("c"), Some(info), b"[1]");
+            b.extend_from_slice(format!("{n}}}").as_bytes());
+            assert_eq!(a, b);
+        }
+    }
+}
+
+#[test]
+fn offset_is_read_from_the_end_of_a_history_event() {
+    let cases: [(&[u8], Option<u64>); 7] = [
+        (
+            br#"{"type":"user_action","action":1,"offset":17}"#,
+            Some(17),
+        ),
+        (br#"{"action":{"offset":3},"offset":0}"#, Some(0)),
+        (br#"{"type":"user_action","action":{"offset":3}}"#, None),
+        (br#"{"type":"user_action","action":12}"#, None),
+        (br#"{"type":"presence","event":"join"}"#, None),
+        (br#""offset":99999999999999999999999}"#, None),
+        (b"", None),
+    ];
+    for (payload, want) in cases {
+        let got = match Written::of(payload) {
+            Written::Action { offset } => offset,
+            Written::Presence => None,
+        };
+        assert_eq!(got, want, "{}", String::from_utf8_lossy(payload));
+    }
+}

@@ -230,6 +230,11 @@ impl<S: Socket> Driver<S> {
         }
     }
 
+    /// A broker deadline that came up since the last tick.
+    pub fn broker_wake(&mut self) -> Option<Instant> {
+        self.broker.take_wake()
+    }
+
     /// After messages were handled outside [`Driver::pump`]: lets the Redis
     /// link send what they queued.
     pub fn flush_broker(&mut self) {

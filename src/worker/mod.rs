@@ -159,6 +159,9 @@ impl Worker {
                 self.next_tick = self.driver.tick();
                 unflushed = self.driver.pump();
             }
+            if let Some(t) = self.driver.broker_wake() {
+                self.next_tick = self.next_tick.min(t);
+            }
             self.driver.store_owned_channels();
             turn_end = Instant::now();
             let spent = turn_end.saturating_duration_since(now).as_nanos() as u64;

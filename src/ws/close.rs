@@ -9,24 +9,16 @@
 
 use super::ProtocolError;
 
-/// Status codes of RFC 6455 7.4.1 (and 4008/4009 from PROTOCOL.md section 8).
+/// The status codes of RFC 6455 7.4.1 the codec's errors close with; the
+/// connection names its own (1001, 4008, 4009: PROTOCOL.md section 8)
+/// where it closes.
 pub mod close_code {
-    /// The purpose of the connection has been fulfilled.
-    pub const NORMAL: u16 = 1000;
-    /// Server shutting down, or a client gone silent for 3 heartbeats.
-    pub const GOING_AWAY: u16 = 1001;
     /// Any RFC 6455 rule broken.
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// Invalid UTF-8 in a text message or a close reason.
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// A reassembled message over the configured limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// Unexpected condition inside the server.
-    pub const INTERNAL_ERROR: u16 = 1011;
-    /// Switchboard: the client does not read fast enough.
-    pub const SLOW_CONSUMER: u16 = 4008;
-    /// Switchboard: rate limit exceeded repeatedly.
-    pub const RATE_LIMITED: u16 = 4009;
 }
 
 /// The payload of a close frame that had one.

@@ -43,12 +43,36 @@ fn free_port() -> u16 {
 /// Three masters, three replicas.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// Each node's TLS port, by node, for a cluster started with
+    /// [`RedisCluster::start_tls`] (empty otherwise).
+    pub tls_ports: Vec<u16>,
 }
 
 impl RedisCluster {
     /// A cluster whose every node reports `cluster_state:ok`, or `None`
     /// (after a note) without `redis-server`/`redis-cli` outside CI.
     pub fn start() -> Option<RedisCluster> {
+        RedisCluster::start_nodes(None)
+    }
+
+    /// As [`RedisCluster::start`], each node also listening for TLS
+    /// clients on a port of its own, with the cluster bus and replication
+    /// over TLS too (`--tls-cluster yes`, `--tls-replication yes`), under
+    /// `certs`' CA. The plain ports stay open for the test's own
+    /// inspection and for `redis-cli --cluster create`.
+    pub fn start_tls(certs: &Certs) -> Option<RedisCluster> {
+        RedisCluster::start_nodes(Some(certs))
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` of every node.
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.tls_ports
+            .iter()
+            .map(|p| format!("rediss://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    fn start_nodes(certs: Option<&Certs>) -> Option<RedisCluster> {
         let Some(cli) = redis_cli_binary() else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -58,9 +82,33 @@ impl RedisCluster {
             return None;
         };
         let mut nodes = Vec::with_capacity(6);
+        let mut tls_ports = Vec::new();
         for _ in 0..6 {
             let bus = free_port().to_string();
-            let node = RedisServer::start_with(&[
+            let mut tls: Vec<String> = Vec::new();
+            if let Some(c) = certs {
+                let port = free_port();
+                tls_ports.push(port);
+                tls = [
+                    "--tls-port",
+                    &port.to_string(),
+                    "--tls-cert-file",
+                    &path_str(&c.cert),
+                    "--tls-key-file",
+                    &path_str(&c.key),
+                    "--tls-ca-cert-file",
+                    &path_str(&c.ca),
+                    "--tls-auth-clients",
+                    "no",
+                    "--tls-cluster",
+                    "yes",
+                    "--tls-replication",
+                    "yes",
+                ]
+                .map(str::to_owned)
+                .to_vec();
+            }
+            let mut args: Vec<&str> = vec![
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -73,10 +121,12 @@ impl RedisCluster {
                 // sync; a test cluster is young and short-lived.
                 "--cluster-replica-validity-factor",
                 "0",
-            ])?;
+            ];
+            args.extend(tls.iter().map(String::as_str));
+            let node = RedisServer::start_with(&args)?;
             nodes.push(node);
         }
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, tls_ports };
         cluster.create(&cli);
         cluster.wait_ok(CLUSTER_START);
         cluster.wait_replicas_synced(CLUSTER_START);

@@ -16,7 +16,6 @@
 //! events of members whose node died.
 
 pub mod cluster;
-mod json;
 mod link;
 mod replies;
 pub mod scripts;
@@ -34,10 +33,9 @@ use mio::Token;
 use super::{left_frame, Answer, ConnId, GapWatch, MemberInfo, Origin, Outbox, Query, ToOwner};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
-use crate::proto::{server, Since};
+use crate::proto::{server, PresenceEvent, Since};
 use crate::resp::{RedisUrl, SendError, Subscription};
 use crate::rng::XorShift;
-use json::{member_entry, presence_event};
 use link::Link;
 pub use link::{Endpoint, LinkIo};
 use scripts::Script;
@@ -428,7 +426,9 @@ impl RedisOwner {
         let mut entry = Bytes::new();
         let newly = !rejoin && !ch.members.contains_key(&who);
         if newly {
-            entry = member_entry(member);
+            let mut fields = Vec::with_capacity(64);
+            server::member_fields(&mut fields, member.as_member());
+            entry = Bytes::from(fields);
             ch.members.insert(
                 who,
                 LocalMember {
@@ -438,7 +438,7 @@ impl RedisOwner {
             ch.per_worker[who.worker()] += 1;
         }
         let join_event = if newly && ch.presence {
-            let event = Bytes::from(presence_event(&channel, "join", &entry));
+            let event = Bytes::from(presence_event(&channel, PresenceEvent::Join, &entry));
             ch.own_joins.push((event.clone(), who));
             event
         } else {
@@ -517,7 +517,7 @@ impl RedisOwner {
         let pubsub = ch.keys.pubsub.clone();
         let event = ch
             .presence
-            .then(|| presence_event(&channel, "leave", &m.entry));
+            .then(|| presence_event(&channel, PresenceEvent::Leave, &m.entry));
         let mut pending = Some(Tag::Left {
             channel: channel.clone(),
             who,
@@ -579,16 +579,18 @@ impl RedisOwner {
             Origin::Client(_, m) => Some(m.clone()),
             Origin::Api(_) => None,
         };
+        let (user, conn) = match &member {
+            Some(m) => (Some(&*m.user), Some(&*m.conn)),
+            None => (None, None),
+        };
+        let info = member.as_ref().and_then(|m| m.info.as_deref());
         let mut event = Vec::with_capacity(96 + action.len());
-        server::user_action(
-            &mut event,
-            &channel,
-            member.as_ref().map(|m| &*m.user),
-            member.as_ref().map(|m| &*m.conn),
-            member.as_ref().and_then(|m| m.info.as_deref()),
-            action,
-            None,
-        );
+        if history.is_some() {
+            // The script completes it with the offset it assigns.
+            server::user_action_until_offset(&mut event, &channel, user, conn, info, action);
+        } else {
+            server::user_action(&mut event, &channel, user, conn, info, action, None);
+        }
         let keys = Keys::new(&self.config.redis_prefix, &channel);
         let tag = Tag::Publish {
             channel,
@@ -598,14 +600,26 @@ impl RedisOwner {
             sent: now.mono,
         };
         match history {
+            None if self.sharded => {
+                let sha = self.shas.of(Script::Relay).to_owned();
+                self.command_or_fail(
+                    &[
+                        b"EVALSHA",
+                        sha.as_bytes(),
+                        b"2",
+                        &keys.presence,
+                        &keys.pubsub,
+                        &event,
+                    ],
+                    tag,
+                    out,
+                );
+            }
             None => {
                 let publish = self.publish_command();
                 self.command_or_fail(&[publish, &keys.pubsub, &event], tag, out);
             }
             Some(n) => {
-                // The script appends the offset and the closing brace.
-                event.pop();
-                event.extend_from_slice(b",\"offset\":");
                 let n = n.to_string();
                 let epoch = self.epoch_candidate();
                 let ttl = KEY_TTL.as_secs().to_string();
@@ -757,6 +771,13 @@ impl LinkDriven for RedisOwner {
             None
         }
     }
+}
+
+/// A `join` or `leave` from a stored presence entry.
+fn presence_event(channel: &str, event: PresenceEvent, entry: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + entry.len());
+    server::presence_raw(&mut out, channel, event, entry);
+    out
 }
 
 /// `switchboard-<node>-w<worker>`: how operators tell the links apart in

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::json::{bulk_items, event_offset, members_json};
+use super::sharded::MOVING;
 use super::{Note, Now, RedisOwner, Tag};
 use crate::broker::{Answer, ConnId, Outbox, Refused};
 use crate::metrics::DeliveredType;
-use crate::proto::server;
+use crate::proto::server::{self, Written};
 use crate::resp::{Push, Subscription, Value};
 use crate::ws;
 use crate::ws::deflate::Broadcast;
@@ -86,6 +86,15 @@ impl RedisOwner {
             }
             _ => return,
         };
+        // Another node's word that the channel's keys moved to an importing
+        // master (see `sharded`): never an event, which starts with `{`.
+        if self.sharded && payload.first() == Some(&MOVING) {
+            self.notes.push(Note::Moving {
+                pubsub: channel,
+                ask: payload.slice(1..),
+            });
+            return;
+        }
         let Some(name) = self.by_pubsub.get(&channel) else {
             // On a cluster, a channel being moved is subscribed on two
             // masters for a moment; the shard that holds it delivers.
@@ -98,14 +107,18 @@ impl RedisOwner {
         let Some(ch) = self.channels.get_mut(name) else {
             return;
         };
-        let presence = payload.starts_with(br#"{"type":"presence""#);
+        let written = Written::of(&payload);
         // One comparison per event on this node: a gap is told to every
         // local member once, before the event that revealed it.
-        if let Some(watch) = ch.watch.as_mut().filter(|_| !presence) {
-            if let Some(offset) = event_offset(&payload) {
-                if watch.event(offset) {
-                    out.resync(name, &ch.per_worker);
-                }
+        if let (
+            Some(watch),
+            Written::Action {
+                offset: Some(offset),
+            },
+        ) = (&mut ch.watch, written)
+        {
+            if watch.event(offset) {
+                out.resync(name, &ch.per_worker);
             }
         }
         // A joiner never hears its own join (PROTOCOL.md §4).
@@ -118,10 +131,9 @@ impl RedisOwner {
         // Framed once on this node; every local recipient shares it.
         let frame = ws::text_frame_with(|b| b.extend_from_slice(&payload));
         let frame = Broadcast::new(frame, self.config.compress_from());
-        let kind = if presence {
-            DeliveredType::Presence
-        } else {
-            DeliveredType::UserAction
+        let kind = match written {
+            Written::Presence => DeliveredType::Presence,
+            Written::Action { .. } => DeliveredType::UserAction,
         };
         out.fan_out(name, &ch.per_worker, frame, except, kind);
     }
@@ -288,4 +300,23 @@ impl RedisOwner {
         frames.extend(replay);
         out.joined(channel, who, frames);
     }
+}
+
+/// `[{entry},{entry}]` from a reply's presence entries.
+fn members_json<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    server::write_members_raw(&mut out, entries);
+    out
+}
+
+/// The bulk strings of an array reply.
+fn bulk_items(v: &Value) -> impl Iterator<Item = &[u8]> {
+    let items: &[Value] = match v {
+        Value::Array(items) => items,
+        _ => &[],
+    };
+    items.iter().filter_map(|i| match i {
+        Value::Bulk(b) => Some(&b[..]),
+        _ => None,
+    })
 }

@@ -74,6 +74,16 @@ redis.call('EXPIRE', KEYS[2], ARGV[4])
 return off
 "#;
 
+/// KEYS: presence, pub/sub. ARGV: event. A Redis Cluster shard's publish
+/// of an action without history: the same `SPUBLISH`, behind a key the
+/// channel keeps (its presence set), so that once that key has moved to an
+/// importing master the old one answers `ASK` and the node learns of the
+/// move before the slot is handed over (docs/scaling.md, "Live
+/// resharding"). With one Redis a plain `PUBLISH` does it.
+pub const RELAY: &str = r#"
+return redis.call('PUBLISH', KEYS[2], ARGV[1])
+"#;
+
 /// KEYS: presence, pub/sub. ARGV: now_ms, channel as a JSON string,
 /// presence on (1/0). Removes expired entries (a dead node's members) and
 /// publishes their `leave` events; being one step, only one node does it.
@@ -120,15 +130,17 @@ pub enum Script {
     Publish,
     Reap,
     Channels,
+    Relay,
 }
 
 impl Script {
     /// Every script, in load order.
-    pub const ALL: [Script; 4] = [
+    pub const ALL: [Script; 5] = [
         Script::Join,
         Script::Publish,
         Script::Reap,
         Script::Channels,
+        Script::Relay,
     ];
 
     /// The script's text; `sharded`: the form for a Redis Cluster shard,
@@ -141,6 +153,7 @@ impl Script {
             Script::Publish => PUBLISH,
             Script::Reap => REAP,
             Script::Channels => CHANNELS,
+            Script::Relay => RELAY,
         };
         match (sharded, self) {
             (false, _) => Cow::Borrowed(text),
@@ -156,7 +169,7 @@ use std::borrow::Cow;
 
 /// The SHA-1 of every script, as `EVALSHA` takes it.
 #[derive(Debug, Clone)]
-pub struct Shas([String; 4]);
+pub struct Shas([String; 5]);
 
 impl Shas {
     /// The SHA-1s of the scripts in their plain or `sharded` form.

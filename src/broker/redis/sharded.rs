@@ -63,7 +63,15 @@ pub(super) enum Note {
     Map(Option<(bool, Value)>),
     /// A refused `SSUBSCRIBE` (`MOVED` when the slot is elsewhere).
     Refused { channels: Vec<Bytes>, error: Bytes },
+    /// Another node's notice on a channel's pub/sub name: its keys moved
+    /// to an importing master, as this `ASK` error says.
+    Moving { pubsub: Bytes, ask: Bytes },
 }
+
+/// First byte of a notice published on a channel's pub/sub name while its
+/// slot moves (`MOVING` then the text of the `ASK` error the node got).
+/// Events are JSON objects, so none starts with it.
+pub(super) const MOVING: u8 = 0;
 
 /// The cluster's seeds and how to reach its nodes, resolved once at start.
 #[derive(Debug, Clone)]
@@ -157,6 +165,18 @@ impl RedisOwner {
         if self.up {
             let _ = self.link.command(&[b"ASKING"], Sent::ignored());
             let _ = self.subscribe(&[pubsub], true);
+        }
+    }
+
+    /// Tells every node subscribed here to `pubsub` that the channel's
+    /// keys answered `ask` (they moved to an importing master): they
+    /// subscribe there too, before the slot is handed over.
+    pub(super) fn notify_moving(&mut self, pubsub: &[u8], ask: &[u8]) {
+        if self.up {
+            let mut notice = Vec::with_capacity(1 + ask.len());
+            notice.push(MOVING);
+            notice.extend_from_slice(ask);
+            let _ = self.send(&[b"SPUBLISH", pubsub, &notice], Tag::Ignore);
         }
     }
 

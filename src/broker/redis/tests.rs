@@ -156,6 +156,13 @@ impl Scripted {
     }
 }
 
+/// A member's presence entry, as the owner stores it.
+fn member_entry(m: &MemberInfo) -> Vec<u8> {
+    let mut out = Vec::new();
+    server::member_fields(&mut out, m.as_member());
+    out
+}
+
 fn member(user: &str, conn: &str) -> Arc<MemberInfo> {
     Arc::new(MemberInfo {
         user: user.into(),
@@ -200,7 +207,7 @@ fn join_with_push(push_first: bool) -> (ConnId, Vec<Msg>) {
     });
     assert_eq!(s.count(b"EVALSHA"), 2);
     let entry = member_entry(&m);
-    let event = presence_event(&channel, "join", &entry);
+    let event = presence_event(&channel, PresenceEvent::Join, &entry);
     let message = push(b"message", pubsub, &bulk(&event));
     let mut reply = b"*5\r\n*1\r\n".to_vec();
     reply.extend(bulk(&entry));
@@ -214,7 +221,11 @@ fn join_with_push(push_first: bool) -> (ConnId, Vec<Msg>) {
     }
     let got = s.messages(2);
     // Someone else's join is for everyone.
-    let other = presence_event(&channel, "join", &member_entry(&member("v", "m-1-1")));
+    let other = presence_event(
+        &channel,
+        PresenceEvent::Join,
+        &member_entry(&member("v", "m-1-1")),
+    );
     s.send(&push(b"message", pubsub, &bulk(&other)));
     let more = s.messages(1);
     assert!(
@@ -285,9 +296,10 @@ fn kinds(msgs: &[Msg]) -> Vec<String> {
                     assert_eq!(text, r#"{"type":"resync","channel":"doc:x"}"#);
                     "resync".to_owned()
                 }
-                _ => json::event_offset(&frame.plain()[2..])
-                    .expect("an offset")
-                    .to_string(),
+                _ => match server::Written::of(&frame.plain()[2..]) {
+                    server::Written::Action { offset: Some(n) } => n.to_string(),
+                    other => panic!("not an event with an offset: {other:?}"),
+                },
             },
             other => panic!("unexpected {other:?}"),
         })

@@ -6,7 +6,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::json::json_str;
 use super::link::LinkEvent;
 use super::scripts::Script;
 use super::{Note, Now, RedisOwner, Sent, Tag, KEY_TTL, OWED_DELAY};
@@ -194,7 +193,7 @@ impl RedisOwner {
         let sha = self.shas.of(Script::Reap).to_owned();
         for (name, ch) in &self.channels {
             let mut channel_json = Vec::new();
-            json_str(&mut channel_json, name);
+            crate::proto::write_string(&mut channel_json, name);
             let presence = if ch.presence { "1" } else { "0" };
             let _ = self.link.command(
                 &[

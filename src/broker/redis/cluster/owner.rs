@@ -13,18 +13,27 @@
 //! - The slot map is fetched at start, after a `MOVED`, a `CLUSTERDOWN`, a
 //!   dropped subscription or a failed link, every 250 ms while a master's
 //!   link is down or a slot has no master, and every 5 s otherwise.
-//! - A subscription Redis drops (`sunsubscribe`: the slot moved) is asked
-//!   again at once on the same node; the `MOVED` refusal names the new
-//!   master, and the channel moves there without waiting for a map.
-//! - A channel whose slot now has another master moves to that master's
-//!   shard owner with its members, gap watch and subscription: no client
-//!   joins again. The old link unsubscribes; the new one subscribes and
-//!   registers the members' presence.
-//! - `MOVED`: the command goes again to the new master. `ASK`: it goes to
-//!   the importing master after `ASKING`, and that master gets an
-//!   `SSUBSCRIBE` for the channel too, so that what is published there
-//!   during the move reaches this node. `TRYAGAIN`: again after 50 ms, at
-//!   most [`MAX_TRIES`] times. `CLUSTERDOWN`: `unavailable`.
+//! - A channel stays on the shard that holds it while that master is up
+//!   and still a master; it moves (members, gap watch and subscription: no
+//!   client joins again) on that master's `MOVED`, on a refused
+//!   re-subscription, or when the master is gone. A map alone does not
+//!   move it: during a resharding the new master owns the slot a moment
+//!   before the old one lets go.
+//! - A subscription Redis drops (`sunsubscribe`: the slot was handed over)
+//!   is asked again at once on the same node; the `MOVED` refusal names the
+//!   new master, and the channel moves there without waiting for a map.
+//! - `ASK` (the channel's keys are at an importing master): this node
+//!   subscribes there too, tells the other nodes through the old master (a
+//!   notice on the channel's pub/sub name, see `sharded::MOVING`), and asks
+//!   the old master again every 20 ms until it hands the slot over
+//!   (`MOVED`); at most [`ASK_WAITS`] times, then the command goes to the
+//!   importing master after `ASKING`. Messages from the importing master
+//!   wait for the old master's `sunsubscribe` (its last message): every
+//!   node delivers the old master's messages, then the new one's, and none
+//!   is lost (docs/scaling.md, "Live resharding without loss").
+//! - `TRYAGAIN`: again after 20 ms, at most [`MAX_TRIES`] times. Requests
+//!   of a channel with a command waiting to be sent again wait behind it,
+//!   so a sender's actions keep their order. `CLUSTERDOWN`: `unavailable`.
 //! - While a channel's master is down (before its replica is promoted) its
 //!   requests answer `unavailable`; other channels carry on.
 
@@ -38,6 +47,7 @@ use bytes::Bytes;
 use mio::Token;
 use rustls::pki_types::ServerName;
 
+use super::redirect::{self, Redirect};
 use super::{Follow, NodeAddr, Route, Router, SlotMap};
 use crate::broker::redis::sharded::{Note, Sent};
 use crate::broker::redis::{ClusterSeeds, Endpoint, LinkDriven, LinkIo, Now, RedisOwner, Tag};
@@ -47,10 +57,23 @@ use crate::id::{shard_of, shard_token, SHARD_LINKS};
 use crate::metrics::WorkerMetrics;
 use crate::resp::{Push, RedisUrl, Value};
 
-/// Sends of one command after `ASK` or `TRYAGAIN` before `unavailable`.
-pub const MAX_TRIES: u8 = 8;
-/// Pause before sending a command again after `TRYAGAIN`.
-const TRY_AGAIN_AFTER: Duration = Duration::from_millis(50);
+/// Sends of one command after `ASK` or `TRYAGAIN` before `unavailable`
+/// (with [`TRY_AGAIN_AFTER`]: about 4 s).
+pub const MAX_TRIES: u8 = 200;
+/// Sends of one command answered `ASK` that wait for the old master to
+/// hand the slot over (about 3 s); past them it goes to the importing
+/// master after `ASKING`, and nodes not yet subscribed there may miss it.
+const ASK_WAITS: u8 = 150;
+/// Pause before sending a command again after `TRYAGAIN` or `ASK`.
+const TRY_AGAIN_AFTER: Duration = Duration::from_millis(20);
+/// How long the requests of a channel that moved unannounced (no `ASK` or
+/// notice before its `MOVED` or `sunsubscribe`) wait before they go to the
+/// new master: the other nodes learnt of the move at the same moment and
+/// re-subscribe there within a round trip.
+const UNANNOUNCED_WAIT: Duration = Duration::from_millis(100);
+/// Longest a message from a channel's importing master waits for the old
+/// master's last ones (its `sunsubscribe`) before it is delivered anyway.
+const HOLD_MAX: Duration = Duration::from_secs(2);
 /// Map refresh while something is wrong (a master's link down, a slot
 /// without a master, a redirection seen).
 const MAP_RETRY: Duration = Duration::from_millis(250);
@@ -64,6 +87,16 @@ const MAP_TIMEOUT: Duration = Duration::from_secs(3);
 struct Shard {
     addr: NodeAddr,
     owner: RedisOwner,
+}
+
+/// Messages of a channel from its importing master, waiting for the old
+/// master's last ones.
+#[derive(Debug)]
+struct Held {
+    /// The shard that held the channel (the old master's).
+    holder: usize,
+    since: Instant,
+    pushes: Vec<Push>,
 }
 
 /// `/api/channels` answers still coming from the masters.
@@ -98,8 +131,24 @@ pub struct ClusterOwner {
     map_pending: Option<(usize, Instant)>,
     next_map: Instant,
     last_map: Instant,
-    /// Commands to send again after `TRYAGAIN`.
+    /// Commands to send again after `TRYAGAIN` or `ASK`, in the order
+    /// they were answered.
     retries: Vec<(Instant, Sent)>,
+    /// Requests of a channel that has commands in `retries`: they wait
+    /// behind them, so a sender's actions keep their order.
+    parked: HashMap<Arc<str>, Vec<ToOwner>>,
+    /// Channels whose keys answered `ASK`: the importing master's shard,
+    /// where this node subscribed too (once per move).
+    moving: HashMap<Arc<str>, usize>,
+    /// Messages that came from a channel's importing master while the old
+    /// master still had its subscription, by pub/sub name: delivered after
+    /// the old master's last ones (its `sunsubscribe`).
+    held: HashMap<Bytes, Held>,
+    /// Channels that moved unannounced, until when their requests wait.
+    quiet: HashMap<Arc<str>, Instant>,
+    /// The soonest deadline set since the last tick (a retry, a hold),
+    /// for the worker to tick in time: see [`ClusterOwner::take_wake`].
+    wake: Option<Instant>,
     gathers: HashMap<ConnId, Gather>,
 }
 
@@ -131,6 +180,11 @@ impl ClusterOwner {
             next_map: now.mono,
             last_map: now.mono,
             retries: Vec::new(),
+            parked: HashMap::new(),
+            moving: HashMap::new(),
+            held: HashMap::new(),
+            quiet: HashMap::new(),
+            wake: None,
             gathers: HashMap::new(),
         };
         let seed_addrs: Vec<NodeAddr> = owner
@@ -222,10 +276,30 @@ impl ClusterOwner {
             .position(|s| s.as_ref().is_some_and(|s| s.owner.holds(channel)))
     }
 
-    /// Where `channel`'s requests go now: its master's shard (the channel
-    /// moves there first if another holds it), or the holder while its
+    /// Where `channel`'s requests go now: the shard that holds it while
+    /// that master is up and still a master (it says `MOVED` once the slot
+    /// is handed over, see [`ClusterOwner::move_to_route`]); else its
+    /// master's shard (the channel moves there), or the holder while its
     /// slot has no master; `None`: unavailable.
+    ///
+    /// A map alone does not move a channel whose master is up: the map may
+    /// come from the importing master, which owns the slot a moment before
+    /// the old one lets it go, and a node that moved then would publish
+    /// where other nodes are not subscribed yet.
     fn shard_for(&mut self, channel: &Arc<str>) -> Option<usize> {
+        let held = self.holder(channel);
+        if let Some(h) = held {
+            let s = self.shards[h].as_ref().expect("a live shard index");
+            if s.owner.is_up() && self.router.masters().contains(&s.addr) {
+                return Some(h);
+            }
+        }
+        self.move_to_route(channel)
+    }
+
+    /// Moves `channel` to its master by the map (after that master's
+    /// `MOVED`, or when the holder is gone), and says where it is now.
+    fn move_to_route(&mut self, channel: &Arc<str>) -> Option<usize> {
         let held = self.holder(channel);
         let routed = match self.router.route(channel) {
             Route::Master(m) => {
@@ -247,9 +321,77 @@ impl ClusterOwner {
     fn move_channel(&mut self, channel: &str, from: usize, to: usize) {
         if let Some((name, ch)) = self.shard(from).release(channel) {
             tracing::info!(channel = %name, "channel moves to another cluster master");
+            if self.moving.remove(&name).is_none() {
+                // Unannounced: other nodes may not listen at the new
+                // master yet. Its requests wait a little (quiet time).
+                let q = self.now.mono + UNANNOUNCED_WAIT;
+                self.quiet.insert(name.clone(), q);
+                self.wake = Some(self.wake.map_or(q, |w| w.min(q)));
+            }
             let now = self.now;
             self.shard(to).adopt(name, ch, now);
         }
+    }
+
+    /// Subscribes at the importing master `t` of `channel` (after
+    /// `ASKING`), once per move, and with `ask` (this node's own `ASK`)
+    /// tells the other nodes subscribed at the old master to do the same.
+    fn follow_move(&mut self, channel: &Arc<str>, t: usize, ask: Option<&[u8]>) {
+        if self.moving.get(channel) == Some(&t) {
+            return;
+        }
+        let Some(h) = self.holder(channel) else {
+            return;
+        };
+        if h == t {
+            return;
+        }
+        let Some(pubsub) = self.shard(h).pubsub_of(channel).map(<[u8]>::to_vec) else {
+            return;
+        };
+        tracing::debug!(%channel, "channel's keys at an importing master: subscribed there too");
+        self.shard(t).subscribe_asking(&pubsub);
+        if let Some(ask) = ask {
+            self.shard(h).notify_moving(&pubsub, ask);
+        }
+        self.moving.insert(channel.clone(), t);
+    }
+
+    /// Delivers what the importing master sent for `pubsub` while the old
+    /// one still had it, through the shard that holds the channel now.
+    fn deliver_held(&mut self, pubsub: &[u8], out: &mut Outbox) {
+        if let Some(h) = self.held.remove(pubsub) {
+            if let Some(at) = self.holder_of_pubsub(pubsub) {
+                for p in h.pushes {
+                    self.shard(at).on_push(p, out);
+                }
+            }
+        }
+    }
+
+    /// Held messages whose wait is over: their channel moved (or is gone),
+    /// or they waited [`HOLD_MAX`].
+    fn release_held(&mut self, now: Instant, out: &mut Outbox) {
+        if self.held.is_empty() {
+            return;
+        }
+        let done: Vec<Bytes> = self
+            .held
+            .iter()
+            .filter(|(p, h)| {
+                self.holder_of_pubsub(p) != Some(h.holder) || now >= h.since + HOLD_MAX
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in done {
+            self.deliver_held(&p, out);
+        }
+    }
+
+    fn holder_of_pubsub(&self, pubsub: &[u8]) -> Option<usize> {
+        self.shards
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.owner.holds_pubsub(pubsub)))
     }
 
     /// Applies one owner-bound message.
@@ -272,11 +414,34 @@ impl ClusterOwner {
                 return self.gather_channels(from, now, out);
             }
         };
+        // Behind its channel's commands waiting to be sent again, or until
+        // its quiet time is over.
+        if let Some(p) = self.parked.get_mut(&channel) {
+            p.push(msg);
+            return;
+        }
+        let quiet = self.quiet_of(&channel, now.mono);
+        if quiet.is_some()
+            || self
+                .retries
+                .iter()
+                .any(|(_, s)| s.tag.channel() == Some(&channel))
+        {
+            if let Some(q) = quiet {
+                self.wake = Some(self.wake.map_or(q, |w| w.min(q)));
+            }
+            self.parked.insert(channel, vec![msg]);
+            return;
+        }
+        self.route(channel, msg, now, out);
+        self.settle(now, out);
+    }
+
+    fn route(&mut self, channel: Arc<str>, msg: ToOwner, now: Now, out: &mut Outbox) {
         match self.shard_for(&channel) {
             Some(i) => self.shard(i).handle(msg, now, out),
             None => out.refuse(msg.into()),
         }
-        self.settle(now, out);
     }
 
     /// `/api/channels`: the channel scan runs on every master.
@@ -327,6 +492,7 @@ impl ClusterOwner {
                 self.on_note(i, note, now, out);
             }
         }
+        self.release_held(now.mono, out);
         self.update_health();
     }
 
@@ -334,6 +500,9 @@ impl ClusterOwner {
         match note {
             Note::Redirect { sent, error } => self.on_redirect(i, sent, &error, now.mono, out),
             Note::Unsubscribed(pubsub) => {
+                // The old master's last message of the channel came before
+                // this: what the new one sent meanwhile follows it.
+                self.deliver_held(&pubsub, out);
                 // Asked again at once: the `MOVED` that answers names the
                 // new master sooner than a map from a node whose view may
                 // lag behind the gossip.
@@ -347,7 +516,7 @@ impl ClusterOwner {
                 if let Follow::Moved { .. } = self.router.on_error(&error, &asked) {
                     for pubsub in channels {
                         if let Some(name) = self.shard(i).channel_of_pubsub(&pubsub) {
-                            self.shard_for(&name);
+                            self.move_to_route(&name);
                         }
                     }
                 }
@@ -357,12 +526,44 @@ impl ClusterOwner {
                     Push::SMessage { channel, .. } | Push::Message { channel, .. } => channel,
                     _ => return,
                 };
-                let holder = self
-                    .shards
-                    .iter()
-                    .position(|s| s.as_ref().is_some_and(|s| s.owner.holds_pubsub(name)));
-                if let Some(h) = holder {
-                    self.shard(h).on_push(push, out);
+                let Some(h) = self.holder_of_pubsub(name) else {
+                    return;
+                };
+                // From the importing master while the old one (the holder)
+                // still has the subscription: its last messages may still
+                // be on their way, on another link.
+                let up = self.shards[h].as_ref().is_some_and(|s| s.owner.is_up());
+                match self.held.get_mut(&name[..]) {
+                    Some(held) => held.pushes.push(push),
+                    None if up => {
+                        let name = name.clone();
+                        let at = now.mono + HOLD_MAX;
+                        self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+                        self.held.insert(
+                            name,
+                            Held {
+                                holder: h,
+                                since: now.mono,
+                                pushes: vec![push],
+                            },
+                        );
+                    }
+                    None => self.shard(h).on_push(push, out),
+                }
+            }
+            Note::Moving { pubsub, ask } => {
+                let asked = self.shards[i].as_ref().expect("noting shard").addr.clone();
+                tracing::debug!(node = %asked, pubsub = %String::from_utf8_lossy(&pubsub), ask = %String::from_utf8_lossy(&ask), "moving notice");
+                let Some(h) = self.holder_of_pubsub(&pubsub) else {
+                    return;
+                };
+                let Some(name) = self.shard(h).channel_of_pubsub(&pubsub) else {
+                    return;
+                };
+                if let Ok(Some(Redirect::Ask { to, .. })) = redirect::parse(&ask) {
+                    if let Some(t) = self.ensure_shard(&to.resolve(&asked)) {
+                        self.follow_move(&name, t, None);
+                    }
                 }
             }
             Note::Orphan(tag) => self.fail_at_holder(i, tag, out),
@@ -403,39 +604,75 @@ impl ClusterOwner {
         match follow {
             Follow::Moved { .. } => {
                 self.next_map = now;
-                let target = channel.as_ref().and_then(|c| self.shard_for(c));
-                match target {
-                    Some(t) => self.resend(t, sent, false, out),
-                    None => self.fail_at_holder(i, sent.tag, out),
+                // After a move nobody announced, the channel's commands
+                // wait its quiet time (see `move_channel`).
+                let target = channel.as_ref().and_then(|c| self.move_to_route(c));
+                let quiet = channel.as_ref().and_then(|c| self.quiet_of(c, now));
+                let queued = channel
+                    .as_ref()
+                    .is_some_and(|c| self.retries.iter().any(|(_, s)| s.tag.channel() == Some(c)));
+                match (target, quiet) {
+                    (Some(_), Some(q)) if sent.tries < MAX_TRIES => self.retry(q, sent),
+                    // Behind the channel's commands still queued.
+                    (Some(_), None) if queued && sent.tries < MAX_TRIES => self.retry(now, sent),
+                    (Some(t), _) => self.resend(t, sent, false, out),
+                    (None, _) => self.fail_at_holder(i, sent.tag, out),
                 }
             }
-            Follow::Ask { to } => {
-                let target = self.ensure_shard(&to);
-                match (target, sent.tries < MAX_TRIES) {
-                    (Some(t), true) => {
-                        if let Some(c) = &channel {
-                            if let Some(h) = self.holder(c) {
-                                if h != t {
-                                    let pubsub = self.shard(h).pubsub_of(c).map(<[u8]>::to_vec);
-                                    if let Some(p) = pubsub {
-                                        self.shard(t).subscribe_asking(&p);
-                                    }
-                                }
-                            }
-                        }
-                        self.resend(t, sent, true, out);
+            // The channel's keys are at the importing master. Every node
+            // subscribed at the old one is told to subscribe there too, and
+            // the command is asked again of the old master until it hands
+            // the slot over (`MOVED`): nothing of the channel is published
+            // at the new master before every node listens there
+            // (docs/scaling.md, "Live resharding").
+            Follow::Ask { to } => match (self.ensure_shard(&to), channel) {
+                (Some(t), Some(c)) if sent.tries < ASK_WAITS => {
+                    self.follow_move(&c, t, Some(error));
+                    self.retry(now + TRY_AGAIN_AFTER, sent);
+                }
+                (Some(t), c) if sent.tries < MAX_TRIES => {
+                    if let Some(c) = &c {
+                        self.follow_move(c, t, Some(error));
                     }
-                    _ => self.fail_at_holder(i, sent.tag, out),
+                    self.resend(t, sent, true, out);
                 }
-            }
+                _ => self.fail_at_holder(i, sent.tag, out),
+            },
             Follow::TryAgain if sent.tries < MAX_TRIES => {
-                self.retries.push((now + TRY_AGAIN_AFTER, sent));
+                self.retry(now + TRY_AGAIN_AFTER, sent);
             }
             Follow::TryAgain | Follow::Unavailable | Follow::Reply => {
                 self.next_map = now;
                 self.fail_at_holder(i, sent.tag, out);
             }
         }
+    }
+
+    /// Queues a command to be sent again at `at`, or after the channel's
+    /// commands already queued: a channel's commands go out in the order
+    /// they were answered.
+    fn retry(&mut self, at: Instant, sent: Sent) {
+        let channel = sent.tag.channel();
+        let at = self
+            .retries
+            .iter()
+            .filter(|(_, s)| channel.is_some() && s.tag.channel() == channel)
+            .map(|(t, _)| *t)
+            .fold(at, Instant::max);
+        self.retries.push((at, sent));
+        self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+    }
+
+    /// The end of `channel`'s quiet time after an unannounced move, if it
+    /// is not over.
+    fn quiet_of(&self, channel: &str, now: Instant) -> Option<Instant> {
+        self.quiet.get(channel).copied().filter(|q| *q > now)
+    }
+
+    /// A deadline that came up between ticks (a command to send again, a
+    /// held message): the worker's next tick must not be later.
+    pub fn take_wake(&mut self) -> Option<Instant> {
+        self.wake.take()
     }
 
     fn resend(&mut self, t: usize, sent: Sent, asking: bool, out: &mut Outbox) {
@@ -579,8 +816,13 @@ impl ClusterOwner {
             }
             self.map_pending = None;
         }
+        // Not its time yet: a tick for something else (a ping, a command
+        // sent again) must not push the refresh further away.
+        if now < self.next_map {
+            return;
+        }
         if !self.map_due(now) {
-            self.next_map = self.next_map.max(now + MAP_RETRY);
+            self.next_map = now + MAP_RETRY;
             return;
         }
         let masters = self.router.masters().to_vec();
@@ -602,11 +844,20 @@ impl ClusterOwner {
     /// Every link's upkeep, commands due again, the map when due.
     pub fn handle_timeout(&mut self, now: Now, out: &mut Outbox) {
         self.now = now;
+        self.wake = None;
         for s in self.shards.iter_mut().flatten() {
             s.owner.handle_timeout(now, out);
         }
         self.settle(now, out);
+        self.quiet.retain(|_, q| *q > now.mono);
         if !self.retries.is_empty() {
+            // A channel's commands in its quiet time wait for its end, in
+            // their order.
+            for (t, s) in &mut self.retries {
+                if let Some(q) = s.tag.channel().and_then(|c| self.quiet.get(c)) {
+                    *t = (*t).max(*q);
+                }
+            }
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
                 .into_iter()
                 .partition(|(t, _)| *t <= now.mono);
@@ -622,6 +873,26 @@ impl ClusterOwner {
                 }
             }
         }
+        // Requests parked behind commands that are now sent again go out
+        // after them, on the same link.
+        let free: Vec<Arc<str>> = self
+            .parked
+            .keys()
+            .filter(|c| {
+                !self.quiet.contains_key(*c)
+                    && !self
+                        .retries
+                        .iter()
+                        .any(|(_, s)| s.tag.channel() == Some(*c))
+            })
+            .cloned()
+            .collect();
+        for c in free {
+            for msg in self.parked.remove(&c).unwrap_or_default() {
+                self.route(c.clone(), msg, now, out);
+            }
+        }
+        self.release_held(now.mono, out);
         self.request_map(now.mono);
         self.settle(now, out);
     }
@@ -643,8 +914,15 @@ impl ClusterOwner {
             .flatten()
             .filter_map(|s| s.owner.next_deadline());
         let retries = self.retries.iter().map(|(t, _)| *t);
+        let held = self.held.values().map(|h| h.since + HOLD_MAX);
+        let quiet = self.quiet.values().copied();
         let map = Some(self.next_map);
-        links.chain(retries).chain(map).min()
+        links
+            .chain(retries)
+            .chain(held)
+            .chain(quiet)
+            .chain(map)
+            .min()
     }
 
     /// How many links this worker has (for tests and docs: at most one per
@@ -688,3 +966,7 @@ impl LinkDriven for ClusterOwner {
         self.shards.get_mut(i)?.as_mut()?.owner.poll_transmit()
     }
 }
+
+#[cfg(test)]
+#[path = "owner_tests.rs"]
+mod tests;
