@@ -4,13 +4,17 @@
 //!
 //! Connections read it (`/healthz`, `/metrics`, `--max-connections`) and
 //! workers update it, all with relaxed atomics: nothing here orders
-//! anything, it only counts and flags. The queues and wake-ups between
-//! workers are the IO shell's and live in `worker::Shared`.
+//! anything, it only counts and flags. [`Shared`] adds the queues and
+//! wake-ups between workers, which are the IO shell's.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
+use mio::Waker;
+
 use crate::auth::Authenticator;
+use crate::broker::{Msg, Queues};
 use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 
@@ -59,5 +63,21 @@ impl Node {
     /// Whether every worker's Redis link is up (always, embedded).
     pub fn broker_up(&self) -> bool {
         self.links_down.load(Relaxed) == 0
+    }
+}
+
+/// State every worker reads: the node's, and the queues between workers.
+#[derive(Debug)]
+pub struct Shared {
+    pub node: Node,
+    pub queues: Queues,
+}
+
+impl Shared {
+    pub fn new(node: Node, senders: Vec<Sender<Vec<Msg>>>, wakers: Vec<Arc<Waker>>) -> Self {
+        Shared {
+            node,
+            queues: Queues::new(senders, wakers),
+        }
     }
 }

@@ -11,7 +11,7 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::broker::{Msg, ToWorker};
+use crate::broker::{Broker, Msg, ToWorker};
 use rustls::pki_types::ServerName;
 
 use crate::broker::redis::{ClusterSeeds, Endpoint};
@@ -94,14 +94,20 @@ impl Server {
         for (index, ((poll, listener), receiver)) in
             polls.into_iter().zip(listeners).zip(receivers).enumerate()
         {
+            let broker = Broker::new(
+                &shared.node,
+                index,
+                redis.clone(),
+                cluster.clone(),
+                seed ^ ((index as u64 + 1) << 32),
+                poll.registry(),
+            )?;
             let parts = Parts {
                 index,
                 poll,
                 listener: TcpListener::from_std(listener),
                 receiver,
-                seed: seed ^ ((index as u64 + 1) << 32),
-                redis: redis.clone(),
-                cluster: cluster.clone(),
+                broker,
                 tls: tls.clone(),
             };
             let worker = Worker::new(parts, shared.clone())?;

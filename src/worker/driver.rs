@@ -82,12 +82,11 @@ pub struct Driver<S> {
     registry: Registry,
     broker: Broker,
     outbox: Outbox,
-    /// Connections to write, in the order they were queued to; those before
-    /// `flushed` are written (see "Flushing in rounds").
-    dirty: Vec<usize>,
+    /// `dirty`: connections to write, in the order they were queued to;
+    /// those before `flushed` are written (see "Flushing in rounds").
+    /// `slow`: slow consumers a delivery found, kept for its capacity.
+    fanout: Fanout,
     flushed: usize,
-    /// Slow consumers found by a delivery, kept for its capacity.
-    slow: Vec<usize>,
     /// Connections whose held input was released: read them again.
     to_read: Vec<usize>,
     /// Connections whose reads wait for another worker's queue to drain.
@@ -134,9 +133,8 @@ impl<S: Socket> Driver<S> {
             broker,
             outbox: Outbox::new(workers),
             shared,
-            dirty: Vec::new(),
+            fanout: Fanout::default(),
             flushed: 0,
-            slow: Vec::new(),
             to_read: Vec::new(),
             deferred: Vec::new(),
             due: Vec::new(),
@@ -188,10 +186,12 @@ impl<S: Socket> Driver<S> {
         self.draining && self.conns.is_empty()
     }
 
-    /// Publishes how many channels this worker owns (for `/metrics`).
-    pub fn store_owned_channels(&self) {
+    /// Ends a loop turn: publishes how many channels this worker owns (for
+    /// `/metrics`); returns a broker deadline that came up since the tick.
+    pub fn end_turn(&mut self) -> Option<Instant> {
         let owned = self.broker.channel_count();
         self.shared.node.owned_channels[self.index].store(owned, Ordering::Relaxed);
+        self.broker.take_wake()
     }
 
     /// A Redis link's socket (the link's, or a cluster node's) is ready.
@@ -230,11 +230,6 @@ impl<S: Socket> Driver<S> {
         }
     }
 
-    /// A broker deadline that came up since the last tick.
-    pub fn broker_wake(&mut self) -> Option<Instant> {
-        self.broker.take_wake()
-    }
-
     /// After messages were handled outside [`Driver::pump`]: lets the Redis
     /// link send what they queued.
     pub fn flush_broker(&mut self) {
@@ -260,7 +255,7 @@ impl<S: Socket> Driver<S> {
                 self.flush_round();
                 // Flushing can release held HTTP input, to be read.
                 if self.to_read.is_empty() {
-                    return self.flushed < self.dirty.len();
+                    return self.flushed < self.fanout.dirty.len();
                 }
                 continue;
             };
@@ -343,7 +338,7 @@ impl<S: Socket> Driver<S> {
         if let Some(entry) = self.conns.get_mut(key) {
             if !entry.dirty {
                 entry.dirty = true;
-                self.dirty.push(key);
+                self.fanout.dirty.push(key);
             }
             if entry.queued_since.is_none() && !entry.conn.transmit().is_empty() {
                 entry.queued_since = Some(self.now);
@@ -354,9 +349,9 @@ impl<S: Socket> Driver<S> {
     /// Writes the next [`FLUSH_ROUND`] dirty connections, half-closes those
     /// whose last bytes are out, and lets each release held input.
     fn flush_round(&mut self) {
-        let end = self.dirty.len().min(self.flushed + FLUSH_ROUND);
+        let end = self.fanout.dirty.len().min(self.flushed + FLUSH_ROUND);
         for i in self.flushed..end {
-            let key = self.dirty[i];
+            let key = self.fanout.dirty[i];
             let Some(entry) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -390,12 +385,12 @@ impl<S: Socket> Driver<S> {
             }
         }
         self.flushed = end;
-        if self.flushed == self.dirty.len() {
-            self.dirty.clear();
+        if self.flushed == self.fanout.dirty.len() {
+            self.fanout.dirty.clear();
             self.flushed = 0;
-        } else if self.flushed > self.dirty.len() / 2 {
+        } else if self.flushed > self.fanout.dirty.len() / 2 {
             // Keeps the list within twice the connections waiting.
-            self.dirty.drain(..self.flushed);
+            self.fanout.dirty.drain(..self.flushed);
             self.flushed = 0;
         }
     }
@@ -474,34 +469,26 @@ impl<S: Socket> Driver<S> {
         let except = except
             .filter(|e| e.worker() == self.index)
             .map(ConnId::handle);
-        let listed = self.dirty.len();
-        let mut fanout = Fanout {
-            dirty: std::mem::take(&mut self.dirty),
-            slow: std::mem::take(&mut self.slow),
-        };
+        let listed = self.fanout.dirty.len();
         let queued = self.registry.deliver(
             channel,
             frame,
             except,
             self.shared.node.config.outbound_limit,
             &mut self.conns,
-            &mut fanout,
+            &mut self.fanout,
             &mut self.deflate.deflater,
         );
-        self.dirty = fanout.dirty;
         // Their write delay starts now, though a later round writes them.
-        for &key in &self.dirty[listed..] {
+        for &key in &self.fanout.dirty[listed..] {
             if let Some(e) = self.conns.get_mut(key) {
                 e.queued_since.get_or_insert(self.now);
             }
         }
-        for key in fanout.slow.drain(..) {
-            if let Some(entry) = self.conns.get_mut(key) {
-                entry.conn.handle_slow(&mut cx!(self));
-                self.after_call(key);
-            }
-        }
-        self.slow = fanout.slow;
+        let mut slow = std::mem::take(&mut self.fanout.slow);
+        self.call_each(&slow, Connection::handle_slow);
+        slow.clear();
+        self.fanout.slow = slow;
         self.metrics.delivered(kind, queued);
         // One clock read per fan-out, not per recipient.
         latency::observe_since(&self.metrics.fanout, self.now);
@@ -513,9 +500,14 @@ impl<S: Socket> Driver<S> {
         }
         self.draining = true;
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
+        self.call_each(&keys, Connection::handle_drain);
+    }
+
+    /// Calls `f` on each live connection of `keys`, then settles it.
+    fn call_each(&mut self, keys: &[usize], f: impl Fn(&mut Connection, &mut Cx<'_>)) {
+        for &key in keys {
             if let Some(entry) = self.conns.get_mut(key) {
-                entry.conn.handle_drain(&mut cx!(self));
+                f(&mut entry.conn, &mut cx!(self));
                 self.after_call(key);
             }
         }
@@ -539,12 +531,7 @@ impl<S: Socket> Driver<S> {
                     .map(|(k, _)| k),
             );
         }
-        for &key in &due {
-            if let Some(entry) = self.conns.get_mut(key) {
-                entry.conn.handle_timeout(&mut cx!(self));
-                self.after_call(key);
-            }
-        }
+        self.call_each(&due, Connection::handle_timeout);
         due.clear();
         self.due = due;
         next

@@ -5,7 +5,7 @@
 //! channel owners. This file is the IO edge: poll, accept, turn readiness
 //! into driver calls, and the queue from other workers.
 //!
-//! Workers talk through bounded queues ([`Queues`]); a turn batches
+//! Workers talk through bounded queues ([`Queues`](crate::broker::Queues)); a turn batches
 //! everything bound for one worker into one queue message and one wake-up.
 //!
 //! # Loop turn
@@ -28,33 +28,18 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Waker};
+use mio::{Events, Interest, Poll};
 
-use crate::broker::{Broker, Msg, Queues};
+use crate::broker::{Broker, Msg};
 use crate::id::{key_of, shard_of, token_of, LISTENER, REDIS, WAKER};
-use crate::node::Node;
+
 use crate::socket::Stream;
 use crate::tls::ServerTls;
 
+pub use crate::node::Shared;
 pub use driver::{Driver, FLUSH_ROUND};
-
-/// State every worker reads: the node's, and the queues between workers.
-#[derive(Debug)]
-pub struct Shared {
-    pub node: Node,
-    pub queues: Queues,
-}
-
-impl Shared {
-    pub fn new(node: Node, senders: Vec<Sender<Vec<Msg>>>, wakers: Vec<Arc<Waker>>) -> Self {
-        Shared {
-            node,
-            queues: Queues::new(senders, wakers),
-        }
-    }
-}
 
 /// What a worker is built from, before its thread starts.
 #[derive(Debug)]
@@ -63,12 +48,8 @@ pub struct Parts {
     pub poll: Poll,
     pub listener: TcpListener,
     pub receiver: Receiver<Vec<Msg>>,
-    pub seed: u64,
-    /// Redis's address (and TLS settings), resolved once at start; `None`:
-    /// embedded broker.
-    pub redis: Option<crate::broker::redis::Endpoint>,
-    /// `--redis-cluster`: the seeds; `None` otherwise.
-    pub cluster: Option<crate::broker::redis::ClusterSeeds>,
+    /// Its share of channel owners, its links registered with `poll`.
+    pub broker: Broker,
     /// `--tls-cert`/`--tls-key`: every accepted connection is TLS.
     pub tls: Option<Arc<ServerTls>>,
 }
@@ -91,17 +72,9 @@ impl Worker {
             .poll
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let broker = Broker::new(
-            &shared.node,
-            parts.index,
-            parts.redis,
-            parts.cluster,
-            parts.seed,
-            parts.poll.registry(),
-        )?;
         Ok(Worker {
             index: parts.index,
-            driver: Driver::new(parts.index, shared, broker),
+            driver: Driver::new(parts.index, shared, parts.broker),
             poll: parts.poll,
             listener,
             receiver: parts.receiver,
@@ -139,8 +112,7 @@ impl Worker {
                 match event.token() {
                     WAKER => self.drain_queue(),
                     LISTENER => self.accept(),
-                    REDIS => self.driver.redis_ready(REDIS),
-                    token if shard_of(token).is_some() => self.driver.redis_ready(token),
+                    t if t == REDIS || shard_of(t).is_some() => self.driver.redis_ready(t),
                     token => {
                         let Some(key) = key_of(token) else { continue };
                         let closed = event.is_read_closed() || event.is_error();
@@ -159,10 +131,9 @@ impl Worker {
                 self.next_tick = self.driver.tick();
                 unflushed = self.driver.pump();
             }
-            if let Some(t) = self.driver.broker_wake() {
+            if let Some(t) = self.driver.end_turn() {
                 self.next_tick = self.next_tick.min(t);
             }
-            self.driver.store_owned_channels();
             turn_end = Instant::now();
             let spent = turn_end.saturating_duration_since(now).as_nanos() as u64;
             metrics.loop_time.observe(spent);
