@@ -47,13 +47,41 @@ pub trait Recipient {
     }
 }
 
-/// What one delivery did, besides queueing.
+/// What deliveries did, besides queueing: the connections to write, in
+/// the order they were queued to, and the slow consumers found.
 #[derive(Debug, Default)]
 pub struct Fanout {
-    /// Connections queued to, each listed once per flush.
+    /// Connections queued to, each listed once per flush; those before
+    /// `written` are written already (the driver writes them in rounds).
     pub dirty: Vec<usize>,
+    written: usize,
     /// Connections whose queue was full: slow consumers to close (4008).
     pub slow: Vec<usize>,
+}
+
+impl Fanout {
+    /// Whether listed connections still wait to be written.
+    pub fn waiting(&self) -> bool {
+        self.written < self.dirty.len()
+    }
+
+    /// The places in `dirty` of the next round of at most `n` connections.
+    pub fn next_round(&self, n: usize) -> std::ops::Range<usize> {
+        self.written..self.dirty.len().min(self.written + n)
+    }
+
+    /// The round up to `end` is written. The list is kept within twice the
+    /// connections still waiting.
+    pub fn round_written(&mut self, end: usize) {
+        self.written = end;
+        if self.written == self.dirty.len() {
+            self.dirty.clear();
+            self.written = 0;
+        } else if self.written > self.dirty.len() / 2 {
+            self.dirty.drain(..self.written);
+            self.written = 0;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +174,22 @@ mod tests {
 
     fn h(key: u32) -> Handle {
         Handle { key, serial: 1 }
+    }
+
+    #[test]
+    fn rounds_write_the_oldest_first_and_keep_the_list_short() {
+        let mut f = Fanout::default();
+        f.dirty.extend(0..10);
+        assert_eq!(f.next_round(4), 0..4);
+        f.round_written(4);
+        assert!(f.waiting());
+        assert_eq!(f.next_round(4), 4..8);
+        f.round_written(8);
+        // Past half the list: the written part is dropped.
+        assert_eq!((f.dirty.len(), f.next_round(4)), (2, 0..2));
+        f.dirty.push(10);
+        f.round_written(3);
+        assert!(!f.waiting() && f.dirty.is_empty());
     }
 
     #[test]

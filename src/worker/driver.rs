@@ -33,10 +33,6 @@ use crate::registry::{Fanout, Recipient, Registry};
 use crate::socket::Socket;
 use crate::ws::deflate::{Broadcast, Codec, WindowBits};
 
-/// The per-worker read buffer: a full default-sized message and its header
-/// fit in one read, and so does the input a held connection may keep.
-const SCRATCH: usize = MAX_HELD_INPUT;
-
 /// Connections written per [`Driver::pump`] (see "Flushing in rounds"):
 /// about a millisecond of `write(2)`s of small frames.
 pub const FLUSH_ROUND: usize = 256;
@@ -82,17 +78,17 @@ pub struct Driver<S> {
     registry: Registry,
     broker: Broker,
     outbox: Outbox,
-    /// `dirty`: connections to write, in the order they were queued to;
-    /// those before `flushed` are written (see "Flushing in rounds").
-    /// `slow`: slow consumers a delivery found, kept for its capacity.
+    /// Connections to write, in rounds (see "Flushing in rounds"), and
+    /// the slow consumers a delivery found (kept for its capacity).
     fanout: Fanout,
-    flushed: usize,
     /// Connections whose held input was released: read them again.
     to_read: Vec<usize>,
     /// Connections whose reads wait for another worker's queue to drain.
     deferred: Vec<usize>,
     /// Connections with a timer due, kept for its capacity.
     due: Vec<usize>,
+    /// The read buffer: a full default-sized message and its header fit in
+    /// one read, and so does the input a held connection may keep.
     scratch: Vec<u8>,
     next_serial: u32,
     conn_seq: u64,
@@ -134,11 +130,10 @@ impl<S: Socket> Driver<S> {
             outbox: Outbox::new(workers),
             shared,
             fanout: Fanout::default(),
-            flushed: 0,
             to_read: Vec::new(),
             deferred: Vec::new(),
             due: Vec::new(),
-            scratch: vec![0; SCRATCH],
+            scratch: vec![0; MAX_HELD_INPUT],
             next_serial: 1,
             conn_seq: 1,
             deflate: Codec::default(),
@@ -255,7 +250,7 @@ impl<S: Socket> Driver<S> {
                 self.flush_round();
                 // Flushing can release held HTTP input, to be read.
                 if self.to_read.is_empty() {
-                    return self.flushed < self.fanout.dirty.len();
+                    return self.fanout.waiting();
                 }
                 continue;
             };
@@ -349,8 +344,9 @@ impl<S: Socket> Driver<S> {
     /// Writes the next [`FLUSH_ROUND`] dirty connections, half-closes those
     /// whose last bytes are out, and lets each release held input.
     fn flush_round(&mut self) {
-        let end = self.fanout.dirty.len().min(self.flushed + FLUSH_ROUND);
-        for i in self.flushed..end {
+        let round = self.fanout.next_round(FLUSH_ROUND);
+        let end = round.end;
+        for i in round {
             let key = self.fanout.dirty[i];
             let Some(entry) = self.conns.get_mut(key) else {
                 continue;
@@ -384,15 +380,7 @@ impl<S: Socket> Driver<S> {
                 self.to_read.push(key);
             }
         }
-        self.flushed = end;
-        if self.flushed == self.fanout.dirty.len() {
-            self.fanout.dirty.clear();
-            self.flushed = 0;
-        } else if self.flushed > self.fanout.dirty.len() / 2 {
-            // Keeps the list within twice the connections waiting.
-            self.fanout.dirty.drain(..self.flushed);
-            self.flushed = 0;
-        }
+        self.fanout.round_written(end);
     }
 
     /// Forgets a connection at once (the peer is gone, the socket failed,
