@@ -331,3 +331,54 @@ fn a_client_stalled_in_the_tls_handshake_is_dropped_at_the_timeout() {
         1.0
     );
 }
+
+/// The README's one-line self-signed certificate (the same line in
+/// docs/tls.md and docs/protocol.md) is a leaf, not a CA: rustls takes it
+/// as the end entity when a client trusts the file itself, as browsers do
+/// once the user accepts it. openssl's default `-x509` profile makes a CA
+/// (`CA:TRUE`), which webpki refuses as an end entity.
+#[test]
+fn the_readme_one_line_certificate_is_accepted_as_a_leaf() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let line = |file: &str| -> String {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("openssl req -x509"))
+            .unwrap_or_else(|| panic!("no one-line certificate in {file}"))
+            .to_owned()
+    };
+    let one_liner = line("README.md");
+    assert_eq!(line("docs/tls.md"), one_liner);
+    assert_eq!(line("docs/protocol.md"), one_liner);
+
+    let dir = std::env::temp_dir().join(format!("sb-readme-cert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&one_liner)
+        .current_dir(&dir)
+        .output()
+        .expect("sh runs (and openssl must be installed)");
+    assert!(
+        out.status.success(),
+        "{one_liner}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let s = Server::start(&["--tls-cert", &path_str(&cert), "--tls-key", &path_str(&key)]);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der(&cert)).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let r = https(s.addr, std::sync::Arc::new(config), &get("/healthz"));
+    assert_eq!((r.status, r.body_text().trim()), (200, "ok"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,8 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::conn::Outbound;
-use switchboard::tls::{load, TlsSession};
+use switchboard::tls::{load, unbuffered};
 
 /// A certificate made for fuzzing only (fuzz/certs), written out once so
 /// the loader reads it the way the server does.
@@ -27,27 +26,5 @@ fn config() -> Arc<rustls::ServerConfig> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut s = TlsSession::server(config());
-    let mut rest = data;
-    let mut plain = [0u8; 4096];
-    let mut sink = Vec::new();
-    let mut out = Outbound::default();
-    while !rest.is_empty() {
-        let Ok(used) = s.handle_ciphertext(rest) else {
-            break;
-        };
-        while let Ok(n) = s.read_plaintext(&mut plain) {
-            if n == 0 {
-                break;
-            }
-        }
-        let _ = s.flush(&mut out, &mut sink);
-        if used == 0 {
-            break;
-        }
-        rest = &rest[used..];
-    }
-    let _ = s.write_tls(&mut sink);
-    // Handshake answers and alerts only: a few kilobytes.
-    assert!(sink.len() < 64 * 1024, "{}", sink.len());
+    unbuffered::feed_arbitrary(config(), data);
 });

@@ -220,7 +220,7 @@ fn a_bad_new_pair_on_reload_keeps_the_old() {
 }
 
 /// A client trusting everything the tests make (each test's own roots).
-fn client(
+pub(super) fn client(
     roots: &[CertificateDer<'static>],
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> ClientConnection {
@@ -240,10 +240,10 @@ fn client(
 /// An in-memory socket: reads what the peer wrote, writes into `out`,
 /// and says `WouldBlock` past `room` bytes of unread output.
 #[derive(Default)]
-struct Pipe {
-    input: Vec<u8>,
-    out: Vec<u8>,
-    room: Option<usize>,
+pub(super) struct Pipe {
+    pub(super) input: Vec<u8>,
+    pub(super) out: Vec<u8>,
+    pub(super) room: Option<usize>,
 }
 
 impl Read for Pipe {
@@ -277,7 +277,7 @@ impl Write for Pipe {
 
 /// Gives the client everything in `wire` (one `read_tls` takes a bounded
 /// amount), decrypting as it goes.
-fn feed(c: &mut ClientConnection, wire: &mut Vec<u8>) {
+pub(super) fn feed(c: &mut ClientConnection, wire: &mut Vec<u8>) {
     let mut rest = &wire[..];
     while !rest.is_empty() {
         c.read_tls(&mut rest).unwrap();
@@ -320,7 +320,7 @@ fn served_cert(
     c.peer_certificates().unwrap()[0].clone()
 }
 
-fn pair() -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
+pub(super) fn pair() -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
     let d = dir("pair");
     let (c, k, der) = self_signed(&d, "s", -1, 1);
     (load::server_config(&c, &k).unwrap(), der)
@@ -485,7 +485,7 @@ proptest::proptest! {
 }
 
 /// One server configuration for the property test's many cases.
-fn shared_pair() -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
+pub(super) fn shared_pair() -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
     static PAIR: std::sync::OnceLock<(Arc<rustls::ServerConfig>, CertificateDer<'static>)> =
         std::sync::OnceLock::new();
     PAIR.get_or_init(pair).clone()
