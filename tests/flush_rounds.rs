@@ -47,3 +47,35 @@ fn a_big_fanout_is_written_in_bounded_rounds() {
         "both frames reached every member"
     );
 }
+
+/// A socket that took less than it was offered is full: the kernel raises
+/// its writable edge when it drains. Until then the driver does not offer
+/// it frames again (a stalled reader used to cost one `writev` of its whole
+/// backlog per turn), though frames keep queueing for it; its writable
+/// event lists it once more.
+#[test]
+fn a_full_socket_waits_for_its_writable_edge() {
+    const FULL_MEMBERS: usize = 3;
+    // Every write is short: the upgrade response alone fills the socket.
+    let mut room = Room::new(FULL_MEMBERS, 16);
+    let frame = bytes::Bytes::from_static(b"\x81\x05hello");
+    let calls = room.calls();
+    for _ in 0..5 {
+        room.deliver(&frame);
+        room.flush();
+    }
+    assert_eq!(room.calls(), calls, "no write to a full socket");
+
+    room.driver.writable(1);
+    room.flush();
+    assert_eq!(room.calls(), calls + 1, "its edge gives it one write");
+    room.deliver(&frame);
+    room.flush();
+    assert_eq!(room.calls(), calls + 1, "still full after a short write");
+
+    for key in 0..FULL_MEMBERS {
+        room.driver.writable(key);
+    }
+    room.flush();
+    assert_eq!(room.calls(), calls + 1 + FULL_MEMBERS as u64);
+}

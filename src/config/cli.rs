@@ -81,6 +81,9 @@ pub(crate) struct Args {
     /// Bytes queued per connection before close 4008
     #[arg(long, value_name = "N")]
     outbound_limit: Option<String>,
+    /// SO_SNDBUF of accepted sockets in bytes (0 = the kernel's autotuning)
+    #[arg(long, value_name = "N")]
+    send_buffer: Option<String>,
     /// Connections per node, further upgrades answer 503 (0 = no cap)
     #[arg(long, value_name = "N")]
     max_connections: Option<String>,
@@ -182,6 +185,7 @@ impl Args {
             (Setting::Rate, &self.rate),
             (Setting::Burst, &self.burst),
             (Setting::OutboundLimit, &self.outbound_limit),
+            (Setting::SendBuffer, &self.send_buffer),
             (Setting::MaxConnections, &self.max_connections),
             (Setting::DrainS, &self.drain_s),
             (Setting::HandshakeTimeoutS, &self.handshake_timeout_s),

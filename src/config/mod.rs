@@ -58,6 +58,12 @@ const DEFAULT_MAX_CHANNELS: usize = 128;
 const DEFAULT_RATE: u32 = 100;
 const DEFAULT_BURST: u32 = 200;
 const DEFAULT_OUTBOUND_LIMIT: usize = 4 * 1024 * 1024;
+/// SO_SNDBUF asked for accepted sockets: the kernel doubles it for its
+/// bookkeeping, so a socket holds at most 128 KiB of unsent bytes; about a
+/// megabyte a second to a client 100 ms away (docs/reliability.md).
+const DEFAULT_SEND_BUFFER: usize = 64 * 1024;
+/// Largest `--send-buffer`; Linux caps it at `net.core.wmem_max` anyway.
+const MAX_SEND_BUFFER: usize = 64 * 1024 * 1024;
 const DEFAULT_DRAIN_S: u64 = 5;
 const DEFAULT_HANDSHAKE_TIMEOUT_S: u64 = 10;
 const DEFAULT_COMPRESSION_MIN_BYTES: usize = 128;
@@ -125,6 +131,9 @@ pub struct Config {
     pub burst: u32,
     /// At least `max_message_bytes`, so one message always fits.
     pub outbound_limit: usize,
+    /// SO_SNDBUF of accepted sockets, bytes; 0 leaves the kernel's
+    /// autotuning (up to `tcp_wmem`'s maximum, 4 MiB, per socket).
+    pub send_buffer: usize,
     /// 0 = no cap.
     pub max_connections: usize,
     /// Empty = any origin (see [`Config::origin_allowed`]).
@@ -174,6 +183,7 @@ impl Default for Config {
             rate: DEFAULT_RATE,
             burst: DEFAULT_BURST,
             outbound_limit: DEFAULT_OUTBOUND_LIMIT,
+            send_buffer: DEFAULT_SEND_BUFFER,
             max_connections: 0,
             allowed_origin: Vec::new(),
             drain: Duration::from_secs(DEFAULT_DRAIN_S),
@@ -203,6 +213,7 @@ fn default_text(key: Setting) -> Option<String> {
         Setting::Rate => DEFAULT_RATE.to_string(),
         Setting::Burst => DEFAULT_BURST.to_string(),
         Setting::OutboundLimit => DEFAULT_OUTBOUND_LIMIT.to_string(),
+        Setting::SendBuffer => DEFAULT_SEND_BUFFER.to_string(),
         Setting::MaxConnections => "0".to_owned(),
         Setting::DrainS => DEFAULT_DRAIN_S.to_string(),
         Setting::HandshakeTimeoutS => DEFAULT_HANDSHAKE_TIMEOUT_S.to_string(),
@@ -415,6 +426,7 @@ impl fmt::Debug for Config {
             .field("rate", &self.rate)
             .field("burst", &self.burst)
             .field("outbound_limit", &self.outbound_limit)
+            .field("send_buffer", &self.send_buffer)
             .field("max_connections", &self.max_connections)
             .field("allowed_origin", &self.allowed_origin)
             .field("drain", &self.drain)
@@ -652,6 +664,9 @@ fn resolve(layers: [(Source, Layer); 3]) -> Result<Config, ConfigError> {
     }
     if let Some(v) = r.one(Setting::OutboundLimit, |s| int_in(s, 1, usize::MAX))? {
         c.outbound_limit = v;
+    }
+    if let Some(v) = r.one(Setting::SendBuffer, |s| int_in(s, 0, MAX_SEND_BUFFER))? {
+        c.send_buffer = v;
     }
     if let Some(v) = r.one(Setting::MaxConnections, |s| int_in(s, 0, usize::MAX))? {
         c.max_connections = v;

@@ -28,6 +28,7 @@ pub(crate) enum Setting {
     Rate,
     Burst,
     OutboundLimit,
+    SendBuffer,
     MaxConnections,
     AllowedOrigin,
     DrainS,
@@ -59,7 +60,7 @@ pub(crate) enum Shape {
 }
 
 impl Setting {
-    pub(crate) const ALL: [Setting; 34] = [
+    pub(crate) const ALL: [Setting; 35] = [
         Setting::Listen,
         Setting::Threads,
         Setting::Node,
@@ -78,6 +79,7 @@ impl Setting {
         Setting::Rate,
         Setting::Burst,
         Setting::OutboundLimit,
+        Setting::SendBuffer,
         Setting::MaxConnections,
         Setting::AllowedOrigin,
         Setting::DrainS,
@@ -117,6 +119,7 @@ impl Setting {
             Setting::Rate => "rate",
             Setting::Burst => "burst",
             Setting::OutboundLimit => "outbound-limit",
+            Setting::SendBuffer => "send-buffer",
             Setting::MaxConnections => "max-connections",
             Setting::AllowedOrigin => "allowed-origin",
             Setting::DrainS => "drain-s",

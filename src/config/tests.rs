@@ -74,6 +74,7 @@ fn defaults() {
     assert_eq!(c.max_channels, 128);
     assert_eq!((c.rate, c.burst), (100, 200));
     assert_eq!(c.outbound_limit, 4_194_304);
+    assert_eq!(c.send_buffer, 65_536);
     assert_eq!(c.max_connections, 0);
     assert_eq!(c.drain, Duration::from_secs(5));
     assert!(!c.autobahn_echo);
@@ -131,6 +132,8 @@ fn every_flag_sets_its_field() {
             "6",
             "--outbound-limit",
             "2000",
+            "--send-buffer",
+            "0",
             "--max-connections",
             "9",
             "--allowed-origin",
@@ -161,6 +164,7 @@ fn every_flag_sets_its_field() {
     assert_eq!((c.max_message_bytes, c.max_channels), (1000, 4));
     assert_eq!((c.rate, c.burst), (5, 6));
     assert_eq!((c.outbound_limit, c.max_connections), (2000, 9));
+    assert_eq!(c.send_buffer, 0);
     assert_eq!(c.allowed_origin, vec!["https://a.example"]);
     assert_eq!(c.drain, Duration::ZERO);
     assert!(c.autobahn_echo);
@@ -391,6 +395,8 @@ fn validation_errors_name_the_setting() {
         (&["--burst", "0"], "burst"),
         (&["--outbound-limit", "0"], "outbound-limit"),
         (&["--outbound-limit", "100"], "outbound-limit"),
+        (&["--send-buffer=-1"], "send-buffer"),
+        (&["--send-buffer", "67108865"], "send-buffer"),
         (&["--max-connections=-1"], "max-connections"),
         (
             &["--allowed-origin", "https://a.example/"],

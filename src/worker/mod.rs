@@ -120,7 +120,7 @@ impl Worker {
                             self.driver.read(key, closed);
                         }
                         if event.is_writable() {
-                            self.driver.mark_dirty(key);
+                            self.driver.writable(key);
                         }
                     }
                 }
@@ -167,7 +167,10 @@ impl Worker {
     }
 
     fn add_conn(&mut self, mut stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
+        let send_buffer = self.driver.config().send_buffer;
+        if let Err(e) = crate::socket::configure_accepted(&stream, send_buffer) {
+            tracing::debug!(error = %e, "socket options");
+        }
         if let Err(e) = self.poll.registry().register(
             &mut stream,
             token_of(self.driver.vacant_key()),

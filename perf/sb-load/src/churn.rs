@@ -42,6 +42,23 @@ pub struct ChurnFigures {
     pub close_timeouts: u64,
     /// Cycles per second achieved over the churn's own run time.
     pub rate: f64,
+    /// Mean time of a cycle's open (connect, upgrade, join until `joined`)
+    /// and of its clean close (close frame until the server's), ms: with
+    /// `threads`, they say what rate the threads can reach at all
+    /// (threads / cycle time), so whether the server or the generator is
+    /// the limit.
+    pub open_ms_mean: f64,
+    pub close_ms_mean: f64,
+    /// How far behind its schedule the furthest thread was when the churn
+    /// stopped, seconds (0: on time).
+    pub behind_s: f64,
+    /// Sums behind the means.
+    #[serde(skip)]
+    open_us: u64,
+    #[serde(skip)]
+    closes: u64,
+    #[serde(skip)]
+    close_us: u64,
 }
 
 /// Running churn threads.
@@ -85,9 +102,15 @@ impl Churn {
                 sum.failed_handshake += f.failed_handshake;
                 sum.failed_join += f.failed_join;
                 sum.close_timeouts += f.close_timeouts;
+                sum.open_us += f.open_us;
+                sum.closes += f.closes;
+                sum.close_us += f.close_us;
+                sum.behind_s = sum.behind_s.max(f.behind_s);
             }
         }
         sum.rate = sum.cycles as f64 / elapsed.max(1e-9);
+        sum.open_ms_mean = sum.open_us as f64 / 1000.0 / sum.cycles.max(1) as f64;
+        sum.close_ms_mean = sum.close_us as f64 / 1000.0 / sum.closes.max(1) as f64;
         sum
     }
 }
@@ -114,15 +137,20 @@ fn cycle_loop(
             break;
         };
         let source = Ipv4Addr::new(127, 0, 0, 2 + (k % SOURCES) as u8);
+        f.behind_s = now.saturating_duration_since(due).as_secs_f64();
         let channel = format!("churn:{}", k % POOL);
         match blocking::open_joined(source, target, &channel, None, STEP_TIMEOUT) {
             Ok(mut j) => {
                 f.cycles += 1;
+                let opened = Instant::now();
+                f.open_us += opened.saturating_duration_since(now).as_micros() as u64;
                 if k.is_multiple_of(2) {
-                    let deadline = Instant::now() + STEP_TIMEOUT;
+                    let deadline = opened + STEP_TIMEOUT;
                     if blocking::close_cleanly(&mut j, deadline) == Ending::Timeout {
                         f.close_timeouts += 1;
                     }
+                    f.closes += 1;
+                    f.close_us += opened.elapsed().as_micros() as u64;
                 } else {
                     let _ = SockRef::from(&j.stream).set_linger(Some(Duration::ZERO));
                 }

@@ -56,8 +56,8 @@ fn main() -> ExitCode {
 
 /// `--recover`: one summary line (and the JSON line with `--json`).
 fn recover_main(args: &scenario::Args) -> ExitCode {
-    if args.compression || args.urls.iter().any(|u| u.starts_with("wss://")) {
-        eprintln!("sb-load: --recover speaks ws:// without compression only");
+    if args.compression {
+        eprintln!("sb-load: --recover speaks without compression only");
         return ExitCode::from(2);
     }
     let summary = match recover::run(args) {

@@ -15,7 +15,8 @@
 //! request whose connection closed before any answer is `unanswered`.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -31,7 +32,7 @@ use crate::procstat;
 use crate::sampler::{Sampler, Soak};
 use crate::scenario::{self, Args, ConnPlan, Plan};
 use crate::schedule::Schedule;
-use crate::worker::connect;
+use crate::worker::{connect, read_plaintext};
 use crate::ws;
 
 const MAX_FRAME: usize = 64 * 1024;
@@ -54,6 +55,8 @@ struct Client {
     plan: ConnPlan,
     target: usize,
     stream: Option<TcpStream>,
+    /// The TLS session over `stream` for a `wss://` target.
+    tls: Option<Box<rustls::ClientConnection>>,
     state: State,
     inbuf: Vec<u8>,
     out: Vec<u8>,
@@ -163,6 +166,7 @@ impl RecoverSummary {
         };
         format!(
             " churn_cycles={} churn_rate={:.0} churn_failed={} close_timeouts={} \
+             churn_open_ms={:.1} churn_close_ms={:.1} churn_behind_s={:.1} \
              rss_base_kib={} rss_peak_kib={} rss_end_kib={} rss_end_pct={:+.1} \
              rss_early_kib={} rss_late_kib={} rss_slope_kib_per_min={:+.0} \
              fds_base={} fds_peak={} fds_end={} fds_end_pct={:+.1} fds_slope_per_min={:+.1} samples={}",
@@ -170,6 +174,9 @@ impl RecoverSummary {
             c.rate,
             c.failed_connect + c.failed_handshake + c.failed_join,
             c.close_timeouts,
+            c.open_ms_mean,
+            c.close_ms_mean,
+            c.behind_s,
             k.rss_base_kib,
             k.rss_peak_kib,
             k.rss_end_kib,
@@ -260,6 +267,7 @@ pub fn run(args: &Args) -> Result<RecoverSummary, String> {
             plan: *cp,
             target: cp.target,
             stream: None,
+            tls: None,
             state: State::Backoff(u64::MAX),
             inbuf: Vec::new(),
             out: Vec::new(),
@@ -472,6 +480,20 @@ impl Loop {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
             Err(_) => return self.close(i, true, None),
         }
+        if let (Some(config), Some(Some(name))) = (
+            &self.plan.tls,
+            self.plan.targets.get(c.target).map(|t| &t.tls),
+        ) {
+            match rustls::ClientConnection::new(Arc::clone(config), name.clone()) {
+                Ok(mut tls) => {
+                    // The upgrade request waits in rustls until the TLS
+                    // handshake is done; MAX_OUT bounds the rest.
+                    tls.set_buffer_limit(None);
+                    c.tls = Some(Box::new(tls));
+                }
+                Err(_) => return self.close(i, true, None),
+            }
+        }
         if let Some(req) = self.handshakes.get(c.target) {
             c.out.extend_from_slice(req);
         }
@@ -495,7 +517,15 @@ impl Loop {
             }
             self.read_buf[..carry].copy_from_slice(&c.inbuf);
             let space = self.read_buf.len() - carry;
-            let n = match stream.read(&mut self.read_buf[carry..]) {
+            let mut wire = 0;
+            let read = read_plaintext(
+                stream,
+                c.tls.as_deref_mut(),
+                &mut self.read_buf[carry..],
+                &mut wire,
+            );
+            let through_tls = c.tls.is_some();
+            let n = match read {
                 Ok(0) => return self.close(i, false, None),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -513,7 +543,8 @@ impl Loop {
                 }
                 Err(code) => return self.close(i, false, code),
             }
-            if n < space && !peer_closed {
+            // Through TLS a short read says nothing of the socket.
+            if n < space && !peer_closed && !through_tls {
                 break;
             }
         }
@@ -718,6 +749,24 @@ impl Loop {
         if c.state == State::Connecting {
             return;
         }
+        if let Some(tls) = c.tls.as_deref_mut() {
+            // Unbounded (set_buffer_limit(None)): everything moves in.
+            let mut failed = tls.writer().write_all(&c.out).is_err();
+            c.out.clear();
+            while !failed && tls.wants_write() {
+                match tls.write_tls(stream) {
+                    Ok(0) => failed = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => failed = true,
+                }
+            }
+            if failed {
+                self.close(i, false, None);
+            }
+            return;
+        }
         let mut written = 0;
         let failed = loop {
             if written == c.out.len() {
@@ -758,6 +807,7 @@ impl Loop {
         }
         self.s.unanswered += c.pending.len() as u64;
         c.pending.clear();
+        c.tls = None;
         c.inbuf.clear();
         c.out.clear();
         c.rejoining = false;

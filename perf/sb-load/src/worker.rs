@@ -339,7 +339,7 @@ impl Worker {
                 self.finish_connect(i);
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                self.read_ready(i);
+                self.read_ready(i, event.is_read_closed() || event.is_error());
             }
             if event.is_writable() {
                 self.flush(i);
@@ -426,7 +426,11 @@ impl Worker {
         }
     }
 
-    fn read_ready(&mut self, i: usize) {
+    /// Reads what is there. A short read means drained, except when the
+    /// peer already closed (`peer_closed`): the end of stream then waits
+    /// behind the data and raises no new edge, so read on to it (otherwise
+    /// the connection sits in CLOSE-WAIT, counted joined, and never fails).
+    fn read_ready(&mut self, i: usize, peer_closed: bool) {
         let slot = &mut self.slots[i];
         let Some(stream) = slot.stream.as_mut() else {
             return;
@@ -479,7 +483,7 @@ impl Worker {
                         Err(e) => break Err(Fail::Protocol(e)),
                     }
                     // Through TLS a short read says nothing of the socket.
-                    if n < space && slot.tls.is_none() {
+                    if n < space && slot.tls.is_none() && !peer_closed {
                         break Ok(());
                     }
                 }
@@ -652,7 +656,7 @@ enum Fail {
 /// (reading records from the socket until some plaintext is there).
 /// `Ok(0)` is the end of the stream; a TLS failure is `InvalidData`.
 /// Adds the bytes taken from the socket to `wire`.
-fn read_plaintext(
+pub(crate) fn read_plaintext(
     stream: &mut TcpStream,
     tls: Option<&mut rustls::ClientConnection>,
     buf: &mut [u8],
