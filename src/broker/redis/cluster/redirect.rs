@@ -120,6 +120,11 @@ fn endpoint(text: &[u8]) -> Result<Endpoint, RedirectError> {
     if let [b'[', inner @ .., b']'] = host {
         host = inner;
     }
+    // A bracket left after the one pair is no host Redis would name, and
+    // it could not be printed back unambiguously.
+    if host.iter().any(|&b| b == b'[' || b == b']') {
+        return Err(RedirectError::Endpoint);
+    }
     if host.is_empty() {
         return Ok(Endpoint::SameHost { port });
     }
@@ -236,7 +241,7 @@ mod tests {
 
     #[test]
     fn malformed_redirections_are_errors() {
-        let cases: [(&[u8], RedirectError); 10] = [
+        let cases: [(&[u8], RedirectError); 12] = [
             (b"MOVED", RedirectError::Fields),
             (b"MOVED 1", RedirectError::Fields),
             (b"ASK 1 h:1 extra", RedirectError::Fields),
@@ -247,6 +252,9 @@ mod tests {
             (b"MOVED 1 h:0", RedirectError::Endpoint),
             (b"MOVED 1 h:65536", RedirectError::Endpoint),
             (b"ASK 1 h:x", RedirectError::Endpoint),
+            // Found by the fuzz target: printed back, "[]" read as no host.
+            (b"ASK 1 [[]]:7", RedirectError::Endpoint),
+            (b"ASK 1 [x]:y:7", RedirectError::Endpoint),
         ];
         for (text, want) in cases {
             assert_eq!(parse(text), Err(want), "{}", String::from_utf8_lossy(text));
