@@ -8,36 +8,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
-use serde_json::{json, Value};
-
-/// Publishes from `from` until `to` receives one; panics after `within`.
-#[track_caller]
-fn until_delivered(from: &mut Client, to: &mut Client, ch: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    let sender = from.conn().to_owned();
-    while Instant::now() < deadline {
-        let v = from.request(json!({"type": "user_action", "channel": ch, "action": "probe"}));
-        if v["type"] == "error" {
-            assert_error(&v, "unavailable", v["id"].as_u64());
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        }
-        let wait = Instant::now() + Duration::from_millis(300);
-        while let Next::Text(t) = to.next(wait) {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == "user_action" && v["channel"] == ch && v["conn"] == sender.as_str() {
-                return;
-            }
-        }
-    }
-    panic!(
-        "{} received nothing on {ch} from {sender} within {within:?}",
-        to.conn()
-    );
-}
 
 #[test]
 fn rediss_cluster_carries_a_channel_on_every_master() {

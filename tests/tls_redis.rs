@@ -7,7 +7,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
 
 /// A `redis-server` with a TLS port beside the plain one (the plain one is
 /// for the test's own inspection client); returns it and the TLS port.
@@ -35,33 +34,6 @@ fn tls_redis(certs: &Certs) -> Option<(RedisServer, u16)> {
         "no",
     ])?;
     Some((redis, port.parse().unwrap()))
-}
-
-/// Publishes from `from` until `to` receives one (pub/sub loses what is
-/// sent before a node subscribed again); panics after `within`.
-#[track_caller]
-fn until_delivered(from: &mut Client, to: &mut Client, ch: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    let sender = from.conn().to_owned();
-    while Instant::now() < deadline {
-        let v = from.request(json!({"type": "user_action", "channel": ch, "action": "probe"}));
-        if v["type"] == "error" {
-            assert_error(&v, "unavailable", v["id"].as_u64());
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        }
-        let wait = Instant::now() + Duration::from_millis(300);
-        while let Next::Text(t) = to.next(wait) {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == "user_action" && v["conn"] == sender.as_str() {
-                return;
-            }
-        }
-    }
-    panic!(
-        "{} received nothing from {sender} within {within:?}",
-        to.conn()
-    );
 }
 
 #[test]

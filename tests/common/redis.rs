@@ -426,3 +426,30 @@ pub fn wait_health(server: &Server, status: u16, within: Duration) -> Duration {
         thread::sleep(Duration::from_millis(25));
     }
 }
+
+/// Publishes from `from` until `to` receives one on `ch` (pub/sub loses
+/// what is sent before a node subscribed again); panics after `within`.
+#[track_caller]
+pub fn until_delivered(from: &mut Client, to: &mut Client, ch: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    let sender = from.conn().to_owned();
+    while Instant::now() < deadline {
+        let v = from.request(json!({"type": "user_action", "channel": ch, "action": "probe"}));
+        if v["type"] == "error" {
+            assert_error(&v, "unavailable", v["id"].as_u64());
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let wait = Instant::now() + Duration::from_millis(300);
+        while let Next::Text(t) = to.next(wait) {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "user_action" && v["channel"] == ch && v["conn"] == sender.as_str() {
+                return;
+            }
+        }
+    }
+    panic!(
+        "{} received nothing on {ch} from {sender} within {within:?}",
+        to.conn()
+    );
+}

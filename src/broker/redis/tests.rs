@@ -23,14 +23,16 @@ struct Scripted {
     seen: Vec<u8>,
 }
 
-fn bulk(b: &[u8]) -> Vec<u8> {
+/// A RESP bulk string (also used by the cluster owner's tests).
+pub(super) fn bulk(b: &[u8]) -> Vec<u8> {
     let mut out = format!("${}\r\n", b.len()).into_bytes();
     out.extend_from_slice(b);
     out.extend_from_slice(b"\r\n");
     out
 }
 
-fn push(kind: &[u8], channel: &[u8], last: &[u8]) -> Vec<u8> {
+/// A three-element RESP3 push: kind, channel, then `last` as it is.
+pub(super) fn push(kind: &[u8], channel: &[u8], last: &[u8]) -> Vec<u8> {
     let mut out = b">3\r\n".to_vec();
     out.extend(bulk(kind));
     out.extend(bulk(channel));

@@ -14,6 +14,7 @@ use mio::Token;
 use super::*;
 use crate::broker::redis::cluster::channel_slot;
 use crate::broker::redis::scripts::Script;
+use crate::broker::redis::tests::{bulk, push};
 use crate::broker::{ConnId, MemberInfo, Msg, Origin, ToWorker};
 
 const A: u16 = 7001;
@@ -26,21 +27,6 @@ struct Scripted {
     now: Now,
     /// What the owner wrote on each link, by master port.
     seen: HashMap<u16, Vec<u8>>,
-}
-
-fn bulk(b: &[u8]) -> Vec<u8> {
-    let mut out = format!("${}\r\n", b.len()).into_bytes();
-    out.extend_from_slice(b);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-fn push(kind: &[u8], channel: &[u8], last: &[u8]) -> Vec<u8> {
-    let mut out = b">3\r\n".to_vec();
-    out.extend(bulk(kind));
-    out.extend(bulk(channel));
-    out.extend_from_slice(last);
-    out
 }
 
 /// `CLUSTER SLOTS`: 0-8191 on A, 8192-16383 on B.
