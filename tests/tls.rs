@@ -368,17 +368,7 @@ fn the_readme_one_line_certificate_is_accepted_as_a_leaf() {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let s = Server::start(&["--tls-cert", &path_str(&cert), "--tls-key", &path_str(&key)]);
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der(&cert)).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let r = https(s.addr, std::sync::Arc::new(config), &get("/healthz"));
+    let r = https(s.addr, client_config_trusting(&cert), &get("/healthz"));
     assert_eq!((r.status, r.body_text().trim()), (200, "ok"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -87,22 +87,28 @@ impl Certs {
 
     /// A client configuration trusting only this CA.
     pub fn client_config(&self) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        let pem = std::fs::read(&self.ca).unwrap();
-        for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-            let cert: CertificateDer<'static> = cert.unwrap();
-            roots.add(cert).unwrap();
-        }
-        let mut config = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
+        client_config_trusting(&self.ca)
     }
+}
+
+/// A client configuration (ALPN `http/1.1`) trusting only the
+/// certificates in the PEM file `roots`.
+pub fn client_config_trusting(roots: &Path) -> Arc<ClientConfig> {
+    let mut store = RootCertStore::empty();
+    let pem = std::fs::read(roots).unwrap();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        let cert: CertificateDer<'static> = cert.unwrap();
+        store.add(cert).unwrap();
+    }
+    let mut config = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 impl Drop for Certs {
